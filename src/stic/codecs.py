@@ -1,0 +1,32 @@
+"""Codec ids written into .stic sections, in one table so that ids are never reused.
+
+An id names a *method*; which model's weights it ran with is the section's fingerprint.
+Ids are part of the file format (docs/format.md): never renumber, only append.
+"""
+
+# caption section
+TEXT_RAW = 0  # UTF-8 as is
+TEXT_ZLIB = 1
+TEXT_BZ2 = 2
+TEXT_LZMA = 3  # raw LZMA2 stream, no container
+TEXT_BROTLI = 4
+TEXT_ZSTD = 5
+TEXT_ZSTD_DICT = 6  # zstd with a dictionary trained on a disjoint caption corpus
+TEXT_RANK_ZLIB = 7  # the published method's scheme: LM token ranks over 8-token windows + zlib
+TEXT_LM_ARITHMETIC = 16  # range coding over an LM's next-token distribution
+
+# image section
+IMAGE_LEARNED = 1  # stic's learned codec (CompressAI architectures, our weights)
+
+TEXT_CODEC_NAMES = {
+    TEXT_RAW: "raw",
+    TEXT_ZLIB: "zlib",
+    TEXT_BZ2: "bz2",
+    TEXT_LZMA: "lzma",
+    TEXT_BROTLI: "brotli",
+    TEXT_ZSTD: "zstd",
+    TEXT_ZSTD_DICT: "zstd-dict",
+    TEXT_RANK_ZLIB: "rank-zlib",
+    TEXT_LM_ARITHMETIC: "lm-arithmetic",
+}
+IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned"}

@@ -1,0 +1,1 @@
+"""The image half: learned codec, image I/O and the registry of shipped weights."""

@@ -1,0 +1,1 @@
+"""Caption coding: LM arithmetic coding and classical baselines behind one protocol."""
