@@ -1,0 +1,154 @@
+"""The `stic` command. Each subcommand group lives in its own module with `add_parser(subparsers)`;
+heavy imports (torch, transformers) happen inside the handlers so `stic --help` stays instant.
+
+Every expected failure is a SticError: printed as one line, exit status 1. Anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from stic import __version__
+from stic.errors import InputError, SticError
+
+
+def _read_caption(args) -> str | None:
+    if args.caption_file is None:
+        return args.caption
+    try:
+        raw = Path(args.caption_file).read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read caption file {args.caption_file}: {err.strerror}") from err
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"caption file {args.caption_file} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
+def _summary(info: dict) -> str:
+    parts = [f"{s['kind']} {s['bytes']} B" for s in info["sections"]]
+    parts.append(f"header {info['header_overhead_bytes']} B")
+    return f"{info['file_bytes']} bytes, {info['bpp']:.5f} bpp ({', '.join(parts)})"
+
+
+def _cmd_encode(args) -> None:
+    from stic.container import write_bytes_atomic
+    from stic.image.io import load_image
+    from stic.pipeline import describe, encode
+
+    if args.caption is not None and args.caption_file is not None:
+        raise InputError("give --caption or --caption-file, not both")
+    image = load_image(args.image)
+    out = Path(args.output) if args.output else Path(args.image).with_suffix(".stic")
+    encoded = encode(
+        image,
+        quality=args.quality,
+        bpp=args.bpp,
+        model=args.model,
+        caption=_read_caption(args),
+        text_coder=args.text_coder,
+    )
+    write_bytes_atomic(out, encoded.data)
+    info = describe(encoded.file)
+    if args.json:
+        print(json.dumps({"output": str(out), "image_model": encoded.image_model, **info}, indent=2))
+    else:
+        print(f"{out}: {_summary(info)}, model {encoded.image_model}")
+
+
+def _cmd_decode(args) -> None:
+    from stic.container import read_file, write_bytes_atomic
+    from stic.image.io import save_png
+    from stic.pipeline import decode_file
+
+    source = Path(args.input)
+    file = read_file(source)
+    decoded = decode_file(file, text_model=args.text_model)
+    out = Path(args.output) if args.output else source.with_suffix(".png")
+    save_png(out, decoded.image)
+    if decoded.caption is not None and args.caption_output:
+        write_bytes_atomic(Path(args.caption_output), decoded.caption.encode("utf-8"))
+    print(f"{out}: {file.width}x{file.height}")
+    if decoded.caption is not None:
+        print(f"caption: {decoded.caption}")
+
+
+def _cmd_info(args) -> None:
+    from stic.container import read_file
+    from stic.pipeline import describe
+
+    info = describe(read_file(args.file))
+    if args.json:
+        print(json.dumps({"file": args.file, **info}, indent=2))
+        return
+    print(f"{args.file}: {info['width']}x{info['height']}, {_summary(info)}")
+    for s in info["sections"]:
+        bpp = f", {s['bpp']:.5f} bpp" if s["bpp"] is not None else ""
+        model = f", model {s['fingerprint']}" if s["fingerprint"] else ""
+        print(f"  {s['kind']:<8} codec {s['codec']:<14} {s['bytes']:>7} B = {s['bits']:>8} bits{bpp}{model}")
+    print(f"  header   {info['header_overhead_bytes']:>29} B = {8 * info['header_overhead_bytes']:>8} bits")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stic.text.cli import add_parser as add_text
+    from stic.train.cli import add_parser as add_train
+
+    parser = argparse.ArgumentParser(
+        prog="stic", description="Semantic text-image coding at ultra-low bitrates."
+    )
+    parser.add_argument("--version", action="version", version=f"stic {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    enc = sub.add_parser("encode", help="compress an image (and a caption) into a .stic file")
+    enc.add_argument("image", help="PNG, JPEG, WebP, TIFF or BMP")
+    enc.add_argument("-o", "--output", help="output .stic (default: IMAGE with .stic suffix)")
+    rate = enc.add_mutually_exclusive_group()
+    rate.add_argument("--bpp", type=float, help="largest model whose real file is <= this many bits per pixel")
+    rate.add_argument("--quality", type=int, help="shipped rate point, 1 = lowest rate")
+    rate.add_argument("--model", help="image model: a shipped name or a local model directory")
+    enc.add_argument("--caption", help="caption text to code with the image")
+    enc.add_argument("--caption-file", help="read the caption from this UTF-8 file")
+    enc.add_argument("--text-coder", default="lm", help="caption coder, e.g. lm, lm:gemma3-270m, zlib (default: lm)")
+    enc.add_argument("--json", action="store_true", help="print the result as JSON")
+    enc.set_defaults(func=_cmd_encode)
+
+    dec = sub.add_parser("decode", help="decompress a .stic file to PNG")
+    dec.add_argument("input")
+    dec.add_argument("-o", "--output", help="output PNG (default: INPUT with .png suffix)")
+    dec.add_argument("--caption-output", help="also write the decoded caption to this file")
+    dec.add_argument("--text-model", help="caption LM to use when the file names a custom model")
+    dec.set_defaults(func=_cmd_decode)
+
+    info = sub.add_parser("info", help="show a .stic file's sections, sizes, models and bpp")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_cmd_info)
+
+    add_text(sub)
+    add_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *_, **__: print(f"stic: warning: {message}", file=sys.stderr)
+        try:
+            args.func(args)
+        except SticError as err:
+            print(f"stic: error: {err}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("stic: interrupted", file=sys.stderr)
+            return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Reading any common image file into the one form the codecs take (HxWx3 uint8 RGB), and
+writing PNGs atomically.
+
+Decisions (documented in the README): greyscale is coded as RGB; alpha is dropped with a warning;
+16-bit samples are scaled to 8 bits; palette and CMYK images are converted; EXIF orientation is
+applied. The pixel limit is checked from the header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stic.container import write_bytes_atomic
+from stic.errors import InputError
+
+#: Largest image stic codes (width x height). Larger inputs are refused before decoding, so a
+#: huge or malicious header cannot exhaust memory; 4096x4096 codes in well under 8 GB.
+MAX_PIXELS = 4096 * 4096
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
+    """Return an HxWx3 uint8 RGB array from a path or the file's bytes."""
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    except FileNotFoundError as err:
+        raise InputError(f"no such image file: {name}") from err
+    except IsADirectoryError as err:
+        raise InputError(f"is a directory, not an image: {name}") from err
+    except OSError as err:
+        raise InputError(f"cannot read {name}: {err.strerror}") from err
+    with handle:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(handle)
+        except UnidentifiedImageError as err:
+            raise InputError(f"{name} is not an image file stic can read") from err
+        except Image.DecompressionBombError as err:
+            raise InputError(f"{name}: image too large ({err})") from err
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise InputError(
+                f"{name} is {width}x{height} = {width * height:,} pixels; stic codes at most "
+                f"{MAX_PIXELS:,} pixels. Downscale or crop it first."
+            )
+        if width < 1 or height < 1:
+            raise InputError(f"{name} has no pixels ({width}x{height})")
+        try:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb_array(image, name)
+        except (OSError, SyntaxError, ValueError) as err:
+            raise InputError(f"{name} is truncated or corrupt: {err}") from err
+
+
+def to_rgb_array(image: Image.Image, name: str = "image") -> np.ndarray:
+    """Convert any Pillow mode to HxWx3 uint8 RGB (see the module docstring for the rules)."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        warnings.warn(f"{name}: alpha channel dropped (stic codes RGB only)", stacklevel=3)
+    if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
+        samples = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode != "I" or samples.max() > 255 else 255.0
+        grey = np.clip(np.round(samples * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        grey = np.clip(np.round(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write an RGB array as PNG without ever leaving a half-written file at `path`."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
+    write_bytes_atomic(Path(path), buffer.getvalue())
