@@ -1,0 +1,158 @@
+"""Classical caption coders: exact round trips on odd texts, and every bad stream is a FormatError."""
+
+import json
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stic import codecs
+from stic.errors import FormatError, InputError, ModelNotFoundError
+from stic.text import baselines as b
+from stic.text.protocol import TextCoder
+
+ODD_TEXTS = [
+    "",
+    " ",
+    "a",
+    " The image features a red barn with a white roof, surrounded by a lush green field.",
+    "emoji 🐈‍⬛🚀👩🏽‍🔬 and flags 🇯🇵",
+    "control \x00\x01\x1b[31m\r\n\t\x7f end",
+    "日本語のキャプション、Ελληνικά, русский, עברית, العربية",
+    "\ufeffBOM and \u200b zero width and combining e\u0301",
+    "<|endoftext|><s></s>[INST] special-looking tokens",
+    "x" * 5000,
+    "".join(random.Random(7).choice("abc def, ghi.\n😀é") for _ in range(5000)),
+]
+
+
+def _synthetic_corpus(path):
+    """A tiny COCO-shaped caption file, enough to train a (small) dictionary quickly."""
+    rng = random.Random(0)
+    words = "a man woman dog cat sits stands on the in front of red green table street near".split()
+    annotations = [
+        {"image_id": i // 5, "id": i, "caption": " ".join(rng.choice(words) for _ in range(10))}
+        for i in range(2000)
+    ]
+    path.write_text(json.dumps({"annotations": annotations}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_dict_coder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    corpus = _synthetic_corpus(folder / "captions.json")
+    return b.ZstdDictCoder.from_corpus(corpus, cache=folder / "cache")
+
+
+def _plain_coders():
+    return [b.RawCoder(), b.ZlibCoder(), b.Bz2Coder(), b.LzmaCoder(), b.BrotliCoder(), b.ZstdCoder()]
+
+
+@pytest.fixture(params=["raw", "zlib", "bz2", "lzma", "brotli", "zstd", "zstd-dict"])
+def coder(request, small_dict_coder):
+    if request.param == "zstd-dict":
+        return small_dict_coder
+    return next(c for c in _plain_coders() if c.name == request.param)
+
+
+def test_coders_follow_the_protocol_and_the_codec_table(coder):
+    assert isinstance(coder, TextCoder)
+    assert codecs.TEXT_CODEC_NAMES[coder.codec_id] == coder.name
+    assert len(coder.fingerprint()) == (4 if coder.name == "zstd-dict" else 0)
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS, ids=range(len(ODD_TEXTS)))
+def test_odd_texts_round_trip(coder, text):
+    data = coder.encode(text)
+    assert isinstance(data, bytes)
+    assert coder.decode(data) == text
+
+
+def test_compressors_compress_captions(coder):
+    caption = ODD_TEXTS[3] * 3
+    if coder.name != "raw":
+        assert len(coder.encode(caption)) < len(caption.encode())
+
+
+def test_lone_surrogate_is_an_input_error(coder):
+    with pytest.raises(InputError, match="UTF-8"):
+        coder.encode("bad \ud800 surrogate")
+
+
+def test_truncated_and_padded_streams_are_format_errors(coder):
+    data = coder.encode(ODD_TEXTS[3])
+    if coder.name == "raw":
+        data = "é".encode()  # raw has no structure: only invalid UTF-8 can be detected
+    for bad in (data[:-1], data[: len(data) // 2]):
+        with pytest.raises(FormatError):
+            coder.decode(bad)
+    if coder.name != "raw":
+        with pytest.raises(FormatError):
+            coder.decode(data + b"\x00junk")
+
+
+@pytest.mark.parametrize("garbage", [b"\xff" * 40, bytes(range(256)), b"\x80", b"garbage in"])
+def test_garbage_is_a_format_error(coder, garbage):
+    if coder.name == "raw" and garbage.isascii():
+        pytest.skip("raw UTF-8 has no structure: any valid UTF-8 is a valid stream")
+    with pytest.raises(FormatError, match=coder.name):
+        coder.decode(garbage)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_any_bytes_decode_to_text_or_a_format_error(coder, data):
+    try:
+        assert isinstance(coder.decode(data), str)
+    except FormatError:
+        pass
+
+
+@pytest.mark.parametrize("name", ["zlib", "bz2", "lzma", "brotli", "zstd"])
+def test_decompression_bombs_are_refused(name):
+    coder = next(c for c in _plain_coders() if c.name == name)
+    bomb = coder.compress(b"a" * (b.MAX_TEXT_BYTES + 1))
+    assert len(bomb) < 100_000
+    with pytest.raises(FormatError, match="more than"):
+        coder.decode(bomb)
+
+
+def test_zstd_dict_is_deterministic_cached_and_fingerprinted(tmp_path):
+    corpus = _synthetic_corpus(tmp_path / "captions.json")
+    first = b.caption_dictionary(corpus, cache=tmp_path / "a")
+    assert first == b.caption_dictionary(corpus, cache=tmp_path / "b")  # trained twice, same bytes
+    assert list((tmp_path / "a" / "zstd").iterdir())  # cached
+    coder = b.ZstdDictCoder(first)
+    assert len(coder.fingerprint()) == 4
+    other = b.ZstdDictCoder(b.caption_dictionary(_synthetic_corpus(tmp_path / "other.json"), tmp_path / "c"))
+    assert other.fingerprint() == coder.fingerprint()  # same corpus content, same dictionary
+
+
+def test_zstd_dict_without_corpus_is_model_not_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("STIC_DATA", str(tmp_path / "no-such-folder"))
+    with pytest.raises(ModelNotFoundError, match="captions_val2017.json"):
+        b.ZstdDictCoder.from_corpus(cache=tmp_path)
+
+
+def test_zstd_dict_needs_its_own_dictionary(small_dict_coder, tmp_path):
+    data = small_dict_coder.encode(ODD_TEXTS[3])
+    plain = b.ZstdCoder()
+    with pytest.raises(FormatError):
+        plain.decode(data)
+
+
+def test_not_a_dictionary_is_model_not_found():
+    with pytest.raises(ModelNotFoundError, match="not a zstd dictionary"):
+        b.ZstdDictCoder(b"not a dictionary" * 10)
+
+
+def test_real_caption_dictionary_beats_plain_zstd(shared_data, tmp_path, monkeypatch):
+    corpus = shared_data / b.CAPTION_CORPUS
+    if not corpus.is_file():
+        pytest.skip(f"caption corpus {corpus} not found")
+    coder = b.ZstdDictCoder.from_corpus(corpus, cache=tmp_path)
+    caption = ODD_TEXTS[3]
+    assert coder.decode(coder.encode(caption)) == caption
+    assert len(coder.encode(caption)) < len(b.ZstdCoder().encode(caption)) * 0.8
