@@ -14,9 +14,15 @@ TEXT_ZSTD = 5
 TEXT_ZSTD_DICT = 6  # zstd with a dictionary trained on a disjoint caption corpus
 TEXT_RANK_ZLIB = 7  # the published method's scheme: LM token ranks over 8-token windows + zlib
 TEXT_LM_ARITHMETIC = 16  # range coding over an LM's next-token distribution
+TEXT_VLM_ARITHMETIC = 17  # the same, with a vision-language model's LM, text only
+TEXT_VLM_XHAT_ARITHMETIC = 18  # the same, the VLM also seeing the decoded image x̂
 
 # image section
 IMAGE_LEARNED = 1  # stic's learned codec (CompressAI architectures, our weights)
+
+# refine section (no section = no refinement)
+REFINE_REALESRGAN_X4 = 1  # Real-ESRGAN x4plus on x̂ downscaled by 4
+REFINE_DIFFUSION_IMG2IMG = 2  # text-conditioned diffusion img2img from x̂, tiled
 
 TEXT_CODEC_NAMES = {
     TEXT_RAW: "raw",
@@ -28,5 +34,8 @@ TEXT_CODEC_NAMES = {
     TEXT_ZSTD_DICT: "zstd-dict",
     TEXT_RANK_ZLIB: "rank-zlib",
     TEXT_LM_ARITHMETIC: "lm-arithmetic",
+    TEXT_VLM_ARITHMETIC: "vlm-arithmetic",
+    TEXT_VLM_XHAT_ARITHMETIC: "vlm-xhat-arithmetic",
 }
 IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned"}
+REFINER_NAMES = {REFINE_REALESRGAN_X4: "realesrgan", REFINE_DIFFUSION_IMG2IMG: "diffusion"}
