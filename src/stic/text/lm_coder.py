@@ -14,7 +14,8 @@ constriction does the range coding; this module is only the probability model ar
   cannot reproduce exactly are coded as raw UTF-8 bytes instead (8 bits/byte, but always exact);
 * the range coder's final words are trimmed to the shortest byte string that still decodes (implied
   zero bytes follow), so the code length stays within a few bits of the model's own likelihood; the
-  decoder re-derives that canonical stream and refuses data that differs (catches most corruption).
+  decoder re-derives that canonical stream and the text's canonical tokenization, and refuses data
+  that differs — which catches most corruption (the container's CRC catches the rest).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ _CLASS_FREQS[COMMON_LENGTH_CLASS + 1 :] = 1 << 12  # longer texts: ~8 bits more
 #: decoder gives up on data that would need more than 8n + this many bits (corrupt data). Chance
 #: that a valid stream trips it: about 2^-64.
 INFORMATION_SLACK_BITS = 64
+
+
+#: constriction signals data that is invalid for the model with AssertionError (or ValueError).
+_CONSTRICTION_ERRORS = (AssertionError, ValueError, RuntimeError)
 
 
 def quantise(probs: np.ndarray) -> np.ndarray:
@@ -126,7 +131,10 @@ class _SymbolLog:
 
     def decodes_from(self, data: bytes) -> bool:
         decoder = constriction.stream.queue.RangeDecoder(_words(data))
-        return all(decoder.decode(_categorical(f)) == s for f, s in self.steps)
+        try:
+            return all(decoder.decode(_categorical(f)) == s for f, s in self.steps)
+        except _CONSTRICTION_ERRORS:
+            return False
 
     def shortest_stream(self) -> bytes:
         """Shortest byte string that decodes to the logged symbols when zero bytes follow it."""
@@ -202,7 +210,7 @@ class LMArithmeticCoder:
         try:
             decoder = constriction.stream.queue.RangeDecoder(_words(data))
             text = self._decode_symbols(decoder, log, len(data))
-        except (ValueError, RuntimeError) as exc:
+        except _CONSTRICTION_ERRORS as exc:
             raise FormatError(f"LM-coded caption: invalid range-coded stream ({exc})") from exc
         if log.shortest_stream() != data:
             raise FormatError("LM-coded caption: data is corrupt (not the stream of what it decodes to)")
@@ -295,9 +303,12 @@ class LMArithmeticCoder:
             group = read(quantise(group_sums))
             token = group * self._vocab.group_size + read(quantise(grid[group]))
             if token == self._eos:
-                return self.lm.tokenizer.decode(
+                text = self.lm.tokenizer.decode(
                     ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
                 )
+                if self._token_ids(text) != ids:  # the encoder only ever codes this tokenization
+                    raise FormatError("LM-coded caption: data is corrupt (not a canonical tokenization)")
+                return text
             if token >= self._n_tokens_known:
                 raise FormatError(f"LM-coded caption: decoded token id {token} is not in the vocabulary")
             ids.append(token)
