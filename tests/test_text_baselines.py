@@ -156,3 +156,111 @@ def test_real_caption_dictionary_beats_plain_zstd(shared_data, tmp_path, monkeyp
     caption = ODD_TEXTS[3]
     assert coder.decode(coder.encode(caption)) == caption
     assert len(coder.encode(caption)) < len(b.ZstdCoder().encode(caption)) * 0.8
+
+
+# --- the published method's scheme: LM token ranks over 8-token windows + zlib ------------------
+
+
+@pytest.fixture(scope="module")
+def rank_coder():
+    from tiny_lm import tiny_lm
+
+    from stic.text.rank_coder import RankZlibCoder
+
+    return RankZlibCoder(tiny_lm(seed=0))
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS[:-2], ids=range(len(ODD_TEXTS) - 2))
+def test_rank_coder_round_trips_odd_texts(rank_coder, text):
+    assert rank_coder.decode(rank_coder.encode(text)) == text
+
+
+@pytest.mark.slow  # ~1,500 forward passes each way: transformers' per-call overhead dominates
+def test_rank_coder_round_trips_5000_characters(rank_coder):
+    text = ODD_TEXTS[-1]
+    assert len(text) == 5000
+    assert rank_coder.decode(rank_coder.encode(text)) == text
+
+
+def test_rank_coder_is_a_text_coder(rank_coder):
+    assert isinstance(rank_coder, TextCoder)
+    assert rank_coder.codec_id == codecs.TEXT_RANK_ZLIB
+    assert rank_coder.fingerprint() == rank_coder.lm.fingerprint()
+
+
+def test_rank_coder_restarts_context_every_8_tokens(rank_coder):
+    ids = rank_coder._text_ids(ODD_TEXTS[3])
+    assert len(ids) > 16
+    ranks = rank_coder.token_ranks(ids)
+    assert ranks[8:16] == rank_coder.token_ranks(ids[8:16])  # window 2 sees only itself
+    assert ranks[:12] != rank_coder.token_ranks(ids[4:16])[:12] or ranks[4:8] == ranks[8:12]
+
+
+def test_rank_is_position_in_the_sorted_logits(rank_coder):
+    import torch
+
+    session = rank_coder.lm.session(rank_coder._window_start)
+    greedy = []
+    for _ in range(8):  # the model's own greedy choices all have rank 0
+        token = int(torch.argmax(session.logits()))
+        greedy.append(token)
+        session.push(token)
+    assert rank_coder.token_ranks(greedy) == [0] * 8
+    order = torch.sort(rank_coder.lm.session(rank_coder._window_start).logits(), descending=True, stable=True)
+    assert rank_coder.token_ranks([int(order.indices[5])]) == [5]
+
+
+def test_rank_stream_is_16_bit_ranks_under_zlib(rank_coder):
+    import zlib
+
+    text = ODD_TEXTS[3]
+    raw = zlib.decompress(rank_coder.encode(text))
+    ids = rank_coder._text_ids(text)
+    assert len(raw) == 2 * len(ids)
+    assert list(memoryview(raw).cast("H")) == rank_coder.token_ranks(ids)
+
+
+def test_rank_coder_codes_the_tokenizers_bos_like_the_published_code():
+    from tiny_lm import tiny_lm
+    from tokenizers import processors
+
+    from stic.text.rank_coder import RankZlibCoder
+
+    lm = tiny_lm(seed=0)
+    bos = lm.tokenizer.bos_token_id
+    lm.tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", bos)]
+    )
+    coder = RankZlibCoder(lm)
+    assert coder._added_prefix == [bos]
+    text = ODD_TEXTS[3]
+    data = coder.encode(text)
+    import zlib
+
+    assert len(zlib.decompress(data)) == 2 * (1 + len(coder._text_ids(text)))
+    assert coder.decode(data) == text
+
+
+def test_rank_coder_refuses_bad_streams(rank_coder):
+    import zlib
+
+    good = rank_coder.encode(ODD_TEXTS[3])
+    vocab = rank_coder.lm.vocab_size
+    bad_streams = {
+        "random": bytes(random.Random(3).randrange(256) for _ in range(40)),
+        "truncated": good[:-3],
+        "padded": good + b"\x00",
+        "odd length": zlib.compress(b"\x00\x00\x01"),
+        "rank beyond vocab": zlib.compress(int(vocab).to_bytes(2, "little")),
+        "padding-row token": zlib.compress(rank_coder.token_ranks([vocab - 1])[0].to_bytes(2, "little")),
+    }
+    assert vocab > len(rank_coder.lm.tokenizer)  # the tiny model has padding rows, as real ones do
+    for what, data in bad_streams.items():
+        with pytest.raises(FormatError):
+            rank_coder.decode(data)
+            pytest.fail(what)
+
+
+def test_rank_coder_refuses_lone_surrogates(rank_coder):
+    with pytest.raises(InputError):
+        rank_coder.encode("a\udc80b")

@@ -1,0 +1,110 @@
+"""`stic text encode|decode|bench`: code a caption on its own, and compare caption coders.
+
+A caption-only .stic file is an ordinary .stic file (width = height = 0) holding one caption
+section, so `stic info` describes it and the same fingerprint checks guard its decoding.
+Texts are coded exactly as given: a trailing newline from `echo ... |` is part of the text.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from stic.errors import FormatError, InputError
+
+
+def _read_text(source: str) -> str:
+    raw = sys.stdin.buffer.read() if source == "-" else source.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        where = "standard input" if source == "-" else "the text argument"
+        raise InputError(f"{where} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
+def _coder_name(args) -> str:
+    if args.model is None:
+        return args.coder
+    method, _, model = args.coder.partition(":")
+    if model and model != args.model:
+        raise InputError(f"--coder {args.coder} and --model {args.model} name different models")
+    return f"{method}:{args.model}"
+
+
+def _cmd_encode(args) -> None:
+    from stic.container import SECTION_CAPTION, Section, write_file
+    from stic.text.registry import get_text_coder
+
+    text = _read_text(args.text)
+    coder = get_text_coder(_coder_name(args))
+    payload = coder.encode(text)
+    written = write_file(args.output, 0, 0, [Section(SECTION_CAPTION, coder.codec_id, payload, coder.fingerprint())])
+    per_char = f", {8 * len(payload) / len(text):.3f} bits/char" if text else ""
+    print(
+        f"{args.output}: {written.size} bytes (caption {len(payload)} B = {8 * len(payload)} bits{per_char}, "
+        f"header {written.overhead_bytes} B), coder {coder.name}"
+    )
+
+
+def _cmd_decode(args) -> None:
+    from stic.container import SECTION_CAPTION, read_file, write_bytes_atomic
+    from stic.text.registry import text_coder_for_section
+
+    file = read_file(args.file)
+    section = file.section(SECTION_CAPTION)
+    if section is None:
+        raise FormatError(f"{args.file} holds no caption section")
+    coder = text_coder_for_section(section.codec_id, section.fingerprint, model=args.model)
+    text = coder.decode(section.payload)
+    if args.output:
+        write_bytes_atomic(Path(args.output), text.encode("utf-8"))
+        return
+    sys.stdout.buffer.write(text.encode("utf-8") + (b"\n" if sys.stdout.isatty() else b""))
+    sys.stdout.flush()
+
+
+def _cmd_bench(args) -> None:
+    from stic.container import write_bytes_atomic
+    from stic.text.bench import format_table, read_texts, run_bench
+
+    texts = read_texts(args.csv, args.column)
+    if args.limit is not None:
+        texts = texts[: args.limit]
+    results = run_bench(texts, args.methods, show_progress=not args.no_progress)
+    print(format_table(results))
+    if args.json:
+        report = {"csv": str(args.csv), "column": args.column, "results": results}
+        write_bytes_atomic(Path(args.json), (json.dumps(report, indent=2) + "\n").encode())
+        print(f"wrote {args.json}")
+
+
+def add_parser(subparsers) -> None:
+    from stic.text.bench import DEFAULT_METHODS
+
+    text = subparsers.add_parser("text", help="code a caption on its own; compare caption coders")
+    sub = text.add_subparsers(dest="text_command", required=True)
+    coder_help = "caption coder: raw, zlib, bz2, lzma, brotli, zstd, zstd-dict, rank-zlib[:MODEL], lm[:MODEL]"
+    model_help = "language model for lm / rank-zlib: smollm2-135m, gemma3-270m, a .gguf file or a model directory"
+
+    enc = sub.add_parser("encode", help="code a text into a caption-only .stic file")
+    enc.add_argument("text", help="the text, or - to read UTF-8 from standard input")
+    enc.add_argument("-o", "--output", required=True, help="output .stic file")
+    enc.add_argument("--coder", default="lm", help=f"{coder_help} (default: lm)")
+    enc.add_argument("--model", help=model_help)
+    enc.set_defaults(func=_cmd_encode)
+
+    dec = sub.add_parser("decode", help="decode the caption of a .stic file")
+    dec.add_argument("file")
+    dec.add_argument("-o", "--output", help="write the text here (UTF-8) instead of standard output")
+    dec.add_argument("--model", help=f"{model_help}; default: the one the file names")
+    dec.set_defaults(func=_cmd_decode)
+
+    bench = sub.add_parser("bench", help="compare caption coders on a CSV column of texts")
+    bench.add_argument("csv")
+    bench.add_argument("--column", required=True, help="the CSV column holding the texts")
+    bench.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="NAME", help=f"{coder_help} (default: all)")
+    bench.add_argument("--json", help="also write the full results (per text too) as JSON here")
+    bench.add_argument("--limit", type=int, help="only the first N texts")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.set_defaults(func=_cmd_bench)

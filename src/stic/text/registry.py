@@ -1,0 +1,186 @@
+"""Caption coders by name, and the coder that can decode a given caption section.
+
+Names: "raw", "zlib", "bz2", "lzma", "brotli", "zstd", "zstd-dict", "rank-zlib[:MODEL]" and
+"lm[:MODEL]", where MODEL is an offline default ("smollm2-135m", "gemma3-270m"), a .gguf file, a
+local transformers directory or a model id, and defaults to the LM backend's default model.
+
+A section records only a codec id and a 4-byte fingerprint, so finding the model it needs is a
+lookup: every LM coder built here records its fingerprint -> model name in a small table in the
+cache directory (computed from the models themselves, never typed in). A section from an unknown
+model makes the registry try the offline models, then refuse with a message naming what it needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+from stic import codecs
+from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
+from stic.paths import cache_dir
+from stic.text import baselines
+from stic.text.protocol import TextCoder
+
+BASELINES = {
+    "raw": baselines.RawCoder,
+    "zlib": baselines.ZlibCoder,
+    "bz2": baselines.Bz2Coder,
+    "lzma": baselines.LzmaCoder,
+    "brotli": baselines.BrotliCoder,
+    "zstd": baselines.ZstdCoder,
+    "zstd-dict": baselines.ZstdDictCoder.from_corpus,
+}
+#: LM-driven methods and the codec id each writes
+LM_METHODS = {"rank-zlib": codecs.TEXT_RANK_ZLIB, "lm": codecs.TEXT_LM_ARITHMETIC}
+_METHOD_OF_CODEC = {
+    **{codec_id: name for codec_id, name in codecs.TEXT_CODEC_NAMES.items() if name in BASELINES},
+    **{codec_id: name for name, codec_id in LM_METHODS.items()},
+}
+_TABLE_NAME = "text-fingerprints.json"
+
+
+def list_text_coders() -> list[str]:
+    return [*BASELINES, *(f"{method}[:MODEL]" for method in LM_METHODS)]
+
+
+def default_model() -> str:
+    from stic.text.lm import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+def get_text_coder(name: str, **opts) -> TextCoder:
+    """Build the coder `name` names; options go to its constructor (e.g. window= for rank-zlib)."""
+    method, _, model = name.partition(":")
+    if method in BASELINES:
+        if model:
+            raise InputError(f"text coder {method!r} takes no model (got {name!r})")
+        return BASELINES[method](**opts)
+    if method in LM_METHODS:
+        return _lm_coder(method, model or default_model(), **opts)
+    raise InputError(f"unknown text coder {name!r}; known: {', '.join(list_text_coders())}")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_lm(model: str):
+    """Models are loaded once per process: the bench runs several methods on the same LM."""
+    from stic.text.lm import load_lm
+
+    return load_lm(model)
+
+
+def _lm_coder(method: str, model: str, **opts) -> TextCoder:
+    lm = _load_lm(model)
+    if method == "rank-zlib":
+        from stic.text.rank_coder import RankZlibCoder
+
+        coder = RankZlibCoder(lm, **opts)
+    else:
+        from stic.text.lm_coder import LMArithmeticCoder
+
+        coder = LMArithmeticCoder(lm, **opts)
+    if not opts:  # only default coders are worth remembering: sections name no options
+        _remember(coder.codec_id, coder.fingerprint(), _model_reference(model))
+    return coder
+
+
+def _model_reference(model: str) -> str:
+    """How to load this model again from anywhere: an absolute path for files and folders."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+# -- fingerprint table ---------------------------------------------------------------------------
+def _table_path() -> Path:
+    return cache_dir() / _TABLE_NAME
+
+
+def known_fingerprints() -> dict[str, str]:
+    """"<codec id>:<fingerprint hex>" -> model, for every LM coder this machine has built."""
+    try:
+        table = json.loads(_table_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in table.items()} if isinstance(table, dict) else {}
+
+
+def _remember(codec_id: int, fingerprint: bytes, model: str) -> None:
+    key = f"{codec_id}:{fingerprint.hex()}"
+    table = known_fingerprints()
+    if table.get(key) == model:
+        return
+    table[key] = model
+    path = _table_path()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only cache only costs a slower lookup next time
+
+
+def model_for_fingerprint(codec_id: int, fingerprint: bytes) -> str | None:
+    return known_fingerprints().get(f"{codec_id}:{fingerprint.hex()}")
+
+
+# -- decoding a section --------------------------------------------------------------------------
+def text_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None = None) -> TextCoder:
+    """The coder that decodes a caption section, or a clear error naming what is missing."""
+    method = _METHOD_OF_CODEC.get(codec_id)
+    if method is None:
+        raise FormatError(f"caption section uses unknown codec id {codec_id} (written by a newer stic?)")
+    if method in LM_METHODS:
+        return _lm_coder_for_section(method, codec_id, fingerprint, model)
+    if model:
+        raise InputError(f"the caption was coded with {method}, which uses no language model")
+    coder = get_text_coder(method)
+    if coder.fingerprint() != fingerprint:
+        if not fingerprint or not coder.fingerprint():
+            raise FormatError(f"corrupt caption section: {method} with fingerprint {fingerprint.hex() or 'none'}")
+        raise ModelMismatchError(
+            f"the caption was coded with a zstd dictionary of fingerprint {fingerprint.hex()}; "
+            f"this machine's dictionary is {coder.fingerprint().hex()} (trained from another corpus)"
+        )
+    return coder
+
+
+def _lm_coder_for_section(method: str, codec_id: int, fingerprint: bytes, model: str | None) -> TextCoder:
+    if not fingerprint:
+        raise FormatError(f"corrupt caption section: {method} without a model fingerprint")
+    needed = model_for_fingerprint(codec_id, fingerprint)
+    if model is not None:
+        coder = get_text_coder(f"{method}:{model}")
+        if coder.fingerprint() == fingerprint:
+            return coder
+        raise ModelMismatchError(
+            f"the caption was coded with {_describe(method, needed, fingerprint)}, not with {model!r}"
+        )
+    from stic.text.lm import OFFLINE_MODELS
+
+    if needed is not None:  # known: try exactly that model first; if it is gone, say how to get it
+        coder = get_text_coder(f"{method}:{needed}")
+        if coder.fingerprint() == fingerprint:
+            return coder
+    tried = [] if needed is None else [needed]
+    for candidate in dict.fromkeys([default_model(), *OFFLINE_MODELS]):
+        if candidate in tried:
+            continue
+        try:
+            coder = get_text_coder(f"{method}:{candidate}")
+        except ModelNotFoundError:
+            continue
+        tried.append(candidate)
+        if coder.fingerprint() == fingerprint:
+            return coder
+    raise ModelMismatchError(
+        f"the caption was coded with {_describe(method, None, fingerprint)}"
+        f"{'; not ' + ', '.join(tried) if tried else ''}: give the model that made it (--model)"
+    )
+
+
+def _describe(method: str, model: str | None, fingerprint: bytes) -> str:
+    if model is None:
+        return f"{method} and an unknown language model (fingerprint {fingerprint.hex()})"
+    return f"{method}:{model} (fingerprint {fingerprint.hex()})"
