@@ -1,0 +1,151 @@
+"""stic's learned image codec: a CompressAI network + its entropy models + its rANS coder.
+
+The payload is only what the decoder cannot derive: CompressAI's strings (one per entropy model),
+each but the last prefixed by a varint length. Latent shapes follow from width/height, which the
+container stores. Images of any size are replicate-padded to the network's multiple and cropped
+back. Entropy tables ship with the weights, and the network runs with a fixed thread count, so
+decoding gives the same pixels on every run.
+"""
+
+import contextlib
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stic.codecs import IMAGE_LEARNED
+from stic.errors import FormatError, InputError
+from stic.image.architectures import PAD_MULTIPLE
+
+#: intra-op threads used by compress/decompress: fixed so that results never depend on the host's default
+CODEC_THREADS = 2
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def write_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data):
+            raise FormatError("image payload truncated inside a length field")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise FormatError("image payload has an overlong length field")
+
+
+def pack_strings(strings: list[bytes]) -> bytes:
+    """Concatenate strings; every one but the last carries a varint length."""
+    parts = [write_varint(len(s)) + s for s in strings[:-1]]
+    return b"".join(parts) + strings[-1]
+
+
+def unpack_strings(data: bytes, count: int) -> list[bytes]:
+    strings, pos = [], 0
+    for _ in range(count - 1):
+        length, pos = read_varint(data, pos)
+        if pos + length > len(data):
+            raise FormatError("image payload truncated: a stream is shorter than its length field")
+        strings.append(data[pos : pos + length])
+        pos += length
+    strings.append(data[pos:])
+    return strings
+
+
+def padded_size(height: int, width: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 1x3xHxW float in [0,1], replicate-padded to the network's multiple."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InputError("the image codec takes an HxWx3 uint8 RGB array")
+    h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise InputError(f"image of size {w}x{h} is empty")
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+    ph, pw = padded_size(h, w)
+    return F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+
+
+def to_image(x: torch.Tensor, height: int, width: int) -> np.ndarray:
+    x = x[0, :, :height, :width].clamp(0, 1).mul(255.0).round().to(torch.uint8)
+    return x.permute(1, 2, 0).contiguous().numpy()
+
+
+#: strings CompressAI's hyperprior-family compress() returns: [y, z]
+N_STRINGS = 2
+
+
+class LearnedImageCodec:
+    """An ImageCodec around a CompressAI model whose entropy tables are already built."""
+
+    codec_id = IMAGE_LEARNED
+
+    def __init__(self, name: str, model: torch.nn.Module, weights_digest: bytes):
+        self.name = name
+        self.model = model.eval()
+        self._digest = weights_digest
+
+    def fingerprint(self) -> bytes:
+        return self._digest[:4]
+
+    @torch.no_grad()
+    def compress(self, image: np.ndarray) -> bytes:
+        x = to_tensor(image)
+        with fixed_threads(CODEC_THREADS):
+            out = self.model.compress(x)
+        strings = [s[0] for s in out["strings"]]
+        return pack_strings(strings)
+
+    @torch.no_grad()
+    def decompress(self, data: bytes, width: int, height: int) -> np.ndarray:
+        if width < 1 or height < 1:
+            raise FormatError(f"image size {width}x{height} is invalid")
+        strings = unpack_strings(bytes(data), N_STRINGS)
+        ph, pw = padded_size(height, width)
+        shape = (ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
+        with fixed_threads(CODEC_THREADS):
+            try:
+                out = self.model.decompress([[s] for s in strings], shape)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise FormatError(f"image payload could not be decoded by {self.name}: {exc}") from exc
+        return to_image(out["x_hat"], height, width)
+
+    @torch.no_grad()
+    def estimate_bits(self, image: np.ndarray) -> float:
+        """The forward() likelihood estimate of the payload size, in bits (for checks and steering)."""
+        x = to_tensor(image)
+        with fixed_threads(CODEC_THREADS):
+            out = self.model(x)
+        return float(sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values()))
+
+
+def file_digest(path: Path) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()

@@ -1,0 +1,134 @@
+"""Where image codecs come from: weights shipped inside the package, a local run folder, or
+(for users with internet) CompressAI's zoo; and which shipped model made a given file.
+
+Shipped models are `stic/weights/<name>.safetensors` (fp16 weights + the int32 entropy tables the
+coder uses, so encoder and decoder share them exactly) beside `<name>.json` (architecture config
+and training summary). Nothing here unpickles.
+"""
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from stic.errors import ModelMismatchError, ModelNotFoundError
+from stic.image.architectures import ARCHITECTURES, build_model
+from stic.image.learned import LearnedImageCodec, file_digest
+from stic.train.checkpoint import DERIVED_BUFFERS
+
+ZOO_PREFIX = "compressai:"
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("stic") / "weights"))
+
+
+def _shipped_configs() -> dict[str, dict]:
+    configs = {}
+    for cfg_path in weights_dir().glob("*.json"):
+        if cfg_path.with_suffix(".safetensors").exists():
+            configs[cfg_path.stem] = json.loads(cfg_path.read_text())
+    return configs
+
+
+def shipped_models() -> list[str]:
+    """Names of the models inside the package, from lowest to highest rate."""
+    configs = _shipped_configs()
+    return sorted(configs, key=lambda name: (configs[name]["lmbda"], name))
+
+
+def load_model_weights(model, weights_path: Path):
+    """Load safetensors weights (any float dtype) into a model and make it ready to code.
+
+    If the file carries the entropy tables they are used as is; otherwise they are derived."""
+    tensors = load_file(str(weights_path))
+    has_tables = any(k.endswith("_quantized_cdf") for k in tensors)
+    if not has_tables:
+        tensors.update({k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFERS)})
+    own = model.state_dict()
+    tensors = {k: (v.to(own[k].dtype) if k in own and v.is_floating_point() else v) for k, v in tensors.items()}
+    model.load_state_dict(tensors)
+    if not has_tables:
+        model.update(force=True)
+    return model.eval()
+
+
+def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImageCodec:
+    model = build_model(config["model"])
+    load_model_weights(model, weights_path)
+    return LearnedImageCodec(name, model, file_digest(weights_path))
+
+
+def _load_zoo(spec: str) -> LearnedImageCodec:
+    """`compressai:<architecture>:<quality>[:<metric>]`, downloaded by CompressAI's URLs (torch.hub
+    cache), read with weights_only=True."""
+    parts = spec[len(ZOO_PREFIX):].split(":")
+    if len(parts) not in (2, 3) or parts[0] not in ARCHITECTURES or not parts[1].isdigit():
+        raise ModelNotFoundError(
+            f"bad zoo model {spec!r}: use compressai:<architecture>:<quality>[:mse|ms-ssim] with "
+            f"architecture one of {', '.join(sorted(ARCHITECTURES))}"
+        )
+    arch, quality, metric = parts[0], int(parts[1]), parts[2] if len(parts) == 3 else "mse"
+    from compressai.zoo.image import load_pretrained, model_architectures, model_urls
+
+    try:
+        url = model_urls[arch][metric][quality]
+    except KeyError:
+        raise ModelNotFoundError(f"CompressAI publishes no {arch} weights for quality {quality}, metric {metric}")
+    try:
+        state = torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
+    except Exception as exc:  # network errors come in many types (URLError, HTTPError, OSError, ...)
+        raise ModelNotFoundError(
+            f"cannot download CompressAI zoo weights {spec} from {url} ({exc}); this needs internet "
+            f"once (they are then cached by torch.hub)"
+        ) from exc
+    model = model_architectures[arch].from_state_dict(load_pretrained(state))
+    model.update(force=True)
+    digest = hashlib.sha256(url.encode()).digest()
+    return LearnedImageCodec(spec, model.eval(), digest)
+
+
+def load_image_codec(name: str) -> LearnedImageCodec:
+    """A shipped model by name (`stic-q1` ...), a folder with model.safetensors + config.json,
+    or `compressai:<architecture>:<quality>` from CompressAI's zoo (needs internet once)."""
+    if name.startswith(ZOO_PREFIX):
+        return _load_zoo(name)
+    configs = _shipped_configs()
+    if name in configs:
+        return _load_from_files(name, weights_dir() / f"{name}.safetensors", configs[name])
+    folder = Path(name)
+    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+        config = json.loads((folder / "config.json").read_text())
+        config = config if "model" in config else {"model": config}  # training runs store the bare architecture
+        return _load_from_files(folder.name, folder / "model.safetensors", config)
+    raise ModelNotFoundError(
+        f"no image model {name!r}: shipped models are {', '.join(shipped_models()) or 'none'}; "
+        f"or give a folder with model.safetensors + config.json, or compressai:<architecture>:<quality>"
+    )
+
+
+def shipped_fingerprint(name: str) -> bytes:
+    return file_digest(weights_dir() / f"{name}.safetensors")[:4]
+
+
+def codec_for_fingerprint(fingerprint: bytes, extra=()) -> LearnedImageCodec:
+    """The codec whose weights made a file: one of `extra` (already loaded codecs) or a shipped model."""
+    for codec in extra:
+        if codec.fingerprint() == fingerprint:
+            return codec
+    names = shipped_models()
+    if not names and not extra:
+        raise ModelNotFoundError(
+            f"the file needs image model {fingerprint.hex()}, and no shipped image models are installed"
+        )
+    for name in names:
+        if shipped_fingerprint(name) == fingerprint:
+            return load_image_codec(name)
+    known = [f"{n} ({shipped_fingerprint(n).hex()})" for n in names] + [f"{c.name} ({c.fingerprint().hex()})" for c in extra]
+    raise ModelMismatchError(
+        f"the file was coded with image model fingerprint {fingerprint.hex()}, which none of the available "
+        f"models has: {', '.join(known)}; load the model that made it (by name or folder)"
+    )

@@ -1,0 +1,63 @@
+"""Training checkpoints without pickles: weights in safetensors, optimizer state via
+torch.save of tensors-only state dicts (read back with weights_only=True), progress in JSON.
+
+Files are written under a temporary name and renamed, so a run killed mid-write keeps the last
+good checkpoint.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+#: CompressAI derives these from the weights with model.update(); they are empty while training
+DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """The model's state without the entropy coder tables (recomputed by update())."""
+    return {
+        k: v.detach().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.endswith(DERIVED_BUFFERS)
+    }
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(folder: Path, model, optimizers: dict, state: dict, config: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic(folder / "model.safetensors", lambda p: save_file(trainable_state(model), str(p)))
+    _atomic(folder / "optim.pt", lambda p: torch.save({k: o.state_dict() for k, o in optimizers.items()}, p))
+    _atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    _atomic(folder / "state.json", lambda p: p.write_text(json.dumps(state, indent=2)))
+
+
+def load_weights(model, folder: Path) -> None:
+    """Load safetensors weights into a freshly built model (derived tables stay empty)."""
+    weights = load_file(str(Path(folder) / "model.safetensors"))
+    # CompressAI's load_state_dict resizes the derived tables and needs them present: keep the model's own
+    derived = {k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFERS)}
+    missing, unexpected = model.load_state_dict({**derived, **weights}, strict=False)
+    bad_missing = [k for k in missing if not k.endswith(DERIVED_BUFFERS)]
+    if bad_missing or unexpected:
+        raise RuntimeError(f"checkpoint does not fit model: missing {bad_missing}, unexpected {unexpected}")
+
+
+def load_checkpoint(folder: Path, model, optimizers: dict) -> dict:
+    """Restore weights and optimizer states; return the saved progress state."""
+    load_weights(model, folder)
+    saved = torch.load(folder / "optim.pt", weights_only=True)
+    for name, opt in optimizers.items():
+        opt.load_state_dict(saved[name])
+    return json.loads((folder / "state.json").read_text())
+
+
+def has_checkpoint(folder: Path) -> bool:
+    return all((Path(folder) / f).exists() for f in ("model.safetensors", "optim.pt", "state.json"))

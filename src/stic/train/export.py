@@ -1,0 +1,45 @@
+"""Turn a training run into a shipped model: fp16 weights plus the int32 entropy tables built
+from exactly those fp16 weights, and a JSON config with the training summary."""
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from stic.image.architectures import build_model
+from stic.train.checkpoint import load_weights
+
+
+def export_weights(run: Path, name: str, dest: Path) -> Path:
+    run, dest = Path(run), Path(dest)
+    model_cfg = json.loads((run / "config.json").read_text())
+    train_cfg = json.loads((run / "train_config.json").read_text())
+    progress = json.loads((run / "state.json").read_text())
+    model = build_model(model_cfg)
+    load_weights(model, run)
+    with torch.no_grad():  # round to fp16 first, so the tables match the weights users load
+        for param in model.parameters():
+            param.copy_(param.half().float())
+    model.update(force=True)
+    # parameters go fp16; buffers (GDN pedestals, bounds, scale table, entropy tables) stay exact
+    params = {k for k, _ in model.named_parameters()}
+    state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()}
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(dest / f"{name}.safetensors"))
+    summary = {
+        "model": model_cfg,
+        "lmbda": train_cfg["lmbda"],
+        "training": {
+            "steps": progress["step"],
+            "train_minutes": round(progress["elapsed_s"] / 60, 1),
+            "crop": train_cfg["crop"],
+            "batch": train_cfg["batch"],
+            "lr": train_cfg["lr"],
+            "datasets": train_cfg["datasets"],
+            "init_from": train_cfg["init_from"],
+            "last_validation": progress["history"][-1] if progress["history"] else None,
+        },
+    }
+    (dest / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return dest / f"{name}.safetensors"

@@ -1,0 +1,104 @@
+"""Training: data handling, composable loss, a tiny run that checkpoints, resumes and exports."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stic.errors import InputError
+from stic.image.registry import load_image_codec
+from stic.train.data import CropSampler, list_images, split
+from stic.train.export import export_weights
+from stic.train.losses import BitsPerPixel, CompositeLoss, MSE255, Term, WeightedTerm, rate_distortion
+from stic.train.loop import TrainConfig, train
+
+TINY = {"architecture": "mbt2018-mean", "N": 8, "M": 8}
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    """$STIC_DATA with two small image folders (and a Kodak folder that must never be used)."""
+    rng = np.random.default_rng(0)
+    for folder, count in (("set_a", 12), ("set_b", 10), ("kodak", 2)):
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            h, w = rng.integers(40, 120, 2)
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / folder / f"{folder}_{i}.png")
+    monkeypatch.setenv("STIC_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_kodak_is_refused(data):
+    with pytest.raises(InputError, match="Kodak"):
+        list_images([data / "set_a", data / "kodak"])
+
+
+def test_validation_split_is_stable_and_disjoint(data):
+    files = list_images([data / "set_a", data / "set_b"])
+    train_a, val_a = split(files, every=4)
+    train_b, val_b = split(list(reversed(files)), every=4)
+    assert sorted(val_a) == sorted(val_b) and val_a
+    assert not set(train_a) & set(val_a) and len(train_a) + len(val_a) == len(files)
+
+
+def test_crops_are_reproducible_and_pad_small_images():
+    images = [np.full((20, 30, 3), 7, np.uint8), np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)]
+    a, b = CropSampler(images, 32, seed=3), CropSampler(images, 32, seed=3)
+    state = a.state()
+    first = a.batch(4)
+    assert first.shape == (4, 3, 32, 32) and torch.equal(first, b.batch(4))
+    a.set_state(state)
+    assert torch.equal(first, a.batch(4))
+
+
+def test_loss_is_a_weighted_sum_of_terms():
+    class Constant(Term):
+        name = "const"
+
+        def __call__(self, output, target):
+            return torch.tensor(2.0)
+
+    x = torch.rand(1, 3, 16, 16)
+    output = {"x_hat": x + 0.1, "likelihoods": {"y": torch.full((1, 4, 2, 2), 0.5)}}
+    loss, values = CompositeLoss([WeightedTerm(1.0, BitsPerPixel()), WeightedTerm(0.5, MSE255()), WeightedTerm(3.0, Constant())])(output, x)
+    assert values["bpp"].item() == pytest.approx(16 / 256)
+    assert values["mse"].item() == pytest.approx(0.01 * 255**2, rel=1e-4)
+    assert loss.item() == pytest.approx(16 / 256 + 0.5 * 0.01 * 255**2 + 6.0, rel=1e-4)
+    rd_loss, _ = rate_distortion(0.01)(output, x)
+    assert rd_loss.item() == pytest.approx(16 / 256 + 0.01 * 0.01 * 255**2, rel=1e-4)
+
+
+def test_tiny_run_checkpoints_resumes_and_exports(data, tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(out=str(out), model=TINY, datasets=("set_a", "set_b"), crop=64, batch=2,
+                      max_steps=3, val_crop=64, threads=1)
+    train(cfg)
+    state = json.loads((out / "state.json").read_text())
+    assert state["step"] == 3 and state["history"][-1]["val_bpp"] > 0
+    assert "step" in (out / "train.log").read_text()
+
+    cfg.max_steps = 5
+    train(cfg)
+    state = json.loads((out / "state.json").read_text())
+    assert state["step"] == 5
+    assert "resumed at step 3" in (out / "train.log").read_text()
+
+    weights = export_weights(out, "tiny", tmp_path / "shipped")
+    assert json.loads((tmp_path / "shipped" / "tiny.json").read_text())["training"]["steps"] == 5
+    (tmp_path / "as_dir").mkdir()
+    (tmp_path / "as_dir" / "model.safetensors").write_bytes(weights.read_bytes())
+    (tmp_path / "as_dir" / "config.json").write_text((tmp_path / "shipped" / "tiny.json").read_text())
+    codec = load_image_codec(str(tmp_path / "as_dir"))
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert codec.decompress(codec.compress(image), 50, 40).shape == (40, 50, 3)
+
+
+def test_fine_tune_starts_from_another_run(data, tmp_path):
+    base = tmp_path / "base"
+    train(TrainConfig(out=str(base), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=2, val_crop=64, threads=1))
+    tuned = tmp_path / "tuned"
+    train(TrainConfig(out=str(tuned), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=1, val_crop=64,
+                      threads=1, init_from=str(base), lmbda=0.01))
+    assert "initialised from" in (tuned / "train.log").read_text()
