@@ -20,7 +20,8 @@ VERSION = 1
 
 SECTION_CAPTION = 1
 SECTION_IMAGE = 2
-SECTION_NAMES = {SECTION_CAPTION: "caption", SECTION_IMAGE: "image"}
+SECTION_REFINE = 3  # optional: which refiner (codec id), its seed and parameters
+SECTION_NAMES = {SECTION_CAPTION: "caption", SECTION_IMAGE: "image", SECTION_REFINE: "refine"}
 
 FINGERPRINT_SIZE = 4
 MAX_KIND = 0x3F
@@ -115,6 +116,13 @@ class _Reader:
             if not byte & 0x80:
                 return value
         raise FormatError(f"corrupt file: {what} at offset {self.pos} is an over-long varint")
+
+
+def decode_varint(data: bytes, pos: int = 0, what: str = "varint") -> tuple[int, int]:
+    """Read one varint at `pos`; return (value, position after it). FormatError if truncated."""
+    reader = _Reader(data)
+    reader.pos = pos
+    return reader.varint(what), reader.pos
 
 
 def _section_header(section: Section) -> bytes:
