@@ -49,8 +49,13 @@ def bench_method(method: str, texts: Sequence[str], progress: tqdm | None = None
     rows = []
     for index, text in enumerate(texts):
         t0 = time.perf_counter()
+        ideal_bits = None
         try:
-            data = coder.encode(text)
+            if hasattr(coder, "encode_measured"):  # LM coders also report the model's own NLL
+                measured = coder.encode_measured(text)
+                data, ideal_bits = measured.data, measured.ideal_bits
+            else:
+                data = coder.encode(text)
             t1 = time.perf_counter()
             decoded = coder.decode(data)
         except SticError as err:  # e.g. a tokenizer that cannot reproduce a text: the method fails
@@ -63,6 +68,7 @@ def bench_method(method: str, texts: Sequence[str], progress: tqdm | None = None
                 "encode_s": t1 - t0,
                 "decode_s": t2 - t1,
                 "round_trip": decoded == text,
+                **({} if ideal_bits is None else {"ideal_bits": ideal_bits, "overhead_bits": 8 * len(data) - ideal_bits}),
             }
         )
         if progress is not None:
@@ -70,6 +76,12 @@ def bench_method(method: str, texts: Sequence[str], progress: tqdm | None = None
     chars = sum(len(t) for t in texts)
     raw_bits = 8 * sum(len(t.encode("utf-8")) for t in texts)
     bits = sum(r["bits"] for r in rows)
+    overheads = [r["overhead_bits"] for r in rows if "overhead_bits" in r]
+    ideal = {} if not overheads else {
+        "ideal_bits": sum(r["ideal_bits"] for r in rows),
+        "mean_overhead_bits": sum(overheads) / len(overheads),
+        "max_overhead_bits": max(overheads),
+    }
     return {
         "method": method,
         "coder": coder.name,
@@ -85,6 +97,7 @@ def bench_method(method: str, texts: Sequence[str], progress: tqdm | None = None
         "max_encode_s": max((r["encode_s"] for r in rows), default=0.0),
         "max_decode_s": max((r["decode_s"] for r in rows), default=0.0),
         "round_trip_ok": all(r["round_trip"] for r in rows),
+        **ideal,
         "per_text": rows,
     }
 

@@ -1,0 +1,182 @@
+"""`stic text encode|decode|bench` and the text coder registry: round trips, model checks, bad input."""
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from stic import codecs
+from stic.cli import main
+from stic.container import SECTION_CAPTION, read_file
+from stic.errors import FormatError, InputError, ModelMismatchError
+from stic.text import registry
+
+CAPTION = " The image features a red barn with a white roof, surrounded by a lush green field. 🐄"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Each test gets its own cache: the fingerprint table starts empty."""
+    monkeypatch.setenv("STIC_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Two different tiny LMs saved as local model directories (what --model accepts)."""
+    from tiny_lm import tiny_lm
+
+    folders = []
+    for seed in (0, 1):
+        lm = tiny_lm(seed=seed)
+        folder = tmp_path_factory.mktemp(f"tiny-lm-{seed}")
+        lm.tokenizer.save_pretrained(folder)
+        lm.model.save_pretrained(folder)
+        folders.append(str(folder))
+    return folders
+
+
+def _stic(capsys, *argv):
+    code = main(["text", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("stic: error: ")]
+    assert len(errors) == 1 and err.strip().endswith(errors[0]) and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in errors[0]
+
+
+@pytest.mark.parametrize("coder", ["raw", "zlib", "bz2", "lzma", "brotli", "zstd"])
+def test_encode_decode_round_trip(tmp_path, capsys, coder):
+    path = tmp_path / "caption.stic"
+    code, out, _ = _stic(capsys, "encode", CAPTION, "-o", str(path), "--coder", coder)
+    assert code == 0 and "bits/char" in out
+    parsed = read_file(path)
+    assert (parsed.width, parsed.height) == (0, 0)
+    assert [s.kind for s in parsed.sections] == [SECTION_CAPTION]
+    assert codecs.TEXT_CODEC_NAMES[parsed.sections[0].codec_id] == coder
+    target = tmp_path / "caption.txt"
+    assert _stic(capsys, "decode", str(path), "-o", str(target))[0] == 0
+    assert target.read_bytes() == CAPTION.encode()
+    code, out, _ = _stic(capsys, "decode", str(path))
+    assert code == 0 and out == CAPTION
+
+
+def test_stdin_is_coded_byte_exactly(tmp_path, capsys, monkeypatch):
+    text = "line one\r\nline two 🌍\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    path = tmp_path / "stdin.stic"
+    assert _stic(capsys, "encode", "-", "-o", str(path), "--coder", "zlib")[0] == 0
+    assert _stic(capsys, "decode", str(path))[1] == text
+
+
+def test_non_utf8_stdin_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 latin-1")))
+    path = tmp_path / "bad.stic"
+    code, _, err = _stic(capsys, "encode", "-", "-o", str(path), "--coder", "zlib")
+    _one_line_error(code, err, "standard input is not UTF-8")
+    assert not path.exists()
+
+
+def test_truncated_and_bit_flipped_files_are_refused(tmp_path, capsys):
+    path = tmp_path / "c.stic"
+    _stic(capsys, "encode", CAPTION, "-o", str(path), "--coder", "brotli")
+    data = path.read_bytes()
+    for name, bad in {
+        "truncated": data[:-5],
+        "flipped": data[:-4] + bytes([data[-4] ^ 0x10]) + data[-3:],
+        "empty": b"",
+    }.items():
+        broken = tmp_path / f"{name}.stic"
+        broken.write_bytes(bad)
+        code, out, err = _stic(capsys, "decode", str(broken))
+        _one_line_error(code, err, str(broken))
+        assert out == ""
+
+
+def test_missing_file_and_unknown_coder_are_one_line_errors(tmp_path, capsys):
+    code, _, err = _stic(capsys, "decode", str(tmp_path / "nope.stic"))
+    _one_line_error(code, err, "no such file")
+    code, _, err = _stic(capsys, "encode", "x", "-o", str(tmp_path / "x.stic"), "--coder", "gzip")
+    _one_line_error(code, err, "unknown text coder 'gzip'", "zstd-dict")
+
+
+def test_image_file_without_caption_is_refused(tmp_path, capsys):
+    from stic.container import SECTION_IMAGE, Section, write_file
+
+    path = tmp_path / "image-only.stic"
+    write_file(path, 4, 4, [Section(SECTION_IMAGE, 1, b"bits")])
+    _one_line_error(*_stic(capsys, "decode", str(path))[::2], "no caption section")
+
+
+def test_lm_coders_round_trip_and_need_their_model(tmp_path, capsys, tiny_models):
+    model_a, model_b = tiny_models
+    for coder in ("rank-zlib", "lm"):
+        path = tmp_path / f"{coder}.stic"
+        code, out, _ = _stic(capsys, "encode", CAPTION, "-o", str(path), "--coder", coder, "--model", model_a)
+        assert code == 0, out
+        # the fingerprint table now knows model_a: no --model needed to decode
+        assert _stic(capsys, "decode", str(path))[1] == CAPTION
+        code, _, err = _stic(capsys, "decode", str(path), "--model", model_b)
+        _one_line_error(code, err, "coded with", str(Path(model_a).resolve()), "not with")
+
+
+def test_registry_names_and_errors():
+    assert registry.list_text_coders()[:7] == ["raw", "zlib", "bz2", "lzma", "brotli", "zstd", "zstd-dict"]
+    assert registry.get_text_coder("brotli").codec_id == codecs.TEXT_BROTLI
+    with pytest.raises(InputError, match="takes no model"):
+        registry.get_text_coder("zlib:smollm2-135m")
+    with pytest.raises(FormatError, match="unknown codec id 99"):
+        registry.text_coder_for_section(99, b"")
+    with pytest.raises(FormatError, match="fingerprint"):
+        registry.text_coder_for_section(codecs.TEXT_ZLIB, b"abcd")
+    with pytest.raises(FormatError, match="without a model fingerprint"):
+        registry.text_coder_for_section(codecs.TEXT_RANK_ZLIB, b"")
+    assert registry.text_coder_for_section(codecs.TEXT_LZMA, b"").name == "lzma"
+
+
+def test_registry_refuses_a_zstd_dictionary_it_does_not_have(shared_data):
+    if not (shared_data / "coco_mini" / "captions_val2017.json").is_file():
+        pytest.skip("COCO caption corpus not found: zstd-dict cannot be built")
+    coder = registry.text_coder_for_section(codecs.TEXT_ZSTD_DICT, registry.get_text_coder("zstd-dict").fingerprint())
+    assert coder.decode(coder.encode(CAPTION)) == CAPTION
+    with pytest.raises(ModelMismatchError, match="zstd dictionary of fingerprint 00000000"):
+        registry.text_coder_for_section(codecs.TEXT_ZSTD_DICT, b"\0\0\0\0")
+
+
+def test_registry_names_an_unknown_model_by_fingerprint(monkeypatch, tiny_models):
+    import stic.text.lm as lm
+
+    monkeypatch.setattr(registry, "default_model", lambda: tiny_models[1])
+    monkeypatch.setattr(lm, "OFFLINE_MODELS", {})
+    with pytest.raises(ModelMismatchError, match=r"unknown language model \(fingerprint 01020304\)"):
+        registry.text_coder_for_section(codecs.TEXT_LM_ARITHMETIC, b"\x01\x02\x03\x04")
+
+
+def test_bench_reports_every_method(tmp_path, capsys, tiny_models):
+    csv_path = tmp_path / "captions.csv"
+    csv_path.write_text('name,text\na,"A red barn, a field."\nb,\nc,"Two dogs 🐕 on a porch."\n', encoding="utf-8")
+    out_json = tmp_path / "bench.json"
+    methods = ["raw", "zlib", "brotli", f"rank-zlib:{tiny_models[0]}", "lm:/no/such/model"]
+    code, out, _ = _stic(capsys, "bench", str(csv_path), "--column", "text", "--json", str(out_json), "--no-progress", "--methods", *methods)
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    results = {r["method"]: r for r in report["results"]}
+    assert results["raw"]["bits_per_char"] == pytest.approx(8 * len("A red barn, a field.Two dogs 🐕 on a porch.".encode()) / 42)
+    assert results["raw"]["saving_vs_raw"] == 0
+    for method in methods[:4]:
+        assert results[method]["texts"] == 2 and results[method]["round_trip_ok"]
+        assert results[method]["total_bits"] == sum(r["bits"] for r in results[method]["per_text"])
+    assert "skipped" in results["lm:/no/such/model"]
+    assert "zlib" in out and "skipped" in out
+
+
+def test_bench_unknown_column_is_an_error(tmp_path, capsys):
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("a,b\n1,2\n")
+    _one_line_error(*_stic(capsys, "bench", str(csv_path), "--column", "text")[::2], "no column 'text'", "a, b")
