@@ -63,7 +63,7 @@ def clip_tokenizer():
     words = base + [b + "</w>" for b in base] + ["".join(m.split()) for m in merges]
     words += ["<|startoftext|>", "<|endoftext|>"]
     pairs = [tuple(m.split()) for m in merges]
-    return CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=pairs)
+    return CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=pairs, model_max_length=CLIP_CONTEXT)
 
 
 def clip_token_count(text: str) -> int:

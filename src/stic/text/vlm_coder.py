@@ -1,0 +1,93 @@
+"""Caption coding with a vision-language model's language model, optionally seeing x̂.
+
+The decoder has the decoded image x̂ before it decodes the caption, so encoder and decoder can both
+show x̂ to the VLM while it predicts the caption's tokens: a caption that describes what x̂ already
+shows costs fewer bits. The range coding, quantisation and stream layout are exactly those of
+`LMArithmeticCoder`; only the model behind its `LanguageModel` interface changes — a VLM whose fixed
+prefix is the chat prompt (with x̂'s image tokens in the conditioned mode).
+
+The mode is the section's codec id (TEXT_VLM_ARITHMETIC or TEXT_VLM_XHAT_ARITHMETIC); the
+fingerprint covers the VLM's weights, the prompt, the mode and the quantisation — not x̂, which the
+decoder rebuilds from the same file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from stic import codecs
+from stic.caption.vlm import VisionLanguageModel
+from stic.errors import InputError
+from stic.text.lm import CODING_THREADS, _HFSession, fixed_threads
+from stic.text.lm_coder import FREQ_TOTAL, STREAM_VERSION, LMArithmeticCoder
+
+#: the prompt whose answer is the caption (the VLM "writes" the caption after it)
+CODING_PROMPT = "Describe this image."
+
+
+class VLMPromptedLM:
+    """The `LanguageModel` interface LMArithmeticCoder needs, over a VLM bound to one prompt (and
+    one image x̂ or none): start_ids() is the chat prefix, sessions start after it."""
+
+    def __init__(self, vlm: VisionLanguageModel, image: np.ndarray | None, prompt: str):
+        self.vlm = vlm
+        self.name = vlm.name
+        self.model = vlm.model
+        self.tokenizer = vlm.tokenizer
+        self._inputs = vlm.prompt_inputs(image, prompt)
+        self._prefix = tuple(int(t) for t in self._inputs["input_ids"][0])
+        self._memo: tuple[object, torch.Tensor] | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def start_ids(self) -> list[int]:
+        return list(self._prefix)
+
+    def fingerprint(self) -> bytes:
+        return self.vlm.fingerprint()
+
+    def session(self, prefix_ids: Sequence[int]) -> _HFSession:
+        """Run the prompt (with the image) once, then continue token by token like LanguageModel."""
+        if tuple(int(t) for t in prefix_ids) != self._prefix:
+            raise ValueError("a VLM session starts only from its own prompt")
+        if self._memo is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config.get_text_config())
+            with torch.inference_mode(), fixed_threads(CODING_THREADS):
+                out = self.model(**self._inputs, past_key_values=cache, use_cache=True)
+            self._memo = (out.past_key_values, out.logits[0, -1].float())
+        cache, logits = self._memo
+        return _HFSession(self.model, copy.deepcopy(cache), logits.clone())
+
+
+class VLMArithmeticCoder(LMArithmeticCoder):
+    """TextCoder: LM arithmetic coding driven by a VLM, text only or conditioned on x̂."""
+
+    def __init__(self, vlm: VisionLanguageModel, image: np.ndarray | None = None, prompt: str = CODING_PROMPT):
+        if image is not None and not (
+            isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        ):
+            raise InputError("x̂ must be an HxWx3 uint8 RGB array")
+        super().__init__(VLMPromptedLM(vlm, image, prompt))
+        self.vlm = vlm
+        self.prompt = prompt
+        self.conditioned = image is not None
+        self.codec_id = codecs.TEXT_VLM_XHAT_ARITHMETIC if self.conditioned else codecs.TEXT_VLM_ARITHMETIC
+        self.name = f"vlm{'+xhat' if self.conditioned else ''}:{vlm.name}"
+
+    def fingerprint(self) -> bytes:
+        """Independent of x̂ (its image tokens depend on x̂'s size): the VLM, prompt, mode and the
+        LM coder's stream version and quantisation."""
+        h = hashlib.blake2b(digest_size=4)
+        h.update(self.vlm.fingerprint())
+        h.update(f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self.codec_id}|".encode())
+        h.update(self.prompt.encode("utf-8"))
+        return h.digest()

@@ -1,0 +1,66 @@
+"""VLM caption coding: exact round trips text-only and conditioned on x̂, with a tiny random LLaVA."""
+
+import numpy as np
+import pytest
+from tiny_vlm import save_tiny_llava
+
+from stic import codecs
+from stic.caption.vlm import load_vlm
+from stic.errors import FormatError
+from stic.text.protocol import TextCoder
+from stic.text.vlm_coder import VLMArithmeticCoder
+
+CAPTIONS = [
+    "The image features a red barn with a white roof, surrounded by a lush green field.",
+    "",
+    "emoji 🌍 and 中文, <image> spelled out",
+]
+
+
+def _image(seed: int, shape=(40, 72, 3)) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def vlm(tmp_path_factory):
+    return load_vlm(str(save_tiny_llava(tmp_path_factory.mktemp("llava"))))
+
+
+@pytest.mark.parametrize("text", CAPTIONS)
+def test_round_trip_text_only(vlm, text):
+    coder = VLMArithmeticCoder(vlm)
+    assert isinstance(coder, TextCoder) and coder.codec_id == codecs.TEXT_VLM_ARITHMETIC
+    assert VLMArithmeticCoder(vlm).decode(coder.encode(text)) == text
+
+
+@pytest.mark.parametrize("text", CAPTIONS)
+def test_round_trip_conditioned_on_xhat(vlm, text):
+    xhat = _image(1)
+    coder = VLMArithmeticCoder(vlm, xhat)
+    assert coder.codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC
+    data = coder.encode(text)
+    assert VLMArithmeticCoder(vlm, xhat.copy()).decode(data) == text  # a fresh decoder, same x̂
+
+
+def test_xhat_changes_the_model_and_the_bits(vlm):
+    text = CAPTIONS[0]
+    plain = VLMArithmeticCoder(vlm).encode_measured(text)
+    seen = VLMArithmeticCoder(vlm, _image(1)).encode_measured(text)
+    other = VLMArithmeticCoder(vlm, _image(2)).encode_measured(text)
+    assert len({plain.ideal_bits, seen.ideal_bits, other.ideal_bits}) == 3
+    # decoding with another x̂ than the encoder's cannot give back the caption
+    try:
+        wrong = VLMArithmeticCoder(vlm, _image(2)).decode(seen.data)
+    except FormatError:
+        wrong = None
+    assert wrong != text
+
+
+def test_fingerprint_names_mode_and_model_not_xhat(vlm, tmp_path):
+    plain = VLMArithmeticCoder(vlm).fingerprint()
+    conditioned = VLMArithmeticCoder(vlm, _image(1)).fingerprint()
+    assert len(plain) == len(conditioned) == 4 and plain != conditioned
+    assert VLMArithmeticCoder(vlm, _image(2, (30, 30, 3))).fingerprint() == conditioned
+    assert VLMArithmeticCoder(vlm, prompt="Caption:").fingerprint() != plain
+    other = load_vlm(str(save_tiny_llava(tmp_path / "other", seed=1)))
+    assert VLMArithmeticCoder(other).fingerprint() != plain
