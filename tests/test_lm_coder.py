@@ -85,7 +85,7 @@ def test_code_length_within_16_bits_of_model_nll(coder, text):
     result = coder.encode_measured(text)
     assert result.mode == MODE_TOKENS
     overhead = 8 * len(result.data) - result.ideal_bits
-    assert -2 < overhead <= 16, overhead
+    assert -16 < overhead <= 16, overhead  # below 0 happens: the frequency floor favours rare tokens
     assert result.ideal_bits == pytest.approx(coder.ideal_bits(text))
 
 

@@ -146,15 +146,46 @@ class _HFSession:
         self._logits = _forward_last(self._model, [token_id], self._cache)
 
 
+class _LeanSession:
+    """Incremental session over the lean forward pass (stic.text.lm_fast)."""
+
+    def __init__(self, decoder, state):
+        self._decoder = decoder
+        self._state = state
+
+    def logits(self) -> torch.Tensor:
+        return self._state.logits
+
+    def push(self, token_id: int) -> None:
+        with fixed_threads(CODING_THREADS):
+            self._state.logits = self._decoder.forward(self._state, [token_id])
+
+
+#: How a model is run: "auto" picks the lean int4 forward where the architecture allows
+#: (see stic.text.lm_fast), else transformers; "lean-float32" keeps float32 weights;
+#: "transformers" always uses the transformers forward.
+ENGINES = ("auto", "lean-int4", "lean-float32", "transformers")
+
+
 class LanguageModel:
     """A causal LM and its tokenizer, giving incremental sessions and a compact fingerprint."""
 
-    def __init__(self, name: str, model: torch.nn.Module, tokenizer):
+    def __init__(self, name: str, model: torch.nn.Module, tokenizer, engine: str = "auto"):
+        from stic.text import lm_fast
+
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
         self.name = name
         self.model = model.eval()
         self.tokenizer = tokenizer
+        if engine == "auto":
+            engine = "lean-int4" if lm_fast.supports(self.model) else "transformers"
+        self.engine = engine
+        self._lean = None
+        if engine.startswith("lean-"):
+            self._lean = lm_fast.LeanDecoder(self.model, weights=engine.removeprefix("lean-"))
         self._fingerprint: bytes | None = None
-        self._prefix_memo: tuple[tuple[int, ...], object, torch.Tensor] | None = None
+        self._prefix_memo: tuple[tuple[int, ...], object] | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -173,24 +204,33 @@ class LanguageModel:
     def session(self, prefix_ids: Sequence[int]) -> LMSession:
         """Run `prefix_ids` (at least one token) in one pass and return an incremental session.
 
-        The prefix's KV cache is memoised, so coding many texts after one preamble runs it once.
+        The prefix's state is memoised, so coding many texts after one preamble runs it once.
         """
         prefix = tuple(int(t) for t in prefix_ids)
         if not prefix:
             raise ValueError("session needs a non-empty prefix (e.g. BOS)")
         if self._prefix_memo is None or self._prefix_memo[0] != prefix:
-            from transformers import DynamicCache
-
-            cache = DynamicCache(config=self.model.config)
-            logits = _forward_last(self.model, prefix, cache)
-            self._prefix_memo = (prefix, cache, logits)
-        _, cache, logits = self._prefix_memo
+            self._prefix_memo = (prefix, self._run_prefix(list(prefix)))
+        state = self._prefix_memo[1]
+        if self._lean is not None:
+            return _LeanSession(self._lean, state.clone())
+        cache, logits = state
         return _HFSession(self.model, copy.deepcopy(cache), logits.clone())
 
+    def _run_prefix(self, prefix: list[int]):
+        with fixed_threads(CODING_THREADS):
+            if self._lean is not None:
+                return self._lean.start(prefix)
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        return cache, _forward_last(self.model, prefix, cache)
+
     def fingerprint(self) -> bytes:
-        """4 bytes over the architecture, the tokenizer and every weight."""
+        """4 bytes over the architecture, the tokenizer, every weight and the engine."""
         if self._fingerprint is None:
-            self._fingerprint = model_digest(self.model, self.tokenizer)[:4]
+            digest = model_digest(self.model, self.tokenizer)
+            self._fingerprint = hashlib.blake2b(digest + self.engine.encode(), digest_size=4).digest()
         return self._fingerprint
 
 
@@ -221,19 +261,22 @@ def model_digest(model: torch.nn.Module, tokenizer) -> bytes:
     return h.digest()
 
 
-def load_lm(name: str) -> LanguageModel:
+def load_lm(name: str, engine: str = "auto") -> LanguageModel:
     """Load a causal LM: an offline default name, a .gguf file, a local directory or a model id."""
     if name in OFFLINE_MODELS:
-        return _load_gguf(OFFLINE_MODELS[name].gguf_path(), name)
-    path = Path(name).expanduser()
-    if path.suffix == ".gguf":
+        model, tokenizer = _load_gguf(OFFLINE_MODELS[name].gguf_path(), name)
+    elif (path := Path(name).expanduser()).suffix == ".gguf":
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file not found: {path}")
-        return _load_gguf(path, path.stem)
-    return _load_transformers(name)
+        model, tokenizer = _load_gguf(path, path.stem)
+        name = path.stem
+    else:
+        model, tokenizer = _load_transformers(name)
+        name = Path(name).name or name
+    return LanguageModel(name, model, tokenizer, engine=engine)
 
 
-def _load_transformers(name_or_dir: str) -> LanguageModel:
+def _load_transformers(name_or_dir: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -245,10 +288,10 @@ def _load_transformers(name_or_dir: str) -> LanguageModel:
             f"cannot load language model {name_or_dir!r} (offline defaults: {known}; or give a "
             f"local transformers directory, a .gguf file or a reachable model id): {exc}"
         ) from exc
-    return LanguageModel(Path(name_or_dir).name or name_or_dir, model, tokenizer)
+    return model, tokenizer
 
 
-def _load_gguf(gguf_path: Path, name: str) -> LanguageModel:
+def _load_gguf(gguf_path: Path, name: str):
     """Load a GGUF file, converting it once into a safetensors cache next to its tokenizer."""
     stat = gguf_path.stat()
     key = hashlib.blake2b(
@@ -262,7 +305,7 @@ def _load_gguf(gguf_path: Path, name: str) -> LanguageModel:
 
     tokenizer = AutoTokenizer.from_pretrained(target)
     model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
-    return LanguageModel(name, model, tokenizer)
+    return model, tokenizer
 
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
