@@ -21,7 +21,7 @@ ODD_TEXTS = [
     "control \x00\x01\x1b[31m\r\n\t\x7f end",
     "日本語のキャプション、Ελληνικά, русский, עברית, العربية",
     "\ufeffBOM and \u200b zero width and combining e\u0301",
-    "<|endoftext|><s></s>[INST] special-looking tokens",
+    "<|endoftext|><s></s>[INST] special-looking tokens <eos><bos>",
     "x" * 5000,
     "".join(random.Random(7).choice("abc def, ghi.\n😀é") for _ in range(5000)),
 ]

@@ -138,6 +138,7 @@ def test_registry_names_and_errors():
     with pytest.raises(FormatError, match="without a model fingerprint"):
         registry.text_coder_for_section(codecs.TEXT_RANK_ZLIB, b"")
     assert registry.text_coder_for_section(codecs.TEXT_LZMA, b"").name == "lzma"
+    assert registry.text_coder_for_section(codecs.TEXT_LZMA, b"", model="smollm2-135m").name == "lzma"
 
 
 def test_registry_refuses_a_zstd_dictionary_it_does_not_have(shared_data):

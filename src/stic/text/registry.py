@@ -133,9 +133,7 @@ def text_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None 
         raise FormatError(f"caption section uses unknown codec id {codec_id} (written by a newer stic?)")
     if method in LM_METHODS:
         return _lm_coder_for_section(method, codec_id, fingerprint, model)
-    if model:
-        raise InputError(f"the caption was coded with {method}, which uses no language model")
-    coder = get_text_coder(method)
+    coder = get_text_coder(method)  # a `model` is irrelevant here: these coders use no LM
     if coder.fingerprint() != fingerprint:
         if not fingerprint or not coder.fingerprint():
             raise FormatError(f"corrupt caption section: {method} with fingerprint {fingerprint.hex() or 'none'}")
