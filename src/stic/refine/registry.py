@@ -1,0 +1,89 @@
+"""Refiners by name, and the refine section that tells a decoder which one to run.
+
+The section's codec id names the refiner, its fingerprint the weights, its payload the seed (varint)
+then the refiner's own parameters. A decoder rebuilds the refiner from the section alone — only
+the diffusion model's location may be given (`model`), since a model id is too long to store.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from stic import codecs
+from stic.container import SECTION_REFINE, Section, decode_varint, encode_varint
+from stic.errors import FormatError, InputError, ModelMismatchError
+from stic.refine.identity import IdentityRefiner
+from stic.refine.protocol import Refiner
+
+REFINER_CHOICES = ("identity", "realesrgan", "diffusion")
+_ALIASES = {"none": "identity", "gan": "realesrgan"}
+
+
+def diffusion_model(model: str | None = None) -> str:
+    """The diffusion model to load: `model`, else $STIC_DIFFUSION_MODEL, else the default id."""
+    from stic.refine.diffusion import DEFAULT_MODEL
+
+    return model or os.environ.get("STIC_DIFFUSION_MODEL") or DEFAULT_MODEL
+
+
+@lru_cache(maxsize=1)
+def _pipeline(model: str):
+    from stic.refine.diffusion import load_pipeline
+
+    return load_pipeline(model)
+
+
+def get_refiner(name: str, *, model: str | None = None, settings=None) -> Refiner:
+    """`identity`, `realesrgan` or `diffusion` (also `diffusion:MODEL`); `settings` is a
+    DiffusionSettings for the diffusion refiner."""
+    base, _, inline_model = name.partition(":")
+    base = _ALIASES.get(base, base)
+    if base == "identity":
+        return IdentityRefiner()
+    if base == "realesrgan":
+        from stic.refine.esrgan import RealESRGANRefiner
+
+        return RealESRGANRefiner()
+    if base == "diffusion":
+        from stic.refine.diffusion import DiffusionRefiner
+
+        return DiffusionRefiner(_pipeline(diffusion_model(inline_model or model)), settings)
+    raise InputError(f"unknown refiner {name!r}; choose from {', '.join(REFINER_CHOICES)}")
+
+
+def refine_section(refiner: Refiner, seed: int = 0) -> Section | None:
+    """The section that makes a decoder run `refiner` with `seed` (None for identity)."""
+    if refiner.refiner_id is None:
+        return None
+    if seed < 0:
+        raise InputError(f"seed must be >= 0, got {seed}")
+    payload = encode_varint(seed) + refiner.params()
+    return Section(SECTION_REFINE, refiner.refiner_id, payload, refiner.fingerprint(), required=False)
+
+
+def refiner_for_section(section: Section, *, model: str | None = None) -> tuple[Refiner, int]:
+    """Rebuild the refiner and seed a refine section names; ModelNotFoundError if its weights are
+    missing, ModelMismatchError if the weights found are not the ones the file was made for."""
+    name = codecs.REFINER_NAMES.get(section.codec_id)
+    if name is None:
+        raise FormatError(f"refine section names unknown refiner id {section.codec_id}")
+    seed, pos = decode_varint(section.payload, 0, "refine seed")
+    params = section.payload[pos:]
+    if name == "realesrgan":
+        from stic.refine.esrgan import RealESRGANRefiner
+
+        refiner = RealESRGANRefiner.from_params(params)
+    else:
+        from stic.refine.diffusion import DiffusionRefiner, DiffusionSettings
+
+        pipe = _pipeline(diffusion_model(model))
+        refiner = DiffusionRefiner(pipe, DiffusionSettings.from_bytes(params))
+    if section.fingerprint and refiner.fingerprint() != section.fingerprint:
+        raise ModelMismatchError(
+            f"the file asks for the {name} refiner with weights {section.fingerprint.hex()}, the loaded "
+            f"weights are {refiner.fingerprint().hex()}"
+            + (f" ({diffusion_model(model)}); give the right one with --refiner-model" if name == "diffusion" else "")
+            + ", or decode with --no-refine"
+        )
+    return refiner, seed

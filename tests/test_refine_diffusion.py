@@ -1,0 +1,103 @@
+"""Diffusion refiner with a tiny random pipeline: every setting the file stores changes the pixels,
+the same file decodes identically twice, and a missing or different model is a clear error."""
+
+import numpy as np
+import pytest
+from refine_helpers import tiny_img2img_pipeline
+
+from stic import codecs
+from stic.container import SECTION_REFINE, pack, unpack
+from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
+from stic.refine import registry
+from stic.refine.diffusion import DiffusionRefiner, DiffusionSettings
+from stic.refine.protocol import Refiner
+
+pytest.importorskip("diffusers")
+
+CAPTION = "a red barn in a green field"
+BASE = DiffusionSettings(strength=0.5, guidance_scale=7.5, steps=2)
+
+
+def _image(shape=(32, 32, 3)) -> np.ndarray:
+    return (np.random.default_rng(0).random(shape) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_img2img_pipeline()
+
+
+@pytest.fixture(scope="module")
+def reference(pipe):
+    return DiffusionRefiner(pipe, BASE).refine(_image(), CAPTION, seed=1)
+
+
+def _with(pipe, **changes) -> DiffusionRefiner:
+    return DiffusionRefiner(pipe, DiffusionSettings(**{**BASE.__dict__, **changes}))
+
+
+def test_output_is_an_image_of_the_same_size(pipe, reference):
+    refiner = DiffusionRefiner(pipe, BASE)
+    assert isinstance(refiner, Refiner) and refiner.refiner_id == codecs.REFINE_DIFFUSION_IMG2IMG
+    assert reference.shape == (32, 32, 3) and reference.dtype == np.uint8
+    assert not np.array_equal(reference, _image())
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(pipe, reference):
+    assert np.array_equal(DiffusionRefiner(pipe, BASE).refine(_image(), CAPTION, seed=1), reference)
+    assert not np.array_equal(DiffusionRefiner(pipe, BASE).refine(_image(), CAPTION, seed=2), reference)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"guidance_scale": 1.0}, {"guidance_scale": 12.0}, {"negative_prompt": "blurry, low quality"}, {"strength": 1.0}],
+)
+def test_each_setting_changes_the_output(pipe, reference, change):
+    assert not np.array_equal(_with(pipe, **change).refine(_image(), CAPTION, seed=1), reference)
+
+
+def test_caption_changes_the_output(pipe, reference):
+    assert not np.array_equal(DiffusionRefiner(pipe, BASE).refine(_image(), "", seed=1), reference)
+
+
+def test_large_images_are_tiled(pipe):
+    refiner = DiffusionRefiner(pipe, BASE)
+    assert refiner.tile == 32
+    image = _image((37, 44, 3))  # neither side a multiple of 8, both larger than a tile
+    out = refiner.refine(image, CAPTION, seed=3)
+    assert out.shape == image.shape and not np.array_equal(out, image)
+
+
+def test_settings_round_trip_and_validation():
+    settings = DiffusionSettings(strength=0.35, guidance_scale=6.5, steps=25, negative_prompt="blurry 😀")
+    assert DiffusionSettings.from_bytes(settings.to_bytes()) == settings
+    assert len(DiffusionSettings().to_bytes()) == 3
+    with pytest.raises(FormatError):
+        DiffusionSettings.from_bytes(b"\x80")
+    with pytest.raises(InputError, match="strength"):
+        DiffusionSettings(strength=0)
+
+
+def test_file_decodes_identically_through_a_saved_model(pipe, tmp_path):
+    folder = tmp_path / "tiny-sd"
+    pipe.save_pretrained(folder)
+    refiner = registry.get_refiner(f"diffusion:{folder}", settings=BASE)
+    section = registry.refine_section(refiner, seed=9)
+    parsed = unpack(pack(32, 32, [section])).section(SECTION_REFINE)
+    first, seed = registry.refiner_for_section(parsed, model=str(folder))
+    assert seed == 9 and first.settings == BASE
+    a = first.refine(_image(), CAPTION, seed)
+    b = registry.refiner_for_section(parsed, model=str(folder))[0].refine(_image(), CAPTION, seed)
+    assert np.array_equal(a, b)
+    assert np.array_equal(a, DiffusionRefiner(pipe, BASE).refine(_image(), CAPTION, 9))
+
+
+def test_missing_or_different_model_is_a_clear_error(pipe, tmp_path, monkeypatch):
+    section = registry.refine_section(DiffusionRefiner(pipe, BASE), seed=0)
+    with pytest.raises(ModelNotFoundError, match="--no-refine"):
+        registry.refiner_for_section(section, model=str(tmp_path / "absent"))
+    other = tmp_path / "other"
+    tiny_img2img_pipeline(seed=1).save_pretrained(other)
+    monkeypatch.setenv("STIC_DIFFUSION_MODEL", str(other))
+    with pytest.raises(ModelMismatchError, match="refiner-model"):
+        registry.refiner_for_section(section)
