@@ -46,6 +46,8 @@ class ClassicCodec:
     settings: Sequence = ()
     #: what a setting means, for reports ("quality", "qp", "bpp")
     setting_name: str = "quality"
+    #: largest stride of the rate search's galloping phase (small where high-rate encodes are slow)
+    max_step: int = 1 << 30
 
     def check_available(self) -> None:
         """Raise CodecUnavailableError naming what to install if the codec cannot run here."""

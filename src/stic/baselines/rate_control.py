@@ -49,17 +49,21 @@ def encode_to_bpp(codec: ClassicCodec, rgb: np.ndarray, target_bpp: float, cache
     budget = int(target_bpp * pixels // 8)
     fits = lambda index: cache(index).file_bytes <= budget  # noqa: E731
     count = len(codec.settings)
-    start = min(max(codec.start_index(target_bpp, pixels), 0), count - 1)
+    # start from the codec's guess or the best setting already measured for this image (an earlier,
+    # lower target), whichever is higher
+    measured = [index for index, coded in cache.results.items() if coded.file_bytes <= budget]
+    start = min(max(codec.start_index(target_bpp, pixels), *measured, 0), count - 1)
+    grow = lambda step: min(step * 2, codec.max_step)  # noqa: E731
     # invariant: low fits (or is -1), high does not fit (or is `count`)
     if fits(start):
         low, step, high = start, 1, count
         while low + step < count and fits(low + step):
-            low, step = low + step, step * 2
+            low, step = low + step, grow(step)
         high = min(low + step, count)
     else:
         high, step, low = start, 1, -1
         while high - step >= 0 and not fits(high - step):
-            high, step = high - step, step * 2
+            high, step = high - step, grow(step)
         low = max(high - step, -1)
     while high - low > 1:
         middle = (low + high) // 2

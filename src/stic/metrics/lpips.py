@@ -20,8 +20,9 @@ _CHANNELS = {"alex": [64, 192, 384, 256, 256], "vgg": [64, 128, 256, 512, 512]}
 
 def backbone_features(net: str) -> nn.Sequential:
     """The torchvision conv trunk with ImageNet weights, frozen, ReLUs not in place (so taps survive)."""
-    features = (alexnet if net == "alex" else vgg16)(weights=None).features
-    features.load_state_dict(backbone_state(net))
+    with torch.device("meta"):  # skip the random init of the unused classifier (~100 M params for VGG)
+        features = (alexnet if net == "alex" else vgg16)(weights=None).features
+    features.load_state_dict(backbone_state(net), assign=True)
     for module in features:
         if isinstance(module, nn.ReLU):
             module.inplace = False

@@ -1,0 +1,104 @@
+"""The codecs `stic eval` compares, behind one call: code an image at each target bpp, decode it.
+
+Classic codecs go through `stic.baselines.encode_to_bpp` (their encodes are shared across the
+targets of one image); `stic` goes through `stic.pipeline.encode(bpp=...)`, caption included.
+Either way the bpp is the real file's bytes x 8 / pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stic.baselines import CLASSIC_CODECS, SizeCache, TargetUnreachableError, encode_to_bpp, get_classic_codec
+from stic.errors import InputError
+
+STIC = "stic"
+
+
+@dataclass
+class Outcome:
+    """One (image, codec, target) result before metrics."""
+
+    status: str  # "ok" | "unreachable"
+    bpp: float | None = None
+    stream_bpp: float | None = None
+    file_bytes: int | None = None
+    stream_bytes: int | None = None
+    caption_bytes: int | None = None
+    setting: str = ""
+    encodes: int | None = None
+    encode_s: float | None = None
+    decode_s: float | None = None
+    decoded: np.ndarray | None = field(default=None, repr=False)
+    note: str = ""
+
+
+def known_codecs() -> list[str]:
+    return [STIC, *CLASSIC_CODECS]
+
+
+def check_codec(name: str) -> None:
+    """Fail before a long run starts if a codec is unknown or its library/binary is missing."""
+    if name == STIC:
+        return
+    get_classic_codec(name).check_available()
+
+
+class ClassicRunner:
+    def __init__(self, name: str, rgb: np.ndarray):
+        self.codec = get_classic_codec(name)
+        self.rgb = rgb
+        self.cache = SizeCache(self.codec, rgb)
+
+    def __call__(self, target: float) -> Outcome:
+        height, width = self.rgb.shape[:2]
+        started = time.perf_counter()
+        try:
+            result = encode_to_bpp(self.codec, self.rgb, target, self.cache)
+        except TargetUnreachableError as err:
+            return Outcome("unreachable", note=str(err))
+        encode_s = time.perf_counter() - started
+        started = time.perf_counter()
+        decoded = self.codec.decode(result.coded.data, width, height)
+        return Outcome(
+            "ok", result.bpp, result.stream_bpp, result.coded.file_bytes, result.coded.stream_bytes,
+            None, f"{self.codec.setting_name}={result.setting}", result.encodes, encode_s,
+            time.perf_counter() - started, decoded,
+        )
+
+
+class SticRunner:
+    def __init__(self, rgb: np.ndarray, caption: str | None):
+        self.rgb, self.caption = rgb, caption
+
+    def __call__(self, target: float) -> Outcome:
+        from stic.container import SECTION_CAPTION, SECTION_IMAGE
+        from stic.pipeline import decode, encode
+
+        started = time.perf_counter()
+        try:
+            encoded = encode(self.rgb, bpp=target, caption=self.caption)
+        except InputError as err:
+            if str(err).startswith("no model reaches"):
+                return Outcome("unreachable", note=str(err))
+            raise
+        encode_s = time.perf_counter() - started
+        started = time.perf_counter()
+        decoded = decode(encoded.data).image
+        decode_s = time.perf_counter() - started
+        image = encoded.file.section(SECTION_IMAGE)
+        caption = encoded.file.section(SECTION_CAPTION)
+        pixels = self.rgb.shape[0] * self.rgb.shape[1]
+        return Outcome(
+            "ok", encoded.bpp, 8 * len(image.payload) / pixels, len(encoded.data), len(image.payload),
+            len(caption.payload) if caption else None, f"model={encoded.image_model}", None, encode_s,
+            decode_s, decoded,
+        )
+
+
+def runner_for(name: str, rgb: np.ndarray, caption: str | None):
+    """A callable `target_bpp -> Outcome` for one image (keeps per-image state such as encode caches)."""
+    return SticRunner(rgb, caption) if name == STIC else ClassicRunner(name, rgb)
