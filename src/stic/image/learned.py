@@ -89,7 +89,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     h, w = image.shape[:2]
     if h < 1 or w < 1:
         raise InputError(f"image of size {w}x{h} is empty")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
     ph, pw = padded_size(h, w)
     return F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from stic.errors import ModelMismatchError, ModelNotFoundError
-from stic.image.architectures import ARCHITECTURES, build_model
+from stic.image.architectures import ARCHITECTURES, build_model, scale_table
 from stic.image.learned import LearnedImageCodec, file_digest
 from stic.train.checkpoint import DERIVED_BUFFERS
 
@@ -52,7 +52,7 @@ def load_model_weights(model, weights_path: Path):
     tensors = {k: (v.to(own[k].dtype) if k in own and v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(tensors)
     if not has_tables:
-        model.update(force=True)
+        model.update(scale_table(), force=True, update_quantiles=True)
     return model.eval()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from stic.image.architectures import build_model
+from stic.image.architectures import build_model, scale_table
 from stic.train.checkpoint import load_weights
 
 
@@ -18,10 +18,12 @@ def export_weights(run: Path, name: str, dest: Path) -> Path:
     progress = json.loads((run / "state.json").read_text())
     model = build_model(model_cfg)
     load_weights(model, run)
-    with torch.no_grad():  # round to fp16 first, so the tables match the weights users load
+    # the aux loss converges slowly: set the entropy bottleneck's quantiles by CompressAI's bisection
+    model.update(scale_table(), force=True, update_quantiles=True)
+    with torch.no_grad():  # round to fp16, then build the tables from exactly the weights users load
         for param in model.parameters():
             param.copy_(param.half().float())
-    model.update(force=True)
+    model.update(scale_table(), force=True)
     # parameters go fp16; buffers (GDN pedestals, bounds, scale table, entropy tables) stay exact
     params = {k for k, _ in model.named_parameters()}
     state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()}

@@ -1,0 +1,130 @@
+"""Kodak rate-distortion and speed of the shipped learned image models (issue 3 targets).
+
+For each model (each in its own process, so peak memory is its own): real .stic file bytes and
+image-payload bytes per image, PSNR, MS-SSIM, encode/decode seconds on the 768x512 images with
+2 threads (model loading timed separately), peak RSS. Writes results/image_kodak.{json,csv,png}.
+
+    python bench/image_kodak.py [--models stic-q1 stic-q2 ...] [--limit N]
+"""
+
+import argparse
+import csv
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def bench_one(name: str, limit: int | None) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from stic.container import SECTION_IMAGE, Section, pack
+    from stic.metrics.pixel import MSSSIM, PSNR
+    from stic.paths import data_dir
+
+    torch.set_num_threads(2)
+    from stic.image.registry import load_image_codec
+
+    t = time.perf_counter()
+    codec = load_image_codec(name)
+    load_s = time.perf_counter() - t
+    files = sorted((data_dir() / "kodak").glob("kodim*.png"))[:limit]
+    if not files:
+        raise SystemExit(f"no Kodak images under {data_dir() / 'kodak'}")
+    psnr, msssim = PSNR(), MSSSIM()
+    rows = []
+    for path in files:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        h, w = image.shape[:2]
+        t = time.perf_counter()
+        payload = codec.compress(image)
+        enc_s = time.perf_counter() - t
+        file_bytes = len(pack(w, h, [Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())]))
+        t = time.perf_counter()
+        out = codec.decompress(payload, w, h)
+        dec_s = time.perf_counter() - t
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        y = torch.from_numpy(out).permute(2, 0, 1)[None].float() / 255
+        rows.append({
+            "image": path.name, "width": w, "height": h,
+            "image_bpp": 8 * len(payload) / (w * h), "file_bpp": 8 * file_bytes / (w * h),
+            "psnr": float(psnr(x, y)), "msssim": float(msssim(x, y)),
+            "encode_s": enc_s, "decode_s": dec_s,
+        })
+    wide = [r for r in rows if (r["width"], r["height"]) == (768, 512)]
+    mean = lambda key, rs=rows: sum(r[key] for r in rs) / len(rs)  # noqa: E731
+    return {
+        "model": name,
+        "fingerprint": codec.fingerprint().hex(),
+        "images": len(rows),
+        "image_bpp": mean("image_bpp"), "file_bpp": mean("file_bpp"),
+        "psnr": mean("psnr"), "msssim": mean("msssim"),
+        "encode_s_768x512": mean("encode_s", wide) if wide else None,
+        "decode_s_768x512": mean("decode_s", wide) if wide else None,
+        "load_s": load_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "per_image": rows,
+    }
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "msssim", "MS-SSIM")):
+        ax.plot([r["file_bpp"] for r in results], [r[key] for r in results], "o-", label="stic learned (file bpp)")
+        for r in results:
+            ax.annotate(r["model"], (r["file_bpp"], r[key]), fontsize=8)
+        ax.set_xlabel("bits per pixel (whole .stic file)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Kodak (24 images): stic learned image codec")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=None, help="default: every shipped model")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N Kodak images")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: bench one model, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(bench_one(args.one, args.limit)))
+        return
+    from stic.image.registry import shipped_models
+
+    results = []
+    for name in args.models or shipped_models():
+        cmd = [sys.executable, __file__, "--one", name] + (["--limit", str(args.limit)] if args.limit else [])
+        child = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(f"{name}: {r['image_bpp']:.4f} bpp image ({r['file_bpp']:.4f} file), PSNR {r['psnr']:.2f} dB, "
+              f"MS-SSIM {r['msssim']:.4f}, enc {r['encode_s_768x512']:.2f} s, dec {r['decode_s_768x512']:.2f} s, "
+              f"load {r['load_s']:.2f} s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "threads": 2,
+            "command": "python bench/image_kodak.py" + (f" --limit {args.limit}" if args.limit else "")}
+    (RESULTS / "image_kodak.json").write_text(json.dumps({"meta": meta, "models": results}, indent=2) + "\n")
+    keys = [k for k in results[0] if k != "per_image"]
+    with open(RESULTS / "image_kodak.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in keys} for r in results)
+    plot(results, RESULTS / "image_kodak.png")
+
+
+if __name__ == "__main__":
+    main()
