@@ -178,3 +178,45 @@ def test_local_ray_gives_the_same_csv_as_a_local_run(tmp_path):
     run_eval(on_ray, progress=False)
     strip = lambda rows: sorted(tuple((k, v) for k, v in r.items() if k not in TIMING) for r in rows)  # noqa: E731
     assert strip(_rows(tmp_path / "ray")) == strip(_rows(tmp_path / "local"))
+
+
+def test_stic_codec_rows_come_from_the_pipeline_file(tmp_path, monkeypatch):
+    """The stic codec's bits are the .stic file's length; unreachable targets are recorded as such."""
+    from types import SimpleNamespace
+
+    import stic.image.registry
+    import stic.pipeline
+    from stic.container import SECTION_CAPTION, SECTION_IMAGE, Section, pack, unpack
+
+    calls = []
+
+    def fake_encode(image, *, bpp, caption, **options):
+        calls.append((bpp, caption))
+        if bpp < 0.5:
+            raise InputError(f"no model reaches {bpp} bpp on this image")
+        sections = [Section(SECTION_IMAGE, 1, bytes(300), b"\x00\x01\x02\x03"), Section(SECTION_CAPTION, 1, bytes(20), b"")]
+        data = pack(image.shape[1], image.shape[0], sections)
+        return SimpleNamespace(data=data, file=unpack(data), image_model="fake-q1",
+                               bpp=8 * len(data) / (image.shape[0] * image.shape[1]))
+
+    monkeypatch.setattr(stic.pipeline, "encode", fake_encode)
+    monkeypatch.setattr(stic.pipeline, "decode", lambda data: SimpleNamespace(image=np.full((64, 96, 3), 128, np.uint8)))
+    monkeypatch.setattr(stic.image.registry, "shipped_models", lambda: ["fake-q1"])
+    folder = _folder(tmp_path, count=1)
+    run_eval(_config(tmp_path, folder, codecs=["stic"], targets=[0.1, 1.0], captions={"img0": "a test"}), progress=False)
+    rows = {float(r["target_bpp"]): r for r in _rows(tmp_path / "out")}
+    assert rows[0.1]["status"] == "unreachable"
+    ok = rows[1.0]
+    assert ok["status"] == "ok" and ok["setting"] == "model=fake-q1"
+    assert int(ok["stream_bytes"]) == 300 and int(ok["caption_bytes"]) == 20 and int(ok["file_bytes"]) > 320
+    assert float(ok["bpp"]) == pytest.approx(8 * int(ok["file_bytes"]) / (64 * 96), rel=1e-5)
+    assert calls == [(0.1, "a test"), (1.0, "a test")]
+
+
+def test_stic_codec_without_models_fails_before_running(tmp_path, monkeypatch):
+    import stic.image.registry
+    from stic.errors import ModelNotFoundError
+
+    monkeypatch.setattr(stic.image.registry, "shipped_models", lambda: [])
+    with pytest.raises(ModelNotFoundError, match="no shipped image models"):
+        run_eval(_config(tmp_path, _folder(tmp_path), codecs=["stic"]), progress=False)

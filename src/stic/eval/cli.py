@@ -36,6 +36,7 @@ def _cmd_eval(args) -> None:
             metrics=_list(args.metrics),
             captions=read_captions(args.captions, args.caption_column) if args.captions else None,
             workers=args.workers, keep_decoded=args.save_decoded, ray_address=args.ray, limit=args.limit,
+            text_coder=args.text_coder,
         )
         run_eval(config, progress=not args.quiet)
     report = write_report(out, anchor=args.anchor, bd_metric=args.bd_metric, reference=args.reference)
@@ -58,6 +59,7 @@ def add_parser(subparsers) -> None:
                         help=f"comma-separated: psnr, msssim, lpips-alex, lpips-vgg, dists (default: {DEFAULT_METRICS})")
     parser.add_argument("--captions", help="CSV with an image column and a caption column, for the stic codec")
     parser.add_argument("--caption-column", help="caption column name (default: caption or overall_description)")
+    parser.add_argument("--text-coder", help="caption coder for the stic codec, as in `stic encode --text-coder`")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (or Ray CPUs for a local Ray)")
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="run the per-image jobs on Ray: a local instance, or the cluster at ADDRESS")

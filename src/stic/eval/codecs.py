@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stic.baselines import CLASSIC_CODECS, SizeCache, TargetUnreachableError, encode_to_bpp, get_classic_codec
-from stic.errors import InputError
+from stic.errors import InputError, ModelNotFoundError
 
 STIC = "stic"
 
@@ -41,8 +41,12 @@ def known_codecs() -> list[str]:
 
 
 def check_codec(name: str) -> None:
-    """Fail before a long run starts if a codec is unknown or its library/binary is missing."""
+    """Fail before a long run starts if a codec is unknown or its library/binary/models are missing."""
     if name == STIC:
+        from stic.image.registry import shipped_models
+
+        if not shipped_models():
+            raise ModelNotFoundError("the stic codec has no shipped image models on this installation")
         return
     get_classic_codec(name).check_available()
 
@@ -71,8 +75,8 @@ class ClassicRunner:
 
 
 class SticRunner:
-    def __init__(self, rgb: np.ndarray, caption: str | None):
-        self.rgb, self.caption = rgb, caption
+    def __init__(self, rgb: np.ndarray, caption: str | None, text_coder: str | None = None):
+        self.rgb, self.caption, self.text_coder = rgb, caption, text_coder
 
     def __call__(self, target: float) -> Outcome:
         from stic.container import SECTION_CAPTION, SECTION_IMAGE
@@ -80,7 +84,8 @@ class SticRunner:
 
         started = time.perf_counter()
         try:
-            encoded = encode(self.rgb, bpp=target, caption=self.caption)
+            options = {"text_coder": self.text_coder} if self.text_coder else {}
+            encoded = encode(self.rgb, bpp=target, caption=self.caption, **options)
         except InputError as err:
             if str(err).startswith("no model reaches"):
                 return Outcome("unreachable", note=str(err))
@@ -99,6 +104,6 @@ class SticRunner:
         )
 
 
-def runner_for(name: str, rgb: np.ndarray, caption: str | None):
+def runner_for(name: str, rgb: np.ndarray, caption: str | None, text_coder: str | None = None):
     """A callable `target_bpp -> Outcome` for one image (keeps per-image state such as encode caches)."""
-    return SticRunner(rgb, caption) if name == STIC else ClassicRunner(name, rgb)
+    return SticRunner(rgb, caption, text_coder) if name == STIC else ClassicRunner(name, rgb)

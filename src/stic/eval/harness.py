@@ -43,6 +43,7 @@ class Task:
     path: str = ""
     data: bytes | None = field(default=None, repr=False)  # the image file itself, for remote workers
     caption: str | None = None
+    text_coder: str | None = None  # the stic codec's caption coder (None: the pipeline's default)
 
 
 def _format(value) -> str:
@@ -73,7 +74,7 @@ def run_task(task: Task, metrics: list[str], keep_decoded: bool = False) -> tupl
     base = {"image": task.image, "codec": task.codec}
     try:
         rgb = load_image(task.data if task.data is not None else task.path)
-        runner = runner_for(task.codec, rgb, task.caption)
+        runner = runner_for(task.codec, rgb, task.caption, task.text_coder)
     except Exception as err:  # recorded, the run goes on
         note = f"{type(err).__name__}: {err}"
         return [{**base, "target_bpp": t, "status": "failed", "note": note} for t in task.targets], {}
@@ -142,6 +143,7 @@ class EvalConfig:
     keep_decoded: bool = False
     ray_address: str | None = None  # None: no Ray; "local": a local Ray instance
     limit: int | None = None
+    text_coder: str | None = None
 
 
 def validate(config: EvalConfig) -> None:
@@ -179,7 +181,8 @@ def plan(config: EvalConfig) -> tuple[list[Task], list[dict]]:
         for codec in config.codecs:
             todo = [t for t in config.targets if (path.name, codec, float(t)) not in done]
             if todo:
-                tasks.append(Task(path.name, codec, todo, str(path), caption=caption_for(path, config.captions)))
+                tasks.append(Task(path.name, codec, todo, str(path), caption=caption_for(path, config.captions),
+                                  text_coder=config.text_coder))
     return tasks, kept
 
 
