@@ -86,8 +86,9 @@ def test_a_bad_image_is_recorded_and_the_run_continues(tmp_path):
     broken = [r for r in rows if r["image"] == "broken.png"]
     assert len(broken) == 4 and all(r["status"] == "failed" and r["note"] for r in broken)
     assert sum(r["status"] == "ok" for r in rows) == 8
-    report = write_report(tmp_path / "out")
-    assert "## Failures" in report.read_text()
+    report = write_report(tmp_path / "out").read_text()
+    assert "## Failures" in report and "2 images," in report  # the unreadable file is not counted
+    assert "![PSNR (dB, RGB) ↑](rd_psnr.png)" in report
 
 
 def test_bad_setups_fail_before_running(tmp_path, monkeypatch):

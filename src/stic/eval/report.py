@@ -8,7 +8,7 @@ from pathlib import Path
 from stic.eval.bdrate import MIN_OVERLAP, bd_rate
 from stic.eval.harness import CSV_NAME, read_rows
 from stic.eval.plots import LABELS, plot_rd, read_reference
-from stic.eval.summary import MEAN_FIELDS, codec_means, curves
+from stic.eval.summary import MEAN_FIELDS, codec_means, curves, evaluated_images
 from stic.errors import InputError
 from stic.metrics import METRICS
 
@@ -55,7 +55,7 @@ def write_report(out: Path, anchor: str | None = None, bd_metric: str | None = N
          "overlap": r.overlap, "note": r.note} for r in table
     ], ["codec", "anchor", "metric", "bd_rate_percent", "quality_low", "quality_high", "overlap", "note"])
 
-    images = sorted({r["image"] for r in rows})
+    images = evaluated_images(rows)
     lines = [f"# {title}", "",
              f"{len(images)} images, codecs: {', '.join(codecs)}; metrics: {', '.join(metrics)}.",
              "Bits are real file sizes (bytes × 8 / pixels), containers and headers included; "

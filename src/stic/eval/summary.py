@@ -2,7 +2,8 @@
 
 A (codec, target) point is *complete* when every image reached the target and was scored; only
 complete points go into curves and BD-rates, since a mean over the images a codec happened to
-reach would favour it. Incomplete points are listed in the report.
+reach would favour it. Incomplete points are listed in the report. Images that failed for every
+codec (unreadable files) are left out of the count; the report lists them as failures.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ def _number(text) -> float | None:
     return None if math.isnan(value) else value
 
 
+def evaluated_images(rows: list[dict]) -> set[str]:
+    """Images with at least one result that is not a failure."""
+    return {r["image"] for r in rows if r["status"] != "failed"}
+
+
 def codec_means(rows: list[dict]) -> list[dict]:
     """One dict per (codec, target): counts, completeness and the mean of each numeric column."""
-    images = {r["image"] for r in rows}
+    images = evaluated_images(rows)
     groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["codec"], float(row["target_bpp"]))].append(row)
