@@ -32,7 +32,7 @@ def main() -> None:
     reference = data_dir() / "published" / "kodak_peers.csv"
     report = write_report(out, anchor="x265", bd_metric="lpips-alex",
                           reference=reference if reference.exists() else None,
-                          title="Classic codecs on Kodak (24 images), 0.02-0.15 bpp")
+                          title="Classic codecs on Kodak, 0.02-0.15 bpp")
     print(f"report: {report}")
 
 

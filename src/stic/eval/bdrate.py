@@ -50,5 +50,5 @@ def bd_rate(anchor_name, anchor_points, test_name, test_points, higher_is_better
         warnings.simplefilter("ignore")
         value = bjontegaard.bd_rate(rate_a, qual_a, rate_t, qual_t, method="akima",
                                     require_matching_points=False, min_overlap=0)
-    note = f"overlap {overlap:.0%} < {MIN_OVERLAP:.0%}: treat with care" if overlap < MIN_OVERLAP else ""
+    note = f"overlap {overlap:.1%} < {MIN_OVERLAP:.0%}: treat with care" if overlap < MIN_OVERLAP else ""
     return BDResult(test_name, anchor_name, float(value), (low, high), overlap, note)
