@@ -30,6 +30,47 @@ def _read_caption(args) -> str | None:
         raise InputError(f"caption file {args.caption_file} is not UTF-8 text ({err.reason} at byte {err.start})") from err
 
 
+def _caption_for(args, image) -> tuple[str | None, dict]:
+    """The caption to code (from --captioner, --caption-file or --caption), fitted to CLIP's
+    77-token window, and what to report about it."""
+    from stic.caption.registry import make_captioner
+
+    given = [f"--{name.replace('_', '-')}" for name in ("captioner", "caption", "caption_file") if getattr(args, name) is not None]
+    if len(given) > 1:
+        raise InputError(f"give one of --captioner, --caption and --caption-file, not {' and '.join(given)}")
+    precomputed = args.caption_file is not None and Path(args.caption_file).suffix.lower() in (".csv", ".json")
+    text = args.caption if args.caption_file is None or precomputed else _read_caption(args)
+    captioner = make_captioner(
+        model=args.captioner, text=text, file=args.caption_file if precomputed else None, prompt=args.caption_prompt
+    )
+    if captioner is None:
+        return None, {}
+    fitted = captioner.caption(image, str(args.image))
+    if fitted.truncated:
+        warnings.warn(
+            f"caption shortened from {fitted.original_clip_tokens} to {fitted.clip_tokens} CLIP tokens "
+            "(the refiner's text encoder reads at most 75)"
+        )
+    return fitted.text, {"captioner": captioner.name, "caption_clip_tokens": fitted.clip_tokens,
+                         "caption_clip_tokens_before_fitting": fitted.original_clip_tokens}  # fmt: skip
+
+
+def _refiner_for(args):
+    """The refiner named by --refiner (None: no refine section), with the diffusion settings."""
+    if args.refiner in (None, "identity", "none"):
+        return None
+    from stic.refine.registry import get_refiner
+
+    settings = None
+    if args.refiner.startswith("diffusion"):
+        from stic.refine.diffusion import DiffusionSettings
+
+        given = {"strength": args.strength, "guidance_scale": args.guidance, "steps": args.steps,
+                 "negative_prompt": args.negative_prompt}  # fmt: skip
+        settings = DiffusionSettings(**{k: v for k, v in given.items() if v is not None})
+    return get_refiner(args.refiner, model=args.refiner_model, settings=settings)
+
+
 def _summary(info: dict) -> str:
     parts = [f"{s['kind']} {s['bytes']} B" for s in info["sections"]]
     parts.append(f"header {info['header_overhead_bytes']} B")
@@ -41,24 +82,27 @@ def _cmd_encode(args) -> None:
     from stic.image.io import load_image
     from stic.pipeline import describe, encode
 
-    if args.caption is not None and args.caption_file is not None:
-        raise InputError("give --caption or --caption-file, not both")
     image = load_image(args.image)
     out = Path(args.output) if args.output else Path(args.image).with_suffix(".stic")
+    caption, caption_info = _caption_for(args, image)
     encoded = encode(
         image,
         quality=args.quality,
         bpp=args.bpp,
         model=args.model,
-        caption=_read_caption(args),
+        caption=caption,
         text_coder=args.text_coder,
+        refiner=_refiner_for(args),
+        seed=args.seed,
     )
     write_bytes_atomic(out, encoded.data)
     info = describe(encoded.file)
     if args.json:
-        print(json.dumps({"output": str(out), "image_model": encoded.image_model, **info}, indent=2))
+        print(json.dumps({"output": str(out), "image_model": encoded.image_model, **caption_info, **info}, indent=2))
     else:
         print(f"{out}: {_summary(info)}, model {encoded.image_model}")
+        if caption is not None:
+            print(f"caption ({caption_info['caption_clip_tokens']} CLIP tokens): {caption}")
 
 
 def _cmd_decode(args) -> None:
@@ -68,12 +112,14 @@ def _cmd_decode(args) -> None:
 
     source = Path(args.input)
     file = read_file(source)
-    decoded = decode_file(file, text_model=args.text_model)
+    decoded = decode_file(
+        file, text_model=args.text_model, refine=not args.no_refine, refiner_model=args.refiner_model
+    )
     out = Path(args.output) if args.output else source.with_suffix(".png")
     save_png(out, decoded.image)
     if decoded.caption is not None and args.caption_output:
         write_bytes_atomic(Path(args.caption_output), decoded.caption.encode("utf-8"))
-    print(f"{out}: {file.width}x{file.height}")
+    print(f"{out}: {file.width}x{file.height}" + (f", refined by {decoded.refiner}" if decoded.refiner else ""))
     if decoded.caption is not None:
         print(f"caption: {decoded.caption}")
 
@@ -111,9 +157,25 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--bpp", type=float, help="largest model whose real file is <= this many bits per pixel")
     rate.add_argument("--quality", type=int, help="shipped rate point, 1 = lowest rate")
     rate.add_argument("--model", help="image model: a shipped name or a local model directory")
+    enc.add_argument("--captioner", metavar="MODEL", help="caption the image with this vision-language model (id or local directory)")
+    enc.add_argument("--caption-prompt", help="prompt for --captioner (default: a short description of at most ~50 words)")
     enc.add_argument("--caption", help="caption text to code with the image")
-    enc.add_argument("--caption-file", help="read the caption from this UTF-8 file")
-    enc.add_argument("--text-coder", default="lm", help="caption coder, e.g. lm, lm:gemma3-270m, zlib (default: lm)")
+    enc.add_argument(
+        "--caption-file",
+        help="a UTF-8 text file holding the caption, or a .csv/.json of image name -> caption (looked up by IMAGE's name)",
+    )
+    enc.add_argument(
+        "--text-coder",
+        default="lm",
+        help="caption coder, e.g. lm, lm:gemma3-270m, zlib, vlm:MODEL, vlm-xhat:MODEL (the VLM also sees the decoded image) (default: lm)",
+    )
+    enc.add_argument("--refiner", help="refiner the decoder applies: identity (default), realesrgan, diffusion[:MODEL]")
+    enc.add_argument("--refiner-model", help="diffusion model id or local directory (default: $STIC_DIFFUSION_MODEL or SD 1.5)")
+    enc.add_argument("--seed", type=int, default=0, help="refiner seed stored in the file (default: 0)")
+    enc.add_argument("--strength", type=float, help="diffusion: how much of x̂ is repainted, 0-1 (docs/refiners.md has the defaults)")
+    enc.add_argument("--guidance", type=float, help="diffusion: classifier-free guidance scale")
+    enc.add_argument("--steps", type=int, help="diffusion: denoising steps")
+    enc.add_argument("--negative-prompt", help="diffusion: negative prompt (default: none)")
     enc.add_argument("--json", action="store_true", help="print the result as JSON")
     enc.set_defaults(func=_cmd_encode)
 
@@ -121,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("input")
     dec.add_argument("-o", "--output", help="output PNG (default: INPUT with .png suffix)")
     dec.add_argument("--caption-output", help="also write the decoded caption to this file")
-    dec.add_argument("--text-model", help="caption LM to use when the file names a custom model")
+    dec.add_argument("--text-model", help="caption LM (or VLM) to use when the file names a custom model")
+    dec.add_argument("--no-refine", action="store_true", help="output x̂ as decoded, ignoring the file's refiner")
+    dec.add_argument("--refiner-model", help="diffusion model for a diffusion-refined file (id or local directory)")
     dec.set_defaults(func=_cmd_decode)
 
     info = sub.add_parser("info", help="show a .stic file's sections, sizes, models and bpp")

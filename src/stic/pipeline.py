@@ -3,7 +3,9 @@
 Rate control is by measurement, never by guess: `bpp=` encodes with each shipped model from the
 highest rate down and keeps the first whose whole file (header and caption included) fits.
 Decoding resolves every model a file names before decoding anything, so a file made with other
-models is refused up front.
+models is refused up front. A refine section, if any, names the refiner the decoder then applies to
+x̂ (with the caption and the stored seed). A caption coded by a VLM that saw x̂ is coded after the
+image, per candidate image model, since x̂ depends on it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from stic import codecs
-from stic.container import SECTION_CAPTION, SECTION_IMAGE, Section, SticFile, pack, unpack
+from stic.container import SECTION_CAPTION, SECTION_IMAGE, SECTION_REFINE, Section, SticFile, pack, unpack
 from stic.errors import FormatError, InputError
 from stic.image.protocol import ImageCodec
 from stic.image.registry import codec_for_fingerprint, load_image_codec, shipped_models
+from stic.refine.protocol import Refiner
 from stic.text.protocol import TextCoder
 from stic.text.registry import get_text_coder, text_coder_for_section
 
@@ -40,6 +43,7 @@ class Decoded:
     image: np.ndarray
     caption: str | None
     file: SticFile
+    refiner: str | None = None  # name of the refiner applied, None when x̂ is returned as is
 
 
 def default_quality() -> int:
@@ -54,18 +58,43 @@ def _image_codec_for_quality(quality: int) -> ImageCodec:
     return load_image_codec(names[quality - 1])
 
 
-def _caption_section(caption: str | None, text_coder: str | TextCoder) -> Section | None:
-    if caption is None:
-        return None
-    coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
-    return Section(SECTION_CAPTION, coder.codec_id, coder.encode(caption), coder.fingerprint())
+class _CaptionSection:
+    """Codes the caption once, or once per image model when the coder is a VLM that sees x̂."""
+
+    def __init__(self, caption: str | None, text_coder: str | TextCoder):
+        from stic.text.vlm_coder import parse_vlm_coder
+
+        self.caption = caption
+        parsed = parse_vlm_coder(text_coder) if isinstance(text_coder, str) else None
+        self.xhat_model = parsed[1] if parsed and parsed[0] else None
+        self._fixed: Section | None = None
+        if caption is not None and self.xhat_model is None:
+            if parsed:
+                from stic.text.vlm_coder import VLMArithmeticCoder, cached_vlm
+
+                coder = VLMArithmeticCoder(cached_vlm(parsed[1]))
+            else:
+                coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
+            self._fixed = Section(SECTION_CAPTION, coder.codec_id, coder.encode(caption), coder.fingerprint())
+
+    def for_image(self, codec: ImageCodec, payload: bytes, width: int, height: int) -> Section | None:
+        if self.caption is None or self.xhat_model is None:
+            return self._fixed
+        from stic.text.vlm_coder import VLMArithmeticCoder, cached_vlm
+
+        xhat = codec.decompress(payload, width, height)  # exactly the decoder's x̂
+        coder = VLMArithmeticCoder(cached_vlm(self.xhat_model), xhat)
+        return Section(SECTION_CAPTION, coder.codec_id, coder.encode(self.caption), coder.fingerprint())
 
 
-def _pack_with(codec: ImageCodec, image: np.ndarray, caption_section: Section | None) -> bytes:
+def _pack_with(
+    codec: ImageCodec, image: np.ndarray, caption: _CaptionSection, refine_section: Section | None
+) -> bytes:
     height, width = image.shape[:2]
-    sections = [Section(SECTION_IMAGE, codec.codec_id, codec.compress(image), codec.fingerprint())]
-    if caption_section is not None:
-        sections.append(caption_section)
+    payload = codec.compress(image)
+    sections = [Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())]
+    caption_section = caption.for_image(codec, payload, width, height)
+    sections += [s for s in (caption_section, refine_section) if s is not None]
     return pack(width, height, sections)
 
 
@@ -77,25 +106,38 @@ def encode(
     model: str | None = None,
     caption: str | None = None,
     text_coder: str | TextCoder = DEFAULT_TEXT_CODER,
+    refiner: str | Refiner | None = None,
+    seed: int = 0,
 ) -> Encoded:
     """Code an HxWx3 uint8 RGB image (and optionally a caption) into .stic bytes.
 
     Pick the image model by `model` (a shipped name or a local directory), by `quality`
     (1 = lowest shipped rate), or by `bpp` (the largest model whose real file fits the target).
+    `text_coder` may also be "vlm:MODEL" or "vlm-xhat:MODEL" (a VLM codes the caption, the latter
+    seeing x̂). `refiner` (a name or a Refiner) and `seed` are written for the decoder to apply.
     """
     if sum(option is not None for option in (quality, bpp, model)) > 1:
         raise InputError("give at most one of quality, bpp and model")
     _check_image(image)
-    caption_section = _caption_section(caption, text_coder)
+    caption_section = _CaptionSection(caption, text_coder)
+    refine_section = _refine_section(refiner, seed)
     if bpp is not None:
-        return _encode_to_target(image, bpp, caption_section, caption)
+        return _encode_to_target(image, bpp, caption_section, refine_section)
     codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality())
-    data = _pack_with(codec, image, caption_section)
+    data = _pack_with(codec, image, caption_section, refine_section)
     return Encoded(data, unpack(data), codec.name, caption)
 
 
+def _refine_section(refiner: str | Refiner | None, seed: int) -> Section | None:
+    if refiner is None:
+        return None
+    from stic.refine.registry import get_refiner, refine_section
+
+    return refine_section(get_refiner(refiner) if isinstance(refiner, str) else refiner, seed)
+
+
 def _encode_to_target(
-    image: np.ndarray, target: float, caption_section: Section | None, caption: str | None
+    image: np.ndarray, target: float, caption: _CaptionSection, refine_section: Section | None
 ) -> Encoded:
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
@@ -103,10 +145,10 @@ def _encode_to_target(
     achieved = {}
     for name in reversed(shipped_models()):
         codec = load_image_codec(name)
-        data = _pack_with(codec, image, caption_section)
+        data = _pack_with(codec, image, caption, refine_section)
         achieved[name] = 8 * len(data) / pixels
         if achieved[name] <= target:
-            return Encoded(data, unpack(data), codec.name, caption)
+            return Encoded(data, unpack(data), codec.name, caption.caption)
     tried = ", ".join(f"{name} {rate:.4f}" for name, rate in achieved.items())
     raise InputError(
         f"no model reaches {target} bpp on this {image.shape[1]}x{image.shape[0]} image "
@@ -122,36 +164,63 @@ def _check_image(image: np.ndarray) -> None:
 
 
 def resolve_models(file: SticFile, text_model: str | None = None) -> tuple[ImageCodec | None, TextCoder | None]:
-    """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them."""
+    """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them.
+    A VLM coder conditioned on x̂ is returned as None: `decode_file` builds it once x̂ exists."""
     for section in file.sections:
         if section.kind == SECTION_IMAGE and section.codec_id not in codecs.IMAGE_CODEC_NAMES:
             raise FormatError(f"image section uses unknown codec id {section.codec_id}")
     image_section = file.section(SECTION_IMAGE)
     caption_section = file.section(SECTION_CAPTION)
     image_codec = codec_for_fingerprint(image_section.fingerprint) if image_section else None
-    text_coder = (
-        text_coder_for_section(caption_section.codec_id, caption_section.fingerprint, model=text_model)
-        if caption_section
-        else None
-    )
+    if caption_section is None:
+        return image_codec, None
+    if caption_section.codec_id in (codecs.TEXT_VLM_ARITHMETIC, codecs.TEXT_VLM_XHAT_ARITHMETIC):
+        from stic.text.vlm_coder import require_vlm, vlm_coder_for_section
+
+        if caption_section.codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC:
+            require_vlm(text_model, caption_section.fingerprint)  # fail before decoding anything
+            return image_codec, None
+        return image_codec, vlm_coder_for_section(
+            caption_section.codec_id, caption_section.fingerprint, text_model, None
+        )
+    text_coder = text_coder_for_section(caption_section.codec_id, caption_section.fingerprint, model=text_model)
     return image_codec, text_coder
 
 
-def decode(data: bytes, *, text_model: str | None = None) -> Decoded:
-    """Decode .stic bytes to the RGB image (exact original size) and the caption, if any."""
-    return decode_file(unpack(data), text_model=text_model)
+def decode(
+    data: bytes, *, text_model: str | None = None, refine: bool = True, refiner_model: str | None = None
+) -> Decoded:
+    """Decode .stic bytes to the RGB image (exact original size) and the caption, if any; the
+    refiner the file names is applied unless `refine` is False (then x̂ is returned)."""
+    return decode_file(unpack(data), text_model=text_model, refine=refine, refiner_model=refiner_model)
 
 
-def decode_file(file: SticFile, *, text_model: str | None = None) -> Decoded:
-    """Decode a parsed file; every model it names is resolved before anything is decoded."""
+def decode_file(
+    file: SticFile, *, text_model: str | None = None, refine: bool = True, refiner_model: str | None = None
+) -> Decoded:
+    """Decode a parsed file; every model it names is resolved before anything is decoded.
+    `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint)."""
     image_codec, text_coder = resolve_models(file, text_model)
+    refine_section = file.section(SECTION_REFINE) if refine else None
+    refiner, seed = (None, 0)
+    if refine_section is not None:
+        from stic.refine.registry import refiner_for_section
+
+        refiner, seed = refiner_for_section(refine_section, model=refiner_model)
     if image_codec is None:
         raise FormatError("file has no image section (a caption-only file: use `stic text decode`)")
     if file.width < 1 or file.height < 1:
         raise FormatError(f"file declares an empty image ({file.width}x{file.height})")
     image = image_codec.decompress(file.section(SECTION_IMAGE).payload, file.width, file.height)
-    caption = text_coder.decode(file.section(SECTION_CAPTION).payload) if text_coder else None
-    return Decoded(image, caption, file)
+    caption_section = file.section(SECTION_CAPTION)
+    if caption_section is not None and text_coder is None:  # a VLM coder that sees x̂
+        from stic.text.vlm_coder import vlm_coder_for_section
+
+        text_coder = vlm_coder_for_section(caption_section.codec_id, caption_section.fingerprint, text_model, image)
+    caption = text_coder.decode(caption_section.payload) if text_coder else None
+    if refiner is not None:
+        image = refiner.refine(image, caption, seed)
+    return Decoded(image, caption, file, refiner.name if refiner is not None else None)
 
 
 def describe(file: SticFile) -> dict:
@@ -159,8 +228,9 @@ def describe(file: SticFile) -> dict:
     pixels = file.width * file.height
     per_pixel = (lambda n: 8 * n / pixels) if pixels else (lambda n: None)
     sections = []
+    names_by_kind = {SECTION_CAPTION: codecs.TEXT_CODEC_NAMES, SECTION_REFINE: codecs.REFINER_NAMES}
     for section in file.sections:
-        names = codecs.TEXT_CODEC_NAMES if section.kind == SECTION_CAPTION else codecs.IMAGE_CODEC_NAMES
+        names = names_by_kind.get(section.kind, codecs.IMAGE_CODEC_NAMES)
         sections.append(
             {
                 "kind": section.kind_name,

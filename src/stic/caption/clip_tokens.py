@@ -68,7 +68,7 @@ def clip_tokenizer():
 
 def clip_token_count(text: str) -> int:
     """Caption tokens CLIP's text encoder sees, BOS/EOS not counted."""
-    return len(clip_tokenizer()(text, add_special_tokens=False)["input_ids"])
+    return len(clip_tokenizer()(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 @dataclass(frozen=True)

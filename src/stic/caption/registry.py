@@ -28,7 +28,7 @@ def make_captioner(
 
         return PrecomputedCaptioner(file, max_clip_tokens)
     if model is not None:
-        from stic.caption.vlm import DEFAULT_PROMPT, VLMCaptioner, load_vlm
+        from stic.caption.vlm import DEFAULT_PROMPT, VLMCaptioner, cached_vlm
 
-        return VLMCaptioner(load_vlm(model), prompt or DEFAULT_PROMPT, max_clip_tokens=max_clip_tokens)
+        return VLMCaptioner(cached_vlm(model), prompt or DEFAULT_PROMPT, max_clip_tokens=max_clip_tokens)
     return None

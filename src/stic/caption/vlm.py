@@ -8,6 +8,7 @@ same image always gets the same caption; the caption is then fitted to CLIP's 77
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,12 @@ def load_vlm(name_or_dir: str) -> VisionLanguageModel:
             f"directory or a reachable model id; none ships offline): {exc}"
         ) from exc
     return VisionLanguageModel(Path(name_or_dir).name or name_or_dir, model, processor)
+
+
+@lru_cache(maxsize=2)
+def cached_vlm(model: str) -> VisionLanguageModel:
+    """VLMs are loaded once per process: the captioner and the caption coder share one."""
+    return load_vlm(model)
 
 
 class VLMCaptioner:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from stic import codecs
-from stic.caption.vlm import VisionLanguageModel
-from stic.errors import InputError
+from stic.caption.vlm import VisionLanguageModel, cached_vlm
+from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
 from stic.text.lm import CODING_THREADS, _HFSession, fixed_threads
 from stic.text.lm_coder import FREQ_TOTAL, STREAM_VERSION, LMArithmeticCoder
 
@@ -91,3 +91,39 @@ class VLMArithmeticCoder(LMArithmeticCoder):
         h.update(f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self.codec_id}|".encode())
         h.update(self.prompt.encode("utf-8"))
         return h.digest()
+
+
+#: text-coder names the pipeline accepts for VLM coding: "vlm:MODEL" and "vlm-xhat:MODEL"
+VLM_METHODS = {"vlm": codecs.TEXT_VLM_ARITHMETIC, "vlm-xhat": codecs.TEXT_VLM_XHAT_ARITHMETIC}
+
+
+def parse_vlm_coder(name: str) -> tuple[bool, str] | None:
+    """("vlm-xhat:MODEL" -> (True, MODEL)); None when `name` is not a VLM coder name."""
+    method, _, model = name.partition(":")
+    if method not in VLM_METHODS:
+        return None
+    if not model:
+        raise InputError(f"text coder {method!r} needs a model: {method}:MODEL (a VLM id or directory)")
+    return method == "vlm-xhat", model
+
+
+def require_vlm(model: str | None, fingerprint: bytes) -> VisionLanguageModel:
+    """The VLM a caption section needs; a file cannot name it (too long), the user must."""
+    if model is None:
+        raise ModelNotFoundError(
+            f"the caption was coded by a vision-language model (fingerprint {fingerprint.hex()}); "
+            "name it with --text-model (a VLM id or local directory)"
+        )
+    return cached_vlm(model)
+
+
+def vlm_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None, xhat: np.ndarray | None):
+    """The coder that decodes a VLM caption section (given x̂ for the conditioned mode)."""
+    method = "vlm-xhat" if codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC else "vlm"
+    coder = VLMArithmeticCoder(require_vlm(model, fingerprint), xhat if method == "vlm-xhat" else None)
+    if coder.fingerprint() != fingerprint:
+        raise ModelMismatchError(
+            f"the caption was coded with {method} and a model of fingerprint {fingerprint.hex()}, "
+            f"not with {model!r} ({coder.fingerprint().hex()})"
+        )
+    return coder
