@@ -2,7 +2,10 @@
 
 For each model (each in its own process, so peak memory is its own): real .stic file bytes and
 image-payload bytes per image, PSNR, MS-SSIM, encode/decode seconds on the 768x512 images with
-2 threads (model loading timed separately), peak RSS. Writes results/image_kodak.{json,csv,png}.
+2 threads (model loading timed separately, after one warm-up image), peak RSS. Timings on a
+shared machine depend on its load: the JSON records the load average.
+Writes results/image_kodak.{json,csv,png}; the plot adds published VTM/BPG points and the
+project's classic-codec baselines where they exist.
 
     python bench/image_kodak.py [--models stic-q1 stic-q2 ...] [--limit N]
 """
@@ -10,6 +13,7 @@ image-payload bytes per image, PSNR, MS-SSIM, encode/decode seconds on the 768x5
 import argparse
 import csv
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -39,6 +43,8 @@ def bench_one(name: str, limit: int | None) -> dict:
     if not files:
         raise SystemExit(f"no Kodak images under {data_dir() / 'kodak'}")
     psnr, msssim = PSNR(), MSSSIM()
+    warm = np.asarray(Image.open(files[0]).convert("RGB"))  # first calls set up kernels: keep them out of the timings
+    codec.decompress(codec.compress(warm), warm.shape[1], warm.shape[0])
     rows = []
     for path in files:
         image = np.asarray(Image.open(path).convert("RGB"))
@@ -74,6 +80,31 @@ def bench_one(name: str, limit: int | None) -> dict:
     }
 
 
+def reference_curves() -> dict[str, list[tuple[float, float, float]]]:
+    """(bpp, PSNR, MS-SSIM) points to draw beside ours: published VTM/BPG on Kodak, and the
+    project's own classic-codec baselines (results/kodak_baselines) where all 24 images reached a target."""
+    from stic.paths import data_dir
+
+    curves: dict[str, list] = {}
+    published = data_dir() / "published" / "kodak_peers.csv"
+    if published.exists():
+        for row in csv.DictReader(open(published)):
+            if row["method"] in ("VTM", "BPG"):
+                curves.setdefault(f"{row['method']} (published)", []).append(
+                    (float(row["bpp"]), float(row["psnr"]), float(row["ms_ssim"])))
+    ours = RESULTS / "kodak_baselines" / "per_image.csv"
+    if ours.exists():
+        groups: dict[tuple, list] = {}
+        for row in csv.DictReader(open(ours)):
+            if row["codec"] in ("x265", "avif", "vvc"):
+                groups.setdefault((row["codec"], row["target_bpp"]), []).append(row)
+        for (codec, _), rows in sorted(groups.items()):
+            if len(rows) == 24 and all(r["status"] == "ok" for r in rows):
+                mean = lambda k: sum(float(r[k]) for r in rows) / len(rows)  # noqa: E731
+                curves.setdefault(f"{codec} (bench/kodak baselines)", []).append((mean("bpp"), mean("psnr"), mean("msssim")))
+    return {k: sorted(v) for k, v in curves.items()}
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -85,6 +116,10 @@ def plot(results: list[dict], path: Path) -> None:
         ax.plot([r["file_bpp"] for r in results], [r[key] for r in results], "o-", label="stic learned (file bpp)")
         for r in results:
             ax.annotate(r["model"], (r["file_bpp"], r[key]), fontsize=8)
+        for ref_label, points in reference_curves().items():
+            column = 1 if key == "psnr" else 2
+            ax.plot([p[0] for p in points], [p[column] for p in points], ".--", alpha=0.7, label=ref_label)
+        ax.set_xlim(0, 0.16)
         ax.set_xlabel("bits per pixel (whole .stic file)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -115,7 +150,8 @@ def main() -> None:
               f"MS-SSIM {r['msssim']:.4f}, enc {r['encode_s_768x512']:.2f} s, dec {r['decode_s_768x512']:.2f} s, "
               f"load {r['load_s']:.2f} s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    meta = {"machine": platform.processor() or platform.machine(), "threads": 2,
+    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": 2,
+            "load_average_at_end": os.getloadavg(),
             "command": "python bench/image_kodak.py" + (f" --limit {args.limit}" if args.limit else "")}
     (RESULTS / "image_kodak.json").write_text(json.dumps({"meta": meta, "models": results}, indent=2) + "\n")
     keys = [k for k in results[0] if k != "per_image"]

@@ -69,6 +69,18 @@ def test_any_size_round_trips_to_exact_size(tiny_dir, h, w):
     assert out.shape == (h, w, 3) and out.dtype == np.uint8
 
 
+def test_garbage_payloads_decode_or_fail_cleanly(tiny_dir):
+    """CompressAI's rANS decoder has no bounds checks; short or random streams must not crash."""
+    codec = load_image_codec(str(tiny_dir))
+    rng = np.random.default_rng(5)
+    for payload in [b"\x00", b"\x02ab", b"\x00abc", rng.bytes(3), rng.bytes(40), rng.bytes(400)]:
+        try:
+            out = codec.decompress(payload, 70, 50)
+        except FormatError:
+            continue
+        assert out.shape == (50, 70, 3)
+
+
 def test_codec_identity(tiny_dir):
     codec = load_image_codec(str(tiny_dir))
     assert codec.codec_id == IMAGE_LEARNED

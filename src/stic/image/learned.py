@@ -112,6 +112,8 @@ class LearnedImageCodec:
         self.name = name
         self.model = model.eval()
         self._digest = weights_digest
+        #: channels of the main latent (the hyperprior's are fewer per position)
+        self.latent_channels = int(getattr(model, "M", getattr(model, "N", 0)))
 
     def fingerprint(self) -> bytes:
         return self._digest[:4]
@@ -128,8 +130,13 @@ class LearnedImageCodec:
     def decompress(self, data: bytes, width: int, height: int) -> np.ndarray:
         if width < 1 or height < 1:
             raise FormatError(f"image size {width}x{height} is invalid")
-        strings = unpack_strings(bytes(data), N_STRINGS)
         ph, pw = padded_size(height, width)
+        # CompressAI's rANS decoder does not check bounds: a corrupt stream would read past its end.
+        # Zero bytes enough for one 32-bit read per symbol keep every read inside the buffer (and
+        # are never reached by a valid stream, which is read front to back).
+        symbols = (ph // 16) * (pw // 16) * (self.latent_channels + 1)
+        guard = bytes(4 * symbols + 64)
+        strings = [s + guard for s in unpack_strings(bytes(data), N_STRINGS)]
         shape = (ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
         with fixed_threads(CODEC_THREADS):
             try:
