@@ -23,6 +23,7 @@ IMAGE_LEARNED = 1  # stic's learned codec (CompressAI architectures, our weights
 # refine section (no section = no refinement)
 REFINE_REALESRGAN_X4 = 1  # Real-ESRGAN x4plus on x̂ downscaled by 4
 REFINE_DIFFUSION_IMG2IMG = 2  # text-conditioned diffusion img2img from x̂, tiled
+REFINE_REALESRGAN_COMPACT_X4 = 3  # Real-ESRGAN animevideov3 (compact net) on x̂ downscaled by 4
 
 TEXT_CODEC_NAMES = {
     TEXT_RAW: "raw",
@@ -38,4 +39,8 @@ TEXT_CODEC_NAMES = {
     TEXT_VLM_XHAT_ARITHMETIC: "vlm-xhat-arithmetic",
 }
 IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned"}
-REFINER_NAMES = {REFINE_REALESRGAN_X4: "realesrgan", REFINE_DIFFUSION_IMG2IMG: "diffusion"}
+REFINER_NAMES = {
+    REFINE_REALESRGAN_X4: "realesrgan",
+    REFINE_DIFFUSION_IMG2IMG: "diffusion",
+    REFINE_REALESRGAN_COMPACT_X4: "realesrgan-compact",
+}
