@@ -11,6 +11,7 @@ from stic.codecs import TEXT_LM_ARITHMETIC
 from stic.errors import FormatError
 from stic.text.lm import LanguageModel
 from stic.text.lm_coder import MODE_BYTES, MODE_TOKENS, LMArithmeticCoder
+from stic.text.preamble import Preamble
 from stic.text.protocol import TextCoder
 
 
@@ -21,8 +22,10 @@ def lm():
 
 @pytest.fixture(scope="module")
 def coder(lm):
-    return LMArithmeticCoder(lm, preamble="Image description:")
+    return LMArithmeticCoder(lm, preamble=PREAMBLE)
 
+
+PREAMBLE = Preamble("test", header="Image description:", examples=("A barn.", "Two dogs."), lead=">")
 
 SAMPLES = [
     "",
@@ -61,11 +64,16 @@ def test_round_trip_any_text(coder, text):
     assert coder.decode(coder.encode(text)) == text
 
 
-def test_text_spelling_eos_uses_bytes_mode(coder):
-    text = "a<eos>b"
-    result = coder.encode_measured(text)
-    assert result.mode == MODE_BYTES
-    assert coder.decode(result.data) == text
+@pytest.mark.parametrize("terminator", [None, "\n"])
+def test_text_containing_the_terminator_round_trips(lm, terminator):
+    coder = LMArithmeticCoder(lm, preamble=Preamble("t", examples=("a b",), terminator=terminator))
+    expected = lm.tokenizer.encode(terminator or "<eos>", add_special_tokens=False)
+    assert expected == [coder._end]
+    assert coder.encode_measured("a b").n_tokens == len(lm.tokenizer.encode("a b"))
+    for text in ["a<eos>b<eos>", "line\nline\n", "\n"]:
+        result = coder.encode_measured(text)
+        assert result.mode == MODE_TOKENS
+        assert coder.decode(result.data) == text
 
 
 def test_lossy_tokenizer_falls_back_to_bytes():
@@ -90,11 +98,12 @@ def test_code_length_within_16_bits_of_model_nll(coder, text):
 
 
 def test_fingerprint_covers_model_and_preamble(lm):
-    base = LMArithmeticCoder(lm, preamble="Image description:")
-    assert LMArithmeticCoder(lm, preamble="Image description:").fingerprint() == base.fingerprint()
-    assert LMArithmeticCoder(lm, preamble="Caption:").fingerprint() != base.fingerprint()
+    base = LMArithmeticCoder(lm, preamble=PREAMBLE)
+    assert LMArithmeticCoder(lm, preamble=PREAMBLE).fingerprint() == base.fingerprint()
+    assert LMArithmeticCoder(lm, preamble="plain").fingerprint() != base.fingerprint()
+    assert LMArithmeticCoder(lm, preamble="none").fingerprint() != base.fingerprint()
     other = tiny_lm(seed=1)
-    assert LMArithmeticCoder(other, preamble="Image description:").fingerprint() != base.fingerprint()
+    assert LMArithmeticCoder(other, preamble=PREAMBLE).fingerprint() != base.fingerprint()
 
 
 def test_encoding_is_deterministic(coder):

@@ -9,9 +9,11 @@ constriction does the range coding; this module is only the probability model ar
 * a token is coded in two steps, its group (vocabulary split into ~sqrt(V) groups) then its index
   in the group: each categorical then has a few hundred entries, so the "every token nonzero" floor
   costs ~nothing even for a 262k vocabulary (one flat 24-bit table would lose ~1.5% per token);
-* end of text is the tokenizer's EOS token; the stream also codes a cheap upper bound on the token
-  count (so corrupt data cannot make the decoder run long) and a mode flag: texts the tokenizer
-  cannot reproduce exactly are coded as raw UTF-8 bytes instead (8 bits/byte, but always exact);
+* end of text is the preamble's terminator token (EOS, or "\\n\\n" where the preamble's examples
+  end that way) plus a nearly free "ends here" flag (a terminator inside the text costs 6 bits);
+  the stream also codes a cheap upper bound on the token count (so corrupt data cannot make the
+  decoder run long) and a mode flag: texts the tokenizer cannot reproduce exactly are coded as
+  raw UTF-8 bytes instead (8 bits/byte, but always exact);
 * the range coder's final words are trimmed to the shortest byte string that still decodes (implied
   zero bytes follow), so the code length stays within a few bits of the model's own likelihood; the
   decoder re-derives that canonical stream and the text's canonical tokenization, and refuses data
@@ -31,6 +33,7 @@ import torch
 from stic.codecs import TEXT_LM_ARITHMETIC
 from stic.errors import FormatError, InputError
 from stic.text.lm import LanguageModel
+from stic.text.preamble import Preamble, get_preamble
 
 #: Total of every quantised frequency table (constriction's default categorical precision).
 FREQ_TOTAL = 1 << 24
@@ -39,6 +42,10 @@ STREAM_VERSION = 1
 
 MODE_TOKENS, MODE_BYTES = 0, 1
 _MODE_FREQS = np.array([FREQ_TOTAL - (1 << 12), 1 << 12], dtype=np.float64)  # bytes mode ~2^-12
+
+#: After each terminator token: does the text end here (or is the token part of the text)?
+_ENDS, _CONTINUES = 0, 1
+_END_FLAG_FREQS = np.array([FREQ_TOTAL - (1 << 18), 1 << 18], dtype=np.float64)  # continue: 2^-6
 
 #: Bytes mode: each byte uniform, then an end symbol (~14 bits) — a rare fallback, kept simple.
 _BYTES_END = 256
@@ -175,16 +182,16 @@ class LMArithmeticCoder:
 
     codec_id = TEXT_LM_ARITHMETIC
 
-    def __init__(self, lm: LanguageModel, preamble: str = ""):
+    def __init__(self, lm: LanguageModel, preamble: Preamble | str = "none"):
         self.lm = lm
-        self.preamble = preamble
+        self.preamble = get_preamble(preamble) if isinstance(preamble, str) else preamble
         self.name = f"lm:{lm.name}"
         tok = lm.tokenizer
-        self._eos = tok.eos_token_id
-        if self._eos is None:
-            raise InputError(f"model {lm.name!r}: tokenizer has no EOS token to end texts with")
-        preamble_ids = tok.encode(preamble, add_special_tokens=False) if preamble else []
-        self._prefix = lm.start_ids() + list(preamble_ids)
+        try:
+            self._end = self.preamble.terminator_id(tok)
+        except ValueError as exc:
+            raise InputError(f"model {lm.name!r}: {exc}") from exc
+        self._prefix = self.preamble.prefix_ids(tok, lm.start_ids())
         self._n_tokens_known = len(tok)  # ids beyond this are padding rows of the embedding
         self._vocab = _GroupedVocab(lm.vocab_size)
         self._fingerprint: bytes | None = None
@@ -195,7 +202,7 @@ class LMArithmeticCoder:
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=4)
             h.update(self.lm.fingerprint())
-            h.update(f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|".encode())
+            h.update(f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self._end}|".encode())
             h.update(np.asarray(self._prefix, dtype=np.int64).tobytes())
             self._fingerprint = h.digest()
         return self._fingerprint
@@ -245,13 +252,16 @@ class LMArithmeticCoder:
         self._log_length(log, len(ids))
         session = self.lm.session(self._prefix)
         ideal = 0.0
-        for position, token in enumerate([*ids, self._eos]):
+        end_flags = quantise(_END_FLAG_FREQS)
+        for position, token in enumerate([*ids, self._end]):
             probs = softmax64(session.logits())
             ideal -= math.log2(probs[token] / probs.sum())
             grid, group_sums = self._vocab.tables(probs)
             group, index = divmod(token, self._vocab.group_size)
             log.add(quantise(group_sums), group)
             log.add(quantise(grid[group]), index)
+            if token == self._end:
+                log.add(end_flags, _ENDS if position == len(ids) else _CONTINUES)
             if position < len(ids):
                 session.push(token)
         return EncodeResult(self._finish(log), ideal, len(ids), MODE_TOKENS)
@@ -262,8 +272,6 @@ class LMArithmeticCoder:
         """Token ids that decode back to exactly `text`, or None (then bytes mode is used)."""
         tok = self.lm.tokenizer
         ids = tok.encode(text, add_special_tokens=False)
-        if self._eos in ids:
-            return None  # the text spells the EOS token: it would end the text early
         decoded = tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return list(ids) if decoded == text else None
 
@@ -296,21 +304,22 @@ class LMArithmeticCoder:
         if mode == MODE_BYTES:
             return self._decode_bytes(read, limit)
         session = self.lm.session(self._prefix)
+        end_flags = quantise(_END_FLAG_FREQS)
         ids: list[int] = []
         for _ in range(limit):
             probs = softmax64(session.logits())
             grid, group_sums = self._vocab.tables(probs)
             group = read(quantise(group_sums))
             token = group * self._vocab.group_size + read(quantise(grid[group]))
-            if token == self._eos:
+            if token >= self._n_tokens_known:
+                raise FormatError(f"LM-coded caption: decoded token id {token} is not in the vocabulary")
+            if token == self._end and read(end_flags) == _ENDS:
                 text = self.lm.tokenizer.decode(
                     ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
                 )
                 if self._token_ids(text) != ids:  # the encoder only ever codes this tokenization
                     raise FormatError("LM-coded caption: data is corrupt (not a canonical tokenization)")
                 return text
-            if token >= self._n_tokens_known:
-                raise FormatError(f"LM-coded caption: decoded token id {token} is not in the vocabulary")
             ids.append(token)
             session.push(token)
         raise FormatError(f"LM-coded caption: no end of text within {limit - 1} tokens")
