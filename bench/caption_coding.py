@@ -10,7 +10,7 @@ machine's load average is recorded beside the timings, which it inflates.
     python bench/caption_coding.py [--methods zlib lm:gemma3-270m ...] [--limit N]
 
 Writes results/caption_coding.json (per caption too) and results/caption_coding.md, after each
-method, so an interrupted run keeps what it measured.
+method, so an interrupted run keeps what it measured; --update re-measures only the given methods.
 """
 
 import argparse
@@ -44,23 +44,24 @@ def markdown(report: dict) -> str:
         f"{report['texts']} captions, {report['chars']} characters, {report['utf8_bytes']} UTF-8 bytes "
         f"(`{CAPTIONS}`, column `{COLUMN}`). Bits are real byte counts x 8 (caption section payload; "
         "the .stic header adds a few bytes). Times: milliseconds per caption, mean (max), torch on 1 thread, "
-        f"load average {report['load_average'][0]:.1f} on {os.cpu_count()} cores during the run.",
+        f"on {os.cpu_count()} shared cores; the load average column shows how busy the machine was.",
         "",
-        "| method | bits | bits/char | saving vs raw | ideal bits (NLL) | mean overhead bits | load s | encode ms | decode ms | round trip |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| method | bits | bits/char | saving vs raw | ideal bits (NLL) | mean overhead bits | load s | encode ms | decode ms | load avg | round trip |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["results"]:
         if "skipped" in r:
-            lines.append(f"| {r['method']} | skipped: {r['skipped']} |||||||||")
+            lines.append(f"| {r['method']} | skipped: {r['skipped']} ||||||||||")
             continue
         ideal = f"{r['ideal_bits']:.1f}" if "ideal_bits" in r else ""
         overhead = f"{r['mean_overhead_bits']:.1f}" if "mean_overhead_bits" in r else ""
         lines.append(
             f"| {r['coder']} | {r['total_bits']} | {r['bits_per_char']:.3f} | {100 * r['saving_vs_raw']:.1f}% | "
             f"{ideal} | {overhead} | {r['load_s']:.1f} | {_ms(r['encode_s'] / r['texts'], r['max_encode_s'])} | "
-            f"{_ms(r['decode_s'] / r['texts'], r['max_decode_s'])} | {'exact' if r['round_trip_ok'] else 'FAILED'} |"
+            f"{_ms(r['decode_s'] / r['texts'], r['max_decode_s'])} | {r['load_average_1m']:.1f} | "
+            f"{'exact' if r['round_trip_ok'] else 'FAILED'} |"
         )
-    lines += ["", f"Command: `python bench/caption_coding.py{report['arguments']}`", ""]
+    lines += ["", "Runs:", *(f"- {run['date']}: `python bench/caption_coding.py{run['arguments']}`" for run in report["runs"]), ""]
     return "\n".join(lines)
 
 
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", help="default: all baselines + rank-zlib and lm with each offline LM")
     parser.add_argument("--limit", type=int, help="only the first N captions")
     parser.add_argument("--out", default=str(RESULTS / "caption_coding"), help="output path without suffix")
+    parser.add_argument("--update", action="store_true", help="replace only these methods' rows in an existing report")
     args = parser.parse_args()
 
     import torch
@@ -83,27 +85,31 @@ def main() -> None:
     methods = args.methods or default_methods()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.with_suffix(".json").read_text()) if args.update else {}
+    if previous and previous.get("texts") != len(texts):
+        raise SystemExit(f"--update: the existing report has {previous.get('texts')} captions, not {len(texts)}")
+    run = {"arguments": "".join(f" {a}" for a in sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     report = {
         "captions": str(CAPTIONS),
         "column": COLUMN,
         "texts": len(texts),
         "chars": sum(len(t) for t in texts),
         "utf8_bytes": sum(len(t.encode()) for t in texts),
-        "arguments": "".join(f" {a}" for a in sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runs": [*previous.get("runs", []), run],
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
-        "results": [],
+        "results": previous.get("results", []),
     }
+    rows = {r["method"]: r for r in report["results"]}
+    order = list(dict.fromkeys([*rows, *methods]))
     with tqdm(total=len(methods) * len(texts), desc="caption coding", unit="caption") as bar:
         for method in methods:
             bar.set_postfix_str(method)
             before = bar.n
-            result = bench_method(method, texts, bar)
-            result["load_average_1m"] = os.getloadavg()[0]
-            report["results"].append(result)
+            rows[method] = bench_method(method, texts, bar)
+            rows[method].update(measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load_average_1m=os.getloadavg()[0])
             bar.update(len(texts) - (bar.n - before))
-            report["load_average"] = os.getloadavg()
+            report["results"] = [rows[m] for m in order if m in rows]
             write_bytes_atomic(out.with_suffix(".json"), (json.dumps(report, indent=1) + "\n").encode())
             write_bytes_atomic(out.with_suffix(".md"), markdown(report).encode())
     print(format_table(report["results"]))

@@ -264,3 +264,28 @@ def test_rank_coder_refuses_bad_streams(rank_coder):
 def test_rank_coder_refuses_lone_surrogates(rank_coder):
     with pytest.raises(InputError):
         rank_coder.encode("a\udc80b")
+
+
+def test_token_at_rank_inverts_ranks_with_ties():
+    import torch
+
+    from stic.text.rank_coder import _token_at_rank
+
+    logits = torch.tensor([0.5, 2.0, 0.5, -1.0, 2.0, 0.5])
+    order = [1, 4, 0, 2, 5, 3]  # descending, ties by ascending id (a stable sort)
+    assert [_token_at_rank(logits, r) for r in range(6)] == order
+    assert torch.sort(logits, descending=True, stable=True).indices.tolist() == order
+
+
+def test_large_vocabularies_store_ranks_in_3_bytes():
+    import zlib
+
+    from tiny_lm import tiny_lm
+
+    from stic.text.rank_coder import RankZlibCoder
+
+    coder = RankZlibCoder(tiny_lm(seed=2, extra_vocab=70_000))  # > 65,536 logits, like Gemma's 262k
+    text = "A red barn."
+    data = coder.encode(text)
+    assert len(zlib.decompress(data)) == 3 * len(coder._text_ids(text))
+    assert coder.decode(data) == text
