@@ -1,7 +1,9 @@
 """Cost of the perceptual metrics on one 768x512 pair (Kodak kodim01 vs a JPEG of it), forward and
 forward+backward (the metric as a training loss), at 1 and 2 torch threads.
 
-    python bench/metrics_cost.py   ->  results/metrics_cost.json
+    python bench/metrics_cost.py [--threads 1,2] [--metrics lpips-alex,...]  ->  results/metrics_cost.json
+
+Each measured entry is written as soon as it is done (a re-run replaces the entries it measures).
 
 Wall-clock and CPU (process) seconds are both recorded, with the machine's load average: on
 shared cores wall time moves with the load, CPU time much less.
@@ -9,6 +11,7 @@ shared cores wall time moves with the load, CPU time much less.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -50,14 +53,23 @@ def _median_seconds(step) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--metrics", default=",".join(METRICS))
+    args = parser.parse_args()
+    out = Path(__file__).resolve().parents[1] / "results" / "metrics_cost.json"
+    out.parent.mkdir(exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() else {"timings": {}}
+    results.update({"pair": "kodim01 vs JPEG q10, 768x512", "repeats": REPEATS,
+                    "statistic": "median of the repeats after one warm-up; wall-clock and CPU (process) seconds",
+                    "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+                    "torch": torch.__version__})
     x, y = _pair()
-    results = {"pair": "kodim01 vs JPEG q10, 768x512", "repeats": REPEATS, "statistic": "median seconds",
-               "load_average_before": os.getloadavg(), "cpu_count": os.cpu_count(),
-               "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "timings": {}}
-    for threads in (1, 2):
+    for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        for name in METRICS:
+        for name in args.metrics.split(","):
             metric = create_metric(name)
+            load_before = os.getloadavg()[0]
 
             def forward():
                 with torch.no_grad():
@@ -68,15 +80,13 @@ def main() -> None:
                 metric(estimate, x).sum().backward()
 
             (fw, fw_cpu), (fb, fb_cpu) = _median_seconds(forward), _median_seconds(forward_backward)
-            entry = {"forward_s": fw, "forward_cpu_s": fw_cpu, "forward_backward_s": fb, "forward_backward_cpu_s": fb_cpu}
-            results["timings"][f"{name}@{threads}thread"] = entry
+            results["timings"][f"{name}@{threads}thread"] = {
+                "forward_s": fw, "forward_cpu_s": fw_cpu, "forward_backward_s": fb, "forward_backward_cpu_s": fb_cpu,
+                "load_average_1min": [load_before, os.getloadavg()[0]],
+            }
+            out.write_text(json.dumps(results, indent=2) + "\n")
             print(f"{name:11s} threads={threads}: forward {fw:.3f} s (cpu {fw_cpu:.3f}), "
-                  f"forward+backward {fb:.3f} s (cpu {fb_cpu:.3f})", flush=True)
-    results["load_average_after"] = os.getloadavg()
-    out = Path(__file__).resolve().parents[1] / "results" / "metrics_cost.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"-> {out}")
+                  f"forward+backward {fb:.3f} s (cpu {fb_cpu:.3f}) -> {out}", flush=True)
 
 
 if __name__ == "__main__":
