@@ -46,9 +46,15 @@ def list_text_coders() -> list[str]:
 
 
 def default_model() -> str:
-    from stic.text.lm import DEFAULT_MODEL
+    """The LM backend's default model (`stic.text.lm.DEFAULT_MODEL`, chosen by benchmark)."""
+    from stic.text import lm
 
-    return DEFAULT_MODEL
+    model = getattr(lm, "DEFAULT_MODEL", None)
+    if model is None:
+        raise ModelNotFoundError(
+            f"no default caption language model is configured; name one, e.g. lm:{next(iter(lm.OFFLINE_MODELS))}"
+        )
+    return model
 
 
 def get_text_coder(name: str, **opts) -> TextCoder:
