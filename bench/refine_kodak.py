@@ -1,0 +1,168 @@
+"""Does a refiner make x̂ look better? Per rate point on Kodak: LPIPS-Alex / DISTS / PSNR of x̂ and
+of the refined image, the real file size (image + caption + refine section), and decode time.
+
+    python bench/refine_kodak.py --models stic-q1 stic-q2 ...   # shipped names or run folders
+    python bench/refine_kodak.py --proxy 8 16                   # no codec: x̂ = box-downscale by F, bicubic up
+
+Captions are the published LLaVA-1.5 Kodak captions (../shared/data/captions), fitted to CLIP's
+window and LM-coded (`--text-coder`); the GAN refiner does not read them, but they are part of the
+file whose bits are reported. Writes results/refine_kodak[_SUFFIX].json (every image) and .md (means)
+after each image, so an interrupted run keeps what it measured. Timings: wall and process CPU
+seconds with torch limited to --threads threads; the load average is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from stic.caption.fixed import PrecomputedCaptioner
+from stic.container import SECTION_CAPTION, SECTION_IMAGE, Section, pack
+from stic.image.io import load_image
+from stic.metrics import compare
+from stic.paths import data_dir
+from stic.refine.registry import get_refiner, refine_section
+from stic.text.registry import get_text_coder
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("lpips-alex", "dists", "psnr")
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _proxy_xhat(image: np.ndarray, factor: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    small = Image.fromarray(image).resize((max(1, w // factor), max(1, h // factor)), Image.Resampling.BOX)
+    return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC))
+
+
+def _summary_rows(rows: list[dict]) -> list[dict]:
+    out = []
+    for point in dict.fromkeys(r["rate_point"] for r in rows):
+        group = [r for r in rows if r["rate_point"] == point]
+        mean = lambda key: float(np.mean([r[key] for r in group])) if all(r.get(key) is not None for r in group) else None  # noqa: E731
+        row = {"rate_point": point, "images": len(group)}
+        for key in ("bpp", "bpp_refined_file", *(f"{m}_{v}" for m in METRICS for v in ("xhat", "refined")),
+                    "decode_xhat_s", "refine_wall_s", "refine_cpu_s"):  # fmt: skip
+            row[key] = mean(key)
+        row["helps"] = bool(row["lpips-alex_refined"] < row["lpips-alex_xhat"] and row["dists_refined"] < row["dists_xhat"])
+        out.append(row)
+    return out
+
+
+def _fmt(value, digits=4):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _write(out: Path, meta: dict, rows: list[dict]) -> None:
+    summary = _summary_rows(rows)
+    out.with_suffix(".json").write_text(json.dumps({**meta, "summary": summary, "images": rows}, indent=1))
+    lines = [
+        f"# Refiner `{meta['refiner']}` on Kodak, per rate point",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Images: {', '.join(meta['image_names'])}. Threads: {meta['threads']}; "
+        f"load average during the run: {meta['load_average']}. Means over the images; bpp = real file "
+        f"bytes (image + CLIP-fitted LLaVA caption coded with `{meta['text_coder']}`), and with the refine section added.",
+        "",
+        "| rate point | images | bpp | bpp with refine section | LPIPS-Alex x̂ | LPIPS-Alex refined | DISTS x̂ | DISTS refined "
+        "| PSNR x̂ | PSNR refined | decode x̂ s | refine wall s | refine CPU s | refiner helps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary:
+        lines.append(
+            f"| {r['rate_point']} | {r['images']} | {_fmt(r['bpp'])} | {_fmt(r['bpp_refined_file'])} "
+            f"| {_fmt(r['lpips-alex_xhat'])} | {_fmt(r['lpips-alex_refined'])} | {_fmt(r['dists_xhat'])} "
+            f"| {_fmt(r['dists_refined'])} | {_fmt(r['psnr_xhat'], 2)} | {_fmt(r['psnr_refined'], 2)} "
+            f"| {_fmt(r['decode_xhat_s'], 2)} | {_fmt(r['refine_wall_s'], 1)} | {_fmt(r['refine_cpu_s'], 1)} "
+            f"| {'yes' if r['helps'] else 'no'} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--models", nargs="+", help="image models: shipped names or run folders")
+    source.add_argument("--proxy", nargs="+", type=int, metavar="FACTOR", help="no codec: blur Kodak by these factors")
+    parser.add_argument("--refiner", default="realesrgan")
+    parser.add_argument("--images", nargs="+", help="Kodak names (default: all 24)")
+    parser.add_argument("--text-coder", default="lm:smollm2-135m")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "results" / "refine_kodak"))
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    kodak = data_dir() / "kodak"
+    names = args.images or [f"kodim{i:02d}" for i in range(1, 25)]
+    captioner = PrecomputedCaptioner(data_dir() / "captions" / "kodak_llava15.csv")
+    text_coder = get_text_coder(args.text_coder)
+    refiner = get_refiner(args.refiner)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": "python bench/" + Path(__file__).name + " " + " ".join(os.sys.argv[1:]),
+        "refiner": refiner.name,
+        "text_coder": text_coder.name,
+        "threads": args.threads,
+        "image_names": names,
+        "load_average": None,
+    }
+    points = args.models or [f"proxy-x{f}" for f in args.proxy]
+    rows: list[dict] = []
+    loads = []
+    caption_sections: dict[str, Section] = {}
+    for point in points:
+        codec = None
+        if args.models:
+            from stic.image.registry import load_image_codec
+
+            codec = load_image_codec(point)
+        for name in tqdm(names, desc=f"{point} {args.refiner}"):
+            image = load_image(kodak / f"{name}.png")
+            h, w = image.shape[:2]
+            row = {"rate_point": point, "image": name}
+            if name not in caption_sections:
+                fitted = captioner.caption(image, name)
+                caption_sections[name] = Section(
+                    SECTION_CAPTION, text_coder.codec_id, text_coder.encode(fitted.text), text_coder.fingerprint()
+                )
+                row["caption_clip_tokens"] = fitted.clip_tokens
+            caption = caption_sections[name]
+            if codec is not None:
+                payload = codec.compress(image)
+                image_section = Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())
+                xhat, row["decode_xhat_s"], _ = _timed(lambda: codec.decompress(payload, w, h))
+                refine = refine_section(refiner, 0)
+                plain = pack(w, h, [image_section, caption])
+                refined_file = pack(w, h, [image_section, caption, *([refine] if refine else [])])
+                row["bpp"] = 8 * len(plain) / (w * h)
+                row["bpp_refined_file"] = 8 * len(refined_file) / (w * h)
+            else:
+                xhat = _proxy_xhat(image, int(point.split("x")[-1]))
+                row["decode_xhat_s"] = row["bpp"] = row["bpp_refined_file"] = None
+            refined, row["refine_wall_s"], row["refine_cpu_s"] = _timed(lambda: refiner.refine(xhat, None, 0))
+            loads.append(os.getloadavg()[0])
+            for label, picture in (("xhat", xhat), ("refined", refined)):
+                for metric, value in compare(image, picture, METRICS).items():
+                    row[f"{metric}_{label}"] = value
+            rows.append(row)
+            meta["load_average"] = f"{min(loads):.1f}-{max(loads):.1f} (1-min, on 2 cores)"
+            _write(out, meta, rows)
+    print(out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
