@@ -3,6 +3,7 @@ of the refined image, the real file size (image + caption + refine section), and
 
     python bench/refine_kodak.py --models stic-q1 stic-q2 ...   # shipped names or run folders
     python bench/refine_kodak.py --proxy 8 16                   # no codec: x̂ = box-downscale by F, bicubic up
+    python bench/refine_kodak.py --models stic-q1 --refiner diffusion:SD_DIR --prompt empty   # caption ablation
 
 Captions are the published LLaVA-1.5 Kodak captions (../shared/data/captions), fitted to CLIP's
 window and LM-coded (`--text-coder`); the GAN refiner does not read them, but they are part of the
@@ -34,6 +35,7 @@ from stic.text.registry import get_text_coder
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lpips-alex", "dists", "psnr")
+PROMPTS = {"caption": None, "empty": "", "na": "NA"}
 
 
 def _timed(fn):
@@ -70,7 +72,7 @@ def _write(out: Path, meta: dict, rows: list[dict]) -> None:
     summary = _summary_rows(rows)
     out.with_suffix(".json").write_text(json.dumps({**meta, "summary": summary, "images": rows}, indent=1))
     lines = [
-        f"# Refiner `{meta['refiner']}` on Kodak, per rate point",
+        f"# Refiner `{meta['refiner']}` on Kodak, per rate point (refiner prompt: {meta['prompt']})",
         "",
         f"Command: `{meta['command']}`  ",
         f"Images: {', '.join(meta['image_names'])}. Threads: {meta['threads']}; "
@@ -100,6 +102,10 @@ def main() -> None:
     parser.add_argument("--refiner", default="realesrgan")
     parser.add_argument("--images", nargs="+", help="Kodak names (default: all 24)")
     parser.add_argument("--text-coder", default="lm:smollm2-135m")
+    parser.add_argument(
+        "--prompt", choices=PROMPTS, default="caption",
+        help="what the refiner reads: the caption, an empty string, or 'NA' (the published ablation)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results" / "refine_kodak"))
     args = parser.parse_args()
@@ -115,6 +121,7 @@ def main() -> None:
     meta = {
         "command": "python bench/" + Path(__file__).name + " " + " ".join(os.sys.argv[1:]),
         "refiner": refiner.name,
+        "prompt": args.prompt,
         "text_coder": text_coder.name,
         "threads": args.threads,
         "image_names": names,
@@ -124,6 +131,7 @@ def main() -> None:
     rows: list[dict] = []
     loads = []
     caption_sections: dict[str, Section] = {}
+    caption_texts: dict[str, str] = {}
     for point in points:
         codec = None
         if args.models:
@@ -140,7 +148,10 @@ def main() -> None:
                     SECTION_CAPTION, text_coder.codec_id, text_coder.encode(fitted.text), text_coder.fingerprint()
                 )
                 row["caption_clip_tokens"] = fitted.clip_tokens
+                caption_texts[name] = fitted.text
             caption = caption_sections[name]
+            prompt = PROMPTS[args.prompt]
+            prompt = caption_texts[name] if prompt is None else prompt
             if codec is not None:
                 payload = codec.compress(image)
                 image_section = Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())
@@ -153,7 +164,7 @@ def main() -> None:
             else:
                 xhat = _proxy_xhat(image, int(point.split("x")[-1]))
                 row["decode_xhat_s"] = row["bpp"] = row["bpp_refined_file"] = None
-            refined, row["refine_wall_s"], row["refine_cpu_s"] = _timed(lambda: refiner.refine(xhat, None, 0))
+            refined, row["refine_wall_s"], row["refine_cpu_s"] = _timed(lambda: refiner.refine(xhat, prompt, 0))
             loads.append(os.getloadavg()[0])
             for label, picture in (("xhat", xhat), ("refined", refined)):
                 for metric, value in compare(image, picture, METRICS).items():
