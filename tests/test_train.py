@@ -12,7 +12,8 @@ from stic.image.registry import load_image_codec
 from stic.train.data import CropSampler, list_images, split
 from stic.train.export import export_weights
 from stic.train.losses import BitsPerPixel, CompositeLoss, MSE255, Term, WeightedTerm, rate_distortion
-from stic.train.loop import TrainConfig, train
+from stic.train.config import TrainConfig
+from stic.train.loop import train
 
 TINY = {"architecture": "mbt2018-mean", "N": 8, "M": 8}
 

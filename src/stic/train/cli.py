@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stic.train.loop import TrainConfig, train
+from stic.train.config import TrainConfig
 
 _DEFAULTS = TrainConfig(out="")
 
@@ -44,7 +44,7 @@ def _add_run(commands) -> None:
     )
     p.add_argument("out", help="run folder (checkpoints, train.log)")
     p.add_argument("--model", default=json.dumps(_DEFAULTS.model),
-                   help='architecture config as JSON, e.g. \'{"architecture": "mbt2018-mean", "N": 96, "M": 128}\'')
+                   help='architecture config as JSON, e.g. \'{"architecture": "mbt2018-mean", "N": 64, "M": 96}\'')
     p.add_argument("--lmbda", type=float, default=_DEFAULTS.lmbda, help="weight of 255^2*MSE against bpp")
     p.add_argument("--crop", type=int, default=_DEFAULTS.crop)
     p.add_argument("--batch", type=int, default=_DEFAULTS.batch)
@@ -63,6 +63,8 @@ def _add_run(commands) -> None:
 
 
 def run(args) -> int:
+    from stic.train.loop import train
+
     cfg = TrainConfig(
         out=args.out, model=json.loads(args.model), lmbda=args.lmbda, crop=args.crop, batch=args.batch,
         lr=args.lr, minutes=args.minutes, max_steps=args.max_steps, lr_drop_at=args.lr_drop_at,

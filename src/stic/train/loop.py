@@ -5,39 +5,20 @@ held-out slice. Budgeted in wall-clock minutes because CPU time is what is scarc
 
 import json
 import logging
+import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from stic.image.architectures import build_model
-from stic.train.checkpoint import has_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from stic.paths import data_dir
+from stic.train.checkpoint import has_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from stic.train.config import TrainConfig
 from stic.train.data import CropSampler, center_crops, list_images, load_all, split
 from stic.train.losses import psnr_from_mse255, rate_distortion
-
-
-@dataclass
-class TrainConfig:
-    out: str
-    model: dict = field(default_factory=lambda: {"architecture": "mbt2018-mean", "N": 96, "M": 128})
-    lmbda: float = 0.0008
-    crop: int = 128
-    batch: int = 8
-    lr: float = 3e-4
-    aux_lr: float = 1e-3
-    minutes: float = 60.0  # total wall-clock budget, summed over resumes
-    max_steps: int = 10**9
-    lr_drop_at: float = 0.85  # fraction of the budget after which lr /= 10
-    datasets: tuple = ("urban100", "unsplash", "coco_mini")
-    seed: int = 0
-    threads: int = 2
-    checkpoint_minutes: float = 4.0
-    val_crop: int = 512
-    init_from: str | None = None  # fine-tune: start from another run's weights
-    clip: float = 1.0
 
 
 def _logger(out: Path) -> logging.Logger:
@@ -106,12 +87,18 @@ def train(cfg: TrainConfig) -> Path:
         log.info("checkpoint %s", json.dumps(state["history"][-1]))
         return state["history"][-1]
 
+    stop = []  # SIGTERM (plain `kill`) ends the run after the current step, with a checkpoint
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    except ValueError:  # not the main thread: no handler
+        previous = None
+
     budget = cfg.minutes * 60
     model.train()
     bar = tqdm(total=int(budget), initial=int(state["elapsed_s"]), unit="s", desc=out.name, mininterval=5)
     last_ckpt = time.monotonic()
     ema = None
-    while state["elapsed_s"] < budget and state["step"] < cfg.max_steps:
+    while state["elapsed_s"] < budget and state["step"] < cfg.max_steps and not stop:
         t0 = time.monotonic()
         lr = cfg.lr * (0.1 if state["elapsed_s"] > cfg.lr_drop_at * budget else 1.0)
         for g in optimizers["main"].param_groups:
@@ -146,6 +133,8 @@ def train(cfg: TrainConfig) -> Path:
             checkpoint()
             last_ckpt = time.monotonic()
     bar.close()
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
     final = checkpoint()
     log.info("done at step %d, %.1f min: %s", state["step"], state["elapsed_s"] / 60, json.dumps(final))
     return out
