@@ -217,7 +217,7 @@ class ZstdCoder(CompressorTextCoder):
 CAPTION_CORPUS = Path("coco_mini") / "captions_val2017.json"
 # The recipe: the 5 captions of an image joined into one paragraph per sample (closer to a long
 # caption than single sentences), COVER with fixed k and d (no parameter search: deterministic and
-# quick, ~10 s), room for 1 MiB (training stops near 0.6 MiB). Change it and the cache name changes.
+# quick, under a second), room for 1 MiB (training stops near 0.6 MiB). Change it and the cache name changes.
 _DICT_RECIPE = {"version": 1, "dict_size": 1 << 20, "k": 50, "d": 6}
 
 
