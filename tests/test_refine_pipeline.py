@@ -84,7 +84,10 @@ def test_gan_refined_file_and_missing_weights(codec_dir, monkeypatch):
     encoded = pipeline.encode(_image(16, 16), model=str(codec_dir), refiner="realesrgan")
     decoded = pipeline.decode(encoded.data)
     assert decoded.refiner == "realesrgan" and decoded.image.shape == (16, 16, 3)
-    monkeypatch.setattr(esrgan.importlib.util, "find_spec", lambda name: None)
+    real_find_spec = esrgan.importlib.util.find_spec
+    monkeypatch.setattr(  # the wheel looks uninstalled; every other package stays findable
+        esrgan.importlib.util, "find_spec", lambda name, *a: None if name == esrgan._PACKAGE else real_find_spec(name, *a)
+    )
     esrgan.load_network.cache_clear()
     try:
         with pytest.raises(ModelNotFoundError, match="realesrgan"):
