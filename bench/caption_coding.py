@@ -44,7 +44,8 @@ def markdown(report: dict) -> str:
         f"{report['texts']} captions, {report['chars']} characters, {report['utf8_bytes']} UTF-8 bytes "
         f"(`{CAPTIONS}`, column `{COLUMN}`). Bits are real byte counts x 8 (caption section payload; "
         "the .stic header adds a few bytes). Times: milliseconds per caption, mean (max), torch on 1 thread, "
-        f"on {os.cpu_count()} shared cores; the load average column shows how busy the machine was.",
+        f"on {os.cpu_count()} shared cores; the load average column shows how busy the machine was. "
+        "Load s: building the coder (training the dictionary, loading the LM — once per model and run).",
         "",
         "| method | bits | bits/char | saving vs raw | ideal bits (NLL) | mean overhead bits | load s | encode ms | decode ms | load avg | round trip |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
