@@ -161,10 +161,10 @@ class _LeanSession:
             self._state.logits = self._decoder.forward(self._state, [token_id])
 
 
-#: How a model is run: "auto" picks the lean int4 forward where the architecture allows
-#: (see stic.text.lm_fast), else transformers; "lean-float32" keeps float32 weights;
-#: "transformers" always uses the transformers forward.
-ENGINES = ("auto", "lean-int4", "lean-float32", "transformers")
+#: How a model is run: "auto" picks the lean "lowbit" forward where the architecture allows
+#: (int4 for weights on a 4-bit grid, int8 otherwise; see stic.text.lm_fast), else transformers;
+#: "lean-float32" keeps float32 weights; "transformers" always uses the transformers forward.
+ENGINES = ("auto", "lean-lowbit", "lean-int8", "lean-int4", "lean-float32", "transformers")
 
 
 class LanguageModel:
@@ -179,7 +179,7 @@ class LanguageModel:
         self.model = model.eval()
         self.tokenizer = tokenizer
         if engine == "auto":
-            engine = "lean-int4" if lm_fast.supports(self.model) else "transformers"
+            engine = "lean-lowbit" if lm_fast.supports(self.model) else "transformers"
         self.engine = engine
         self._lean = None
         if engine.startswith("lean-"):

@@ -3,9 +3,10 @@
 Why: arithmetic decoding runs the LM one token at a time, and a transformers forward call costs
 ~50 ms per token on one core for SmolLM2-135M, mostly Python and dispatch overhead plus reading
 0.5 GB of float32 weights. Here each token is a handful of fused matrix products on preallocated
-caches. With `weights="int4"` the linear layers (and the output head) use torch's CPU int4 kernel
-(group-wise affine 4-bit weights, bfloat16 activations) — the offline models are 4-bit GGUF files
-to begin with, so this keeps their precision class while reading 8x fewer bytes per token.
+caches. With `weights="lowbit"` the linear layers (and the output head) use torch's CPU integer
+kernels with bfloat16 activations: int4 where the weights already sit on a 4-bit grid (a Q4_1 GGUF
+such as SmolLM2's: exact), int8 elsewhere (e.g. Gemma's 5/6-bit tensors) — reading 4-8x fewer
+bytes per token than float32. The head's top logits are then recomputed in float32.
 
 The numbers differ slightly from transformers' (fused products, other kernels): that is fine
 because encoder and decoder both run *this* code. `supports()` says which models it can run;
@@ -17,9 +18,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-WEIGHT_FORMATS = ("float32", "int4")
+WEIGHT_FORMATS = ("float32", "int8", "int4", "lowbit")
+#: Relative error below which int4 re-quantisation counts as exact (bf16 scales: ~0.3%).
+_INT4_EXACT = 0.01
 _INT4_GROUP = 32
-#: With int4 weights the output head runs in bfloat16; this many top logits are recomputed exactly.
+#: With integer weights the output head runs in bfloat16; this many top logits are redone in float32.
 HEAD_REFINE_TOP = 128
 
 
@@ -55,34 +58,55 @@ def _rope_parameters(config) -> dict[str, dict]:
 
 
 class _Linear:
-    """y = x W^T in float32, or with int4 group-wise weights (bf16 activations)."""
+    """y = x W^T with float32, int8 (per row) or int4 (per 32-group) weights.
+
+    The integer kernels take bfloat16 activations. "lowbit" picks int4 for weights that already sit
+    on a 4-bit grid (e.g. from a Q4_1 GGUF: re-quantising them is exact) and int8 for the rest.
+    """
 
     def __init__(self, weight: torch.Tensor, fmt: str):
         weight = weight.detach().to(torch.float32).contiguous()
         self.out_features, self.in_features = weight.shape
         self.fmt = fmt
         if fmt == "float32" or self.in_features % _INT4_GROUP:
-            self.fmt = "float32"
-            self.weight = weight
+            self.fmt, self.weight = "float32", weight
             return
-        pad = -self.out_features % 16  # the kernel wants rows in multiples of 16
-        weight = F.pad(weight, (0, 0, 0, pad))
-        n, k = weight.shape
-        groups = weight.view(n, k // _INT4_GROUP, _INT4_GROUP)
-        low, high = groups.amin(-1), groups.amax(-1)
-        scale = ((high - low) / 15).clamp(min=1e-12)
-        q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
-        zero = low + 8 * scale  # the kernel computes (q - 8) * scale + zero
-        self.packed = torch._convert_weight_to_int4pack_for_cpu(q.view(n, k).to(torch.int32), 1)
-        self.scales_zeros = torch.stack([scale.T, zero.T], -1).to(torch.bfloat16).contiguous()
+        weight = F.pad(weight, (0, 0, 0, -self.out_features % 16))  # kernels want rows % 16 == 0
+        if fmt in ("int4", "lowbit"):
+            packed, scales_zeros, error = _int4(weight)
+            if fmt == "int4" or error < _INT4_EXACT:
+                self.fmt, self.packed, self.scales_zeros = "int4", packed, scales_zeros
+                return
+        scale = (weight.abs().amax(1) / 127).clamp(min=1e-12)
+        self.fmt = "int8"
+        self.int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        self.scales = scale.to(torch.bfloat16)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.fmt == "float32":
             return F.linear(x, self.weight)
-        out = torch._weight_int4pack_mm_for_cpu(
-            x.to(torch.bfloat16), self.packed, _INT4_GROUP, self.scales_zeros
-        )
+        if self.fmt == "int4":
+            out = torch._weight_int4pack_mm_for_cpu(
+                x.to(torch.bfloat16), self.packed, _INT4_GROUP, self.scales_zeros
+            )
+        else:
+            out = torch._weight_int8pack_mm(x.to(torch.bfloat16), self.int8, self.scales)
         return out[..., : self.out_features].to(torch.float32)
+
+
+def _int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Pack for the int4 kernel ((q - 8) * scale + zero per 32-group); relative error of doing so."""
+    n, k = weight.shape
+    groups = weight.view(n, k // _INT4_GROUP, _INT4_GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-12)
+    q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
+    zero = low + 8 * scale
+    scales_zeros = torch.stack([scale.T, zero.T], -1).to(torch.bfloat16).contiguous()
+    restored = (q - 8) * scales_zeros[..., 0].T.float()[..., None] + scales_zeros[..., 1].T.float()[..., None]
+    error = float((restored.view(n, k) - weight).norm() / weight.norm().clamp(min=1e-30))
+    packed = torch._convert_weight_to_int4pack_for_cpu(q.view(n, k).to(torch.int32), 1)
+    return packed, scales_zeros, error
 
 
 def _cat_rows(*weights: torch.Tensor) -> torch.Tensor:
@@ -148,7 +172,8 @@ class LeanDecoder:
         self._no_bias = torch.zeros(())
         self.final_norm = _norm_weight(body.norm.weight, self.gemma)
         head = model.get_output_embeddings().weight.detach().to(torch.float32)
-        self.head = _Linear(head, weights)
+        # the head only ranks candidates at low precision: its top logits are redone in float32
+        self.head = _Linear(head, "float32" if weights == "float32" else "int4")
         self.head_exact = head if self.head.fmt != "float32" else None
         if self.gemma:
             self.scaling = float(config.query_pre_attn_scalar) ** -0.5
