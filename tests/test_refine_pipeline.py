@@ -126,7 +126,7 @@ def test_cli_captioner_refiner_and_no_refine(codec_dir, vlm_dir, sd_dir, tmp_pat
     assert main(["decode", str(out), "-o", str(png_x), "--no-refine"]) == 0
     assert png_a.read_bytes() == png_b.read_bytes() != png_x.read_bytes()
     capsys.readouterr()
-    assert main([*args, "--captioner", str(vlm_dir)]) == 0
+    assert main([*args, "--captioner", str(vlm_dir), "--refiner", "identity"]) == 0
     assert json.loads(capsys.readouterr().out)["captioner"] == f"vlm:{vlm_dir.name}"
     assert main([*args, "--caption", "x", "--captioner", str(vlm_dir)]) == 1
     assert "not --captioner and --caption" in capsys.readouterr().err
