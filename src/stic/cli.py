@@ -74,7 +74,8 @@ def _refiner_for(args):
 def _summary(info: dict) -> str:
     parts = [f"{s['kind']} {s['bytes']} B" for s in info["sections"]]
     parts.append(f"header {info['header_overhead_bytes']} B")
-    return f"{info['file_bytes']} bytes, {info['bpp']:.5f} bpp ({', '.join(parts)})"
+    rate = f", {info['bpp']:.5f} bpp" if info["bpp"] is not None else ""
+    return f"{info['file_bytes']} bytes{rate} ({', '.join(parts)})"
 
 
 def _cmd_encode(args) -> None:

@@ -1,0 +1,117 @@
+"""End to end through the `stic` command: encode, info, decode, rate control and clear errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stic.cli import main
+from stic.image.registry import shipped_models
+
+
+@pytest.fixture
+def photo(tmp_path):
+    skimage_data = pytest.importorskip("skimage.data")
+    path = tmp_path / "coffee.png"
+    Image.fromarray(skimage_data.coffee()[:200, :300]).save(path)
+    return path
+
+
+def _encode(photo, tmp_path, *extra, refiner="none"):
+    out = tmp_path / "c.stic"
+    args = ["encode", str(photo), "-o", str(out), "--text-coder", "zlib", "--refiner", refiner, *extra]
+    assert main(args) == 0
+    return out
+
+
+def test_encode_info_decode_round_trip(photo, tmp_path, capsys):
+    out = _encode(photo, tmp_path, "--quality", "1", "--caption", "A cup of coffee on a table", refiner="realesrgan-compact")
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["width"], info["height"]) == (300, 200)
+    assert info["file_bytes"] == out.stat().st_size
+    assert info["bpp"] == pytest.approx(8 * out.stat().st_size / (300 * 200))
+    kinds = {s["kind"]: s for s in info["sections"]}
+    assert set(kinds) == {"image", "caption", "refine"} and kinds["caption"]["codec"] == "zlib"
+    assert info["header_overhead_bytes"] == info["file_bytes"] - sum(s["bytes"] for s in info["sections"])
+    png = tmp_path / "d.png"
+    assert main(["decode", str(out), "-o", str(png)]) == 0
+    assert "caption: A cup of coffee on a table" in capsys.readouterr().out
+    assert Image.open(png).size == (300, 200)
+
+
+def test_bpp_picks_the_largest_model_that_fits(photo, tmp_path, capsys):
+    rates = {}
+    for quality in range(1, len(shipped_models()) + 1):
+        out = _encode(photo, tmp_path, "--quality", str(quality))
+        rates[quality] = 8 * out.stat().st_size / (300 * 200)
+    assert list(rates.values()) == sorted(rates.values())
+    # a target just above the middle model's real rate must choose exactly that model
+    middle = (len(rates) + 1) // 2
+    capsys.readouterr()
+    out = _encode(photo, tmp_path, "--bpp", str(rates[middle] + 1e-6), "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["image_model"] == shipped_models()[middle - 1]
+    assert result["bpp"] <= rates[middle] + 1e-6
+    assert main(["encode", str(photo), "-o", str(tmp_path / "x.stic"), "--bpp", "0.0001"]) == 1
+    assert "no model reaches 0.0001 bpp" in capsys.readouterr().err
+    assert not (tmp_path / "x.stic").exists()
+
+
+def test_decoding_is_identical_in_two_processes(photo, tmp_path):
+    out = _encode(photo, tmp_path, "--quality", "1")
+    pngs = []
+    for run, threads in enumerate(["1", "2"]):
+        png = tmp_path / f"p{run}.png"
+        env = {"OMP_NUM_THREADS": threads, "HF_HUB_OFFLINE": "1", "PATH": ""}
+        subprocess.run([sys.executable, "-m", "stic.cli", "decode", str(out), "-o", str(png)], check=True, env=env)
+        pngs.append(np.asarray(Image.open(png)))
+    assert np.array_equal(pngs[0], pngs[1])
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "truncated"),
+        (lambda b: b[:-3] + bytes([b[-3] ^ 0x10]) + b[-2:], "CRC"),
+        (lambda b: b[:3] + b"\x07" + b[4:], "unsupported .stic format version 7"),
+        (lambda b: b"", "truncated"),
+    ],
+)
+def test_damaged_files_fail_with_one_line(photo, tmp_path, capsys, damage, message):
+    out = _encode(photo, tmp_path, "--quality", "1")
+    out.write_bytes(damage(out.read_bytes()))
+    capsys.readouterr()
+    assert main(["decode", str(out), "-o", str(tmp_path / "d.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stic: error:") and message in err[0]
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_file_from_unknown_weights_is_refused_naming_the_model(photo, tmp_path, capsys):
+    from stic import container
+
+    out = _encode(photo, tmp_path, "--quality", "1")
+    parsed = container.read_file(out)
+    image = parsed.section(container.SECTION_IMAGE)
+    forged = container.Section(image.kind, image.codec_id, image.payload, b"\xde\xad\xbe\xef")
+    container.write_file(out, parsed.width, parsed.height, [forged])
+    assert main(["decode", str(out)]) == 1
+    assert "deadbeef" in capsys.readouterr().err
+
+
+def test_bad_inputs(tmp_path, capsys, photo):
+    assert main(["encode", str(tmp_path / "missing.png")]) == 1
+    assert "no such image file" in capsys.readouterr().err
+    (tmp_path / "notes.png").write_text("not a picture")
+    assert main(["encode", str(tmp_path / "notes.png")]) == 1
+    assert "not an image file" in capsys.readouterr().err
+    assert main(["encode", str(photo), "-o", str(tmp_path / "no" / "dir.stic"), "--text-coder", "zlib"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    assert main(["encode", str(photo), "--caption-file", str(tmp_path / "latin1.txt"), "--text-coder", "zlib"]) == 1
+    assert "not UTF-8" in capsys.readouterr().err
