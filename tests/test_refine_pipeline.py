@@ -14,6 +14,7 @@ from stic import codecs, pipeline
 from stic.cli import main
 from stic.container import SECTION_CAPTION, SECTION_REFINE
 from stic.errors import ModelNotFoundError
+from stic.fileinfo import describe
 from stic.image.architectures import build_model
 from stic.image.registry import load_image_codec
 from stic.refine import esrgan
@@ -73,7 +74,7 @@ def test_diffusion_refined_file_decodes_identically_twice(codec_dir, sd_dir):
     assert np.array_equal(first.image, second.image)
     xhat = pipeline.decode(encoded.data, refine=False)
     assert xhat.refiner is None and not np.array_equal(xhat.image, first.image)
-    assert [s["kind"] for s in pipeline.describe(encoded.file)["sections"]][-1] == "refine"
+    assert [s["kind"] for s in describe(encoded.file)["sections"]][-1] == "refine"
     with pytest.raises(ModelNotFoundError, match="--no-refine"):
         pipeline.decode(encoded.data, refiner_model=str(sd_dir / "absent"))
 

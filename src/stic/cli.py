@@ -81,7 +81,8 @@ def _summary(info: dict) -> str:
 def _cmd_encode(args) -> None:
     from stic.container import write_bytes_atomic
     from stic.image.io import load_image
-    from stic.pipeline import describe, encode
+    from stic.fileinfo import describe
+    from stic.pipeline import encode
 
     image = load_image(args.image)
     out = Path(args.output) if args.output else Path(args.image).with_suffix(".stic")
@@ -127,7 +128,7 @@ def _cmd_decode(args) -> None:
 
 def _cmd_info(args) -> None:
     from stic.container import read_file
-    from stic.pipeline import describe
+    from stic.fileinfo import describe
 
     info = describe(read_file(args.file))
     if args.json:
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        # CompressAI's import-time use of torch.jit.script: not the user's concern
+        warnings.filterwarnings("ignore", message=".*torch.jit.script", category=FutureWarning)
         warnings.showwarning = lambda message, *_, **__: print(f"stic: warning: {message}", file=sys.stderr)
         try:
             args.func(args)

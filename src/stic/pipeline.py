@@ -221,35 +221,3 @@ def decode_file(
     if refiner is not None:
         image = refiner.refine(image, caption, seed)
     return Decoded(image, caption, file, refiner.name if refiner is not None else None)
-
-
-def describe(file: SticFile) -> dict:
-    """What `stic info` shows: sizes, per-section bytes and bits, header overhead, models, bpp."""
-    pixels = file.width * file.height
-    per_pixel = (lambda n: 8 * n / pixels) if pixels else (lambda n: None)
-    sections = []
-    names_by_kind = {SECTION_CAPTION: codecs.TEXT_CODEC_NAMES, SECTION_REFINE: codecs.REFINER_NAMES}
-    for section in file.sections:
-        names = names_by_kind.get(section.kind, codecs.IMAGE_CODEC_NAMES)
-        sections.append(
-            {
-                "kind": section.kind_name,
-                "codec": names.get(section.codec_id, f"unknown-{section.codec_id}"),
-                "fingerprint": section.fingerprint.hex() or None,
-                "required": section.required,
-                "bytes": len(section.payload),
-                "bits": 8 * len(section.payload),
-                "bpp": per_pixel(len(section.payload)),
-            }
-        )
-    return {
-        "width": file.width,
-        "height": file.height,
-        "file_bytes": file.size,
-        "file_bits": 8 * file.size,
-        "bpp": per_pixel(file.size),
-        "header_overhead_bytes": file.overhead_bytes,
-        "header_overhead_bpp": per_pixel(file.overhead_bytes),
-        "sections": sections,
-    }
-

@@ -1,0 +1,41 @@
+"""What `stic info` reports about a file, computed from the container alone (no model loads,
+no torch import), so inspecting a file is instant."""
+
+from stic import codecs
+from stic.container import SECTION_CAPTION, SECTION_IMAGE, SECTION_REFINE, SticFile
+
+_CODEC_NAMES = {
+    SECTION_CAPTION: codecs.TEXT_CODEC_NAMES,
+    SECTION_IMAGE: codecs.IMAGE_CODEC_NAMES,
+    SECTION_REFINE: codecs.REFINER_NAMES,
+}
+
+
+def describe(file: SticFile) -> dict:
+    """What `stic info` shows: sizes, per-section bytes and bits, header overhead, models, bpp."""
+    pixels = file.width * file.height
+    per_pixel = (lambda n: 8 * n / pixels) if pixels else (lambda n: None)
+    sections = []
+    for section in file.sections:
+        names = _CODEC_NAMES.get(section.kind, {})
+        sections.append(
+            {
+                "kind": section.kind_name,
+                "codec": names.get(section.codec_id, f"unknown-{section.codec_id}"),
+                "fingerprint": section.fingerprint.hex() or None,
+                "required": section.required,
+                "bytes": len(section.payload),
+                "bits": 8 * len(section.payload),
+                "bpp": per_pixel(len(section.payload)),
+            }
+        )
+    return {
+        "width": file.width,
+        "height": file.height,
+        "file_bytes": file.size,
+        "file_bits": 8 * file.size,
+        "bpp": per_pixel(file.size),
+        "header_overhead_bytes": file.overhead_bytes,
+        "header_overhead_bpp": per_pixel(file.overhead_bytes),
+        "sections": sections,
+    }
