@@ -138,8 +138,8 @@ def _cmd_info(args) -> None:
     for s in info["sections"]:
         bpp = f", {s['bpp']:.5f} bpp" if s["bpp"] is not None else ""
         model = f", model {s['fingerprint']}" if s["fingerprint"] else ""
-        print(f"  {s['kind']:<8} codec {s['codec']:<14} {s['bytes']:>7} B = {s['bits']:>8} bits{bpp}{model}")
-    print(f"  header   {info['header_overhead_bytes']:>29} B = {8 * info['header_overhead_bytes']:>8} bits")
+        print(f"  {s['kind']:<8} codec {s['codec']:<18} {s['bytes']:>7} B = {s['bits']:>8} bits{bpp}{model}")
+    print(f"  header   {info['header_overhead_bytes']:>33} B = {8 * info['header_overhead_bytes']:>8} bits")
 
 
 def build_parser() -> argparse.ArgumentParser:
