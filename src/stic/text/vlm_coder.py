@@ -24,7 +24,7 @@ from stic import codecs
 from stic.caption.vlm import VisionLanguageModel, cached_vlm
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
 from stic.text.lm import CODING_THREADS, _HFSession, fixed_threads
-from stic.text.lm_coder import FREQ_TOTAL, STREAM_VERSION, LMArithmeticCoder
+from stic.text.lm_coder import LMArithmeticCoder
 
 #: the prompt whose answer is the caption (the VLM "writes" the caption after it)
 CODING_PROMPT = "Describe this image."
@@ -82,15 +82,19 @@ class VLMArithmeticCoder(LMArithmeticCoder):
         self.conditioned = image is not None
         self.codec_id = codecs.TEXT_VLM_XHAT_ARITHMETIC if self.conditioned else codecs.TEXT_VLM_ARITHMETIC
         self.name = f"vlm{'+xhat' if self.conditioned else ''}:{vlm.name}"
+        self._mode_fingerprint: bytes | None = None
 
     def fingerprint(self) -> bytes:
-        """Independent of x̂ (its image tokens depend on x̂'s size): the VLM, prompt, mode and the
-        LM coder's stream version and quantisation."""
-        h = hashlib.blake2b(digest_size=4)
-        h.update(self.vlm.fingerprint())
-        h.update(f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self.codec_id}|".encode())
-        h.update(self.prompt.encode("utf-8"))
-        return h.digest()
+        """Independent of x̂ (its image tokens depend on x̂'s size): the LM coder's own fingerprint
+        of the text-only prompt (VLM weights, tokenizer, prompt, quantisation, stream version),
+        combined with the mode."""
+        if self._mode_fingerprint is None:
+            text_only = LMArithmeticCoder(VLMPromptedLM(self.vlm, None, self.prompt))
+            h = hashlib.blake2b(digest_size=4)
+            h.update(text_only.fingerprint())
+            h.update(f"|{self.codec_id}".encode())
+            self._mode_fingerprint = h.digest()
+        return self._mode_fingerprint
 
 
 #: text-coder names the pipeline accepts for VLM coding: "vlm:MODEL" and "vlm-xhat:MODEL"
