@@ -65,7 +65,7 @@ def add_parser(subparsers) -> None:
                         help="run the per-image jobs on Ray: a local instance, or the cluster at ADDRESS")
     parser.add_argument("--save-decoded", action="store_true", help="also write decoded PNGs to OUT/decoded/")
     parser.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
-    parser.add_argument("--anchor", help="BD-rate anchor codec (default: x265 if run, else the first codec)")
+    parser.add_argument("--anchor", help="BD-rate anchor codec (default: the codec with the most complete points)")
     parser.add_argument("--bd-metric", help="metric for BD-rates (default: lpips-alex)")
     parser.add_argument("--reference", help="published results CSV (method,bpp,lpips_alex,...) to draw dashed")
     parser.add_argument("--report-only", action="store_true", help="only rebuild means, plots and report from OUT")

@@ -31,6 +31,12 @@ def bd_table(means: list[dict], anchor: str, metric: str) -> list:
             for codec, points in lines.items() if codec != anchor]
 
 
+def default_anchor(means: list[dict], metric: str | None, codecs: list[str]) -> str:
+    """The codec with the most complete points (the widest curve to compare against); first wins ties."""
+    lines = curves(means, metric) if metric else {}
+    return max(codecs, key=lambda codec: len(lines.get(codec, [])))
+
+
 def _fmt(value, digits=4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -44,8 +50,8 @@ def write_report(out: Path, anchor: str | None = None, bd_metric: str | None = N
     _write_csv(out / "means.csv", means, ["codec", "target_bpp", "images", "ok", "unreachable", "failed", "complete", *MEAN_FIELDS])
     metrics = [m for m in METRICS if any(e.get(m) is not None for e in means)]
     codecs = list(dict.fromkeys(r["codec"] for r in rows))
-    anchor = anchor or ("x265" if "x265" in codecs else codecs[0])
     bd_metric = bd_metric or next((m for m in ("lpips-alex", "lpips-vgg", "dists", "psnr") if m in metrics), None)
+    anchor = anchor or default_anchor(means, bd_metric, codecs)
     refs = read_reference(reference) if reference else None
     plots = {m: plot_rd(means, m, out, refs) for m in metrics}
     table = bd_table(means, anchor, bd_metric) if bd_metric else []
