@@ -35,6 +35,11 @@ from stic.errors import FormatError, InputError
 from stic.text.lm import LanguageModel
 from stic.text.preamble import Preamble, get_preamble
 
+#: The offline default, chosen by bench/caption_lm.py (fewest bits on the Kodak LLaVA captions;
+#: see results/caption_lm.json and docs/caption_coding.md). "smollm2-135m" stays selectable.
+DEFAULT_MODEL = "gemma3-270m"
+DEFAULT_PREAMBLE = "examples"
+
 #: Total of every quantised frequency table (constriction's default categorical precision).
 FREQ_TOTAL = 1 << 24
 #: Bumped whenever the stream layout or the quantisation changes: part of the fingerprint.
@@ -337,3 +342,10 @@ class LMArithmeticCoder:
                     raise FormatError(f"LM-coded caption: bytes are not UTF-8 ({exc})") from exc
             raw.append(byte)
         raise FormatError(f"LM-coded caption: no end of text within {limit - 1} bytes")
+
+
+def default_coder(model: str | None = None, preamble: str = DEFAULT_PREAMBLE) -> LMArithmeticCoder:
+    """The LM coder stic uses unless told otherwise: `model` is any name load_lm accepts."""
+    from stic.text.lm import load_lm
+
+    return LMArithmeticCoder(load_lm(model or DEFAULT_MODEL), preamble=preamble)

