@@ -95,7 +95,8 @@ def write_report(out: Path, anchor: str | None = None, bd_metric: str | None = N
         counts: dict = {}
         for r in unreachable:
             counts[(r["codec"], float(r["target_bpp"]))] = counts.get((r["codec"], float(r["target_bpp"])), 0) + 1
-        lines += [f"| {c} | {t:g} | {n} |" for (c, t), n in counts.items()]
+        ordered = sorted(counts.items(), key=lambda item: (codecs.index(item[0][0]), item[0][1]))
+        lines += [f"| {c} | {t:g} | {n} |" for (c, t), n in ordered]
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         lines += ["", "## Failures", ""] + [f"- {r['image']} {r['codec']} @ {r['target_bpp']}: {r['note']}" for r in failed]
