@@ -115,7 +115,9 @@ def bench_preamble(lm, preamble: str, captions: list[str], decode: bool) -> dict
     return summary
 
 
-def bench_model(name: str, preambles: list[str], decode_preambles: set[str], first_load: bool) -> dict:
+def bench_model(
+    name: str, preambles: list[str], decode_preambles: set[str], first_load: bool
+) -> dict:
     captions = load_captions()
     result = {"model": name, "threads": CODING_THREADS, "torch": torch.__version__}
     result["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
@@ -126,9 +128,13 @@ def bench_model(name: str, preambles: list[str], decode_preambles: set[str], fir
     result["load_cached_s"] = round(seconds, 2)
     result["engine"] = lm.engine
     result["lm_fingerprint"] = lm.fingerprint().hex()
-    result["preambles"] = {
-        p: bench_preamble(lm, p, captions, decode=p in decode_preambles) for p in preambles
-    }
+    result["preambles"] = {}
+    for preamble in preambles:  # saved after each preamble: a long run keeps what it measured
+        result["preambles"][preamble] = bench_preamble(
+            lm, preamble, captions, decode=preamble in decode_preambles
+        )
+        out = RESULTS / f"caption_lm_{name}.json"
+        out.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -187,8 +193,6 @@ def main() -> None:
     decode = set(args.preambles if args.decode_preambles is None else args.decode_preambles)
     for name in args.models:
         result = bench_model(name, args.preambles, decode, args.first_load)
-        out = RESULTS / f"caption_lm_{name}.json"
-        out.write_text(json.dumps(result, indent=1) + "\n")
         for p in result["preambles"].values():
             print(
                 f"{name:14s} {p['preamble']:9s} {p['bits_per_char']:.4f} bits/char "

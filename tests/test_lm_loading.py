@@ -8,8 +8,9 @@ from tiny_lm import tiny_lm, tiny_tokenizer
 
 from stic.errors import ModelNotFoundError
 from stic.text import lm as lm_module
-from stic.text.lm import fixed_threads, LanguageModel, load_lm
+from stic.text.lm import LanguageModel, fixed_threads, load_lm
 from stic.text.lm_coder import LMArithmeticCoder
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():

@@ -230,7 +230,9 @@ class LanguageModel:
         """4 bytes over the architecture, the tokenizer, every weight and the engine."""
         if self._fingerprint is None:
             digest = model_digest(self.model, self.tokenizer)
-            self._fingerprint = hashlib.blake2b(digest + self.engine.encode(), digest_size=4).digest()
+            self._fingerprint = hashlib.blake2b(
+                digest + self.engine.encode(), digest_size=4
+            ).digest()
         return self._fingerprint
 
 

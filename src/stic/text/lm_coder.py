@@ -207,7 +207,9 @@ class LMArithmeticCoder:
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=4)
             h.update(self.lm.fingerprint())
-            h.update(f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self._end}|".encode())
+            h.update(
+                f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self._end}|".encode()
+            )
             h.update(np.asarray(self._prefix, dtype=np.int64).tobytes())
             self._fingerprint = h.digest()
         return self._fingerprint
@@ -225,7 +227,9 @@ class LMArithmeticCoder:
         except _CONSTRICTION_ERRORS as exc:
             raise FormatError(f"LM-coded caption: invalid range-coded stream ({exc})") from exc
         if log.shortest_stream() != data:
-            raise FormatError("LM-coded caption: data is corrupt (not the stream of what it decodes to)")
+            raise FormatError(
+                "LM-coded caption: data is corrupt (not the stream of what it decodes to)"
+            )
         return text
 
     def ideal_bits(self, text: str) -> float:
@@ -317,13 +321,17 @@ class LMArithmeticCoder:
             group = read(quantise(group_sums))
             token = group * self._vocab.group_size + read(quantise(grid[group]))
             if token >= self._n_tokens_known:
-                raise FormatError(f"LM-coded caption: decoded token id {token} is not in the vocabulary")
+                raise FormatError(
+                    f"LM-coded caption: decoded token id {token} is not in the vocabulary"
+                )
             if token == self._end and read(end_flags) == _ENDS:
                 text = self.lm.tokenizer.decode(
                     ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
                 )
                 if self._token_ids(text) != ids:  # the encoder only ever codes this tokenization
-                    raise FormatError("LM-coded caption: data is corrupt (not a canonical tokenization)")
+                    raise FormatError(
+                        "LM-coded caption: data is corrupt (not a canonical tokenization)"
+                    )
                 return text
             ids.append(token)
             session.push(token)

@@ -37,11 +37,13 @@ def supports(model: torch.nn.Module) -> bool:
     for params in _rope_parameters(config).values():
         if params.get("rope_type", "default") not in ("default", "linear"):
             return False
-    if kind == "gemma3_text" and (
-        getattr(config, "attn_logit_softcapping", None) or getattr(config, "final_logit_softcapping", None)
-    ):
-        return False
-    return True
+    return not (
+        kind == "gemma3_text"
+        and (
+            getattr(config, "attn_logit_softcapping", None)
+            or getattr(config, "final_logit_softcapping", None)
+        )
+    )
 
 
 def _rope_parameters(config) -> dict[str, dict]:
@@ -79,7 +81,9 @@ class _Linear:
                 return
         scale = (weight.abs().amax(1) / 127).clamp(min=1e-12)
         self.fmt = "int8"
-        self.int8 = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        self.int8 = (
+            torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        )
         self.scales = scale.to(torch.bfloat16)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +107,8 @@ def _int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     q = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
     zero = low + 8 * scale
     scales_zeros = torch.stack([scale.T, zero.T], -1).to(torch.bfloat16).contiguous()
-    restored = (q - 8) * scales_zeros[..., 0].T.float()[..., None] + scales_zeros[..., 1].T.float()[..., None]
+    kept_scale, kept_zero = (scales_zeros[..., i].T.float()[..., None] for i in (0, 1))
+    restored = (q - 8) * kept_scale + kept_zero
     error = float((restored.view(n, k) - weight).norm() / weight.norm().clamp(min=1e-30))
     packed = torch._convert_weight_to_int4pack_for_cpu(q.view(n, k).to(torch.int32), 1)
     return packed, scales_zeros, error
@@ -116,7 +121,9 @@ def _cat_rows(*weights: torch.Tensor) -> torch.Tensor:
 class _Layer:
     def __init__(self, layer, fmt: str, gemma: bool):
         attn, mlp = layer.self_attn, layer.mlp
-        self.qkv = _Linear(_cat_rows(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight), fmt)
+        self.qkv = _Linear(
+            _cat_rows(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight), fmt
+        )
         self.q_size = attn.q_proj.weight.shape[0]
         self.kv_size = attn.k_proj.weight.shape[0]
         self.o = _Linear(attn.o_proj.weight, fmt)
@@ -179,7 +186,9 @@ class LeanDecoder:
             self.scaling = float(config.query_pre_attn_scalar) ** -0.5
             self.act = lambda x: F.gelu(x, approximate="tanh")
             types = list(config.layer_types)
-            self.windows = [config.sliding_window if t == "sliding_attention" else None for t in types]
+            self.windows = [
+                config.sliding_window if t == "sliding_attention" else None for t in types
+            ]
         else:
             self.scaling = self.head_dim**-0.5
             self.act = F.silu
@@ -261,7 +270,9 @@ class LeanDecoder:
             x = x + out
             h = _rms_norm(x, layer.pre_mlp_norm, self.eps)
             gate_up = layer.gate_up(h)
-            mlp = layer.down(self.act(gate_up[:, : layer.intermediate]) * gate_up[:, layer.intermediate :])
+            mlp = layer.down(
+                self.act(gate_up[:, : layer.intermediate]) * gate_up[:, layer.intermediate :]
+            )
             if self.gemma:
                 mlp = _rms_norm(mlp, layer.post_mlp_norm, self.eps)
             x = x + mlp
@@ -303,4 +314,3 @@ class LeanState:
         copy.keys = [k.clone() for k in self.keys]
         copy.values = [v.clone() for v in self.values]
         return copy
-
