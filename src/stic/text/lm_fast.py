@@ -171,10 +171,9 @@ class LeanDecoder:
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
-        embed = body.embed_tokens.weight.detach().to(torch.float32)
-        if self.gemma:
-            embed = embed * torch.tensor(config.hidden_size**0.5, dtype=torch.float32)
-        self.embed = embed
+        self.embed = body.embed_tokens.weight.detach().to(torch.float32)  # shared, not copied
+        # Gemma scales embeddings by sqrt(hidden), applied to the looked-up rows
+        self.embed_scale = torch.tensor(config.hidden_size**0.5 if self.gemma else 1.0)
         self.layers = [_Layer(layer, weights, self.gemma) for layer in body.layers]
         self._no_bias = torch.zeros(())
         self.final_norm = _norm_weight(body.norm.weight, self.gemma)
@@ -227,6 +226,8 @@ class LeanDecoder:
         positions = torch.arange(start, end)
         rope = self._rope(positions)
         x = self.embed[torch.tensor(ids, dtype=torch.long)]  # [t, hidden]
+        if self.gemma:
+            x = x * self.embed_scale
         hd, n_kv, groups = self.head_dim, self.n_kv, self.n_heads // self.n_kv
         key_pos = torch.arange(end)
         for i, layer in enumerate(self.layers):
