@@ -25,16 +25,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", default="psnr,msssim,lpips-alex")
     parser.add_argument("--codecs", default=",".join(CODECS))
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "kodak_baselines"))
+    parser.add_argument(
+        "--out",
+        default=str(
+            Path(__file__).resolve().parents[1] / "results" / "kodak_baselines"
+        ),
+    )
     args = parser.parse_args()
     out = Path(args.out)
-    config = EvalConfig(data=data_dir() / "kodak", codecs=args.codecs.split(","), targets=TARGETS, out=out,
-                        metrics=args.metrics.split(","))
+    config = EvalConfig(
+        data=data_dir() / "kodak",
+        codecs=args.codecs.split(","),
+        targets=TARGETS,
+        out=out,
+        metrics=args.metrics.split(","),
+    )
     run_eval(config)
     reference = data_dir() / "published" / "kodak_peers.csv"
-    report = write_report(out, anchor="vvc", bd_metric="lpips-alex",
-                          reference=reference if reference.exists() else None,
-                          title="Classic codecs on Kodak, 0.02-0.3 bpp")
+    report = write_report(
+        out,
+        anchor="vvc",
+        bd_metric="lpips-alex",
+        reference=reference if reference.exists() else None,
+        title="Classic codecs on Kodak, 0.02-0.3 bpp",
+    )
     print(f"report: {report}")
 
 

@@ -60,10 +60,16 @@ def main() -> None:
     out = Path(__file__).resolve().parents[1] / "results" / "metrics_cost.json"
     out.parent.mkdir(exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {"timings": {}}
-    results.update({"pair": "kodim01 vs JPEG q10, 768x512", "repeats": REPEATS,
-                    "statistic": "median of the repeats after one warm-up; wall-clock and CPU (process) seconds",
-                    "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-                    "torch": torch.__version__})
+    results.update(
+        {
+            "pair": "kodim01 vs JPEG q10, 768x512",
+            "repeats": REPEATS,
+            "statistic": "median of the repeats after one warm-up; wall-clock and CPU (process) seconds",
+            "cpu_count": os.cpu_count(),
+            "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+        }
+    )
     x, y = _pair()
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
@@ -71,22 +77,31 @@ def main() -> None:
             metric = create_metric(name)
             load_before = os.getloadavg()[0]
 
-            def forward():
+            def forward(metric=metric):
                 with torch.no_grad():
                     metric(x, y)
 
-            def forward_backward():
+            def forward_backward(metric=metric):
                 estimate = y.clone().requires_grad_(True)
                 metric(estimate, x).sum().backward()
 
-            (fw, fw_cpu), (fb, fb_cpu) = _median_seconds(forward), _median_seconds(forward_backward)
+            (fw, fw_cpu), (fb, fb_cpu) = (
+                _median_seconds(forward),
+                _median_seconds(forward_backward),
+            )
             results["timings"][f"{name}@{threads}thread"] = {
-                "forward_s": fw, "forward_cpu_s": fw_cpu, "forward_backward_s": fb, "forward_backward_cpu_s": fb_cpu,
+                "forward_s": fw,
+                "forward_cpu_s": fw_cpu,
+                "forward_backward_s": fb,
+                "forward_backward_cpu_s": fb_cpu,
                 "load_average_1min": [load_before, os.getloadavg()[0]],
             }
             out.write_text(json.dumps(results, indent=2) + "\n")
-            print(f"{name:11s} threads={threads}: forward {fw:.3f} s (cpu {fw_cpu:.3f}), "
-                  f"forward+backward {fb:.3f} s (cpu {fb_cpu:.3f}) -> {out}", flush=True)
+            print(
+                f"{name:11s} threads={threads}: forward {fw:.3f} s (cpu {fw_cpu:.3f}), "
+                f"forward+backward {fb:.3f} s (cpu {fb_cpu:.3f}) -> {out}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@ import struct
 import numpy as np
 import pytest
 
-from stic.baselines import CLASSIC_CODECS, Coded, CodecUnavailableError, TargetUnreachableError, encode_to_bpp, get_classic_codec
+from stic.baselines import (
+    CLASSIC_CODECS,
+    CodecUnavailableError,
+    Coded,
+    TargetUnreachableError,
+    encode_to_bpp,
+    get_classic_codec,
+)
 from stic.baselines.base import ClassicCodec
 from stic.baselines.pillow_codecs import mdat_payload_bytes
 from stic.errors import InputError
@@ -16,8 +23,17 @@ def _picture(height=96, width=128):
     """A smooth synthetic photo stand-in: gradients, a disc and mild noise (deterministic)."""
     y, x = np.mgrid[0:height, 0:width]
     rng = np.random.default_rng(0)
-    disc = ((x - width * 0.6) ** 2 + (y - height * 0.4) ** 2 < (height * 0.25) ** 2) * 90
-    image = np.stack([x * 200 / width + disc, y * 200 / height, (x + y) * 100 / (width + height) + 60], axis=2)
+    disc = (
+        (x - width * 0.6) ** 2 + (y - height * 0.4) ** 2 < (height * 0.25) ** 2
+    ) * 90
+    image = np.stack(
+        [
+            x * 200 / width + disc,
+            y * 200 / height,
+            (x + y) * 100 / (width + height) + 60,
+        ],
+        axis=2,
+    )
     return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
 
 
@@ -46,7 +62,10 @@ def test_rate_control_fits_the_target_and_decodes(name):
     # the next setting up would overshoot (the search returns the best that fits)
     index = list(codec.settings).index(result.setting)
     if index + 1 < len(codec.settings):
-        assert codec.encode(image, codec.settings[index + 1]).file_bytes > 1.0 * image[..., 0].size / 8
+        assert (
+            codec.encode(image, codec.settings[index + 1]).file_bytes
+            > 1.0 * image[..., 0].size / 8
+        )
 
 
 @pytest.mark.parametrize("name", ["x265", "vvc", "heic", "avif"])
@@ -58,7 +77,9 @@ def test_odd_sizes_are_padded_and_cropped(name):
 
 def test_unreachable_target_is_refused_with_the_lowest_rate():
     codec = _codec_or_skip("jpeg")
-    with pytest.raises(TargetUnreachableError, match=r"jpeg cannot reach 0.01 bpp .* gives \d") as info:
+    with pytest.raises(
+        TargetUnreachableError, match=r"jpeg cannot reach 0.01 bpp .* gives \d"
+    ) as info:
         encode_to_bpp(codec, _picture(), 0.01)
     assert info.value.lowest_bpp > 0.01
     with pytest.raises(InputError, match="positive"):
@@ -76,7 +97,9 @@ def test_x265_stream_has_no_settings_sei():
 def test_container_and_stream_sizes_are_both_reported(name):
     codec = _codec_or_skip(name)
     coded = codec.encode(_picture(), 50)
-    assert 100 < coded.file_bytes - coded.stream_bytes < 1000  # ISOBMFF boxes around the coded image
+    assert (
+        100 < coded.file_bytes - coded.stream_bytes < 1000
+    )  # ISOBMFF boxes around the coded image
 
 
 def test_mdat_parser_handles_normal_and_large_boxes():
@@ -102,7 +125,10 @@ class _FakeCodec(ClassicCodec):
 def test_rate_search_finds_the_largest_fitting_setting_and_reuses_encodes():
     from stic.baselines import SizeCache
 
-    codec, image = _FakeCodec(), np.zeros((10, 80, 3), np.uint8)  # 800 pixels: 1 bpp = 100 bytes
+    codec, image = (
+        _FakeCodec(),
+        np.zeros((10, 80, 3), np.uint8),
+    )  # 800 pixels: 1 bpp = 100 bytes
     cache = SizeCache(codec, image)
     for target, expected in [(7.5, 7), (7.99, 7), (8.0, 8), (50, 50), (49.9, 49)]:
         assert encode_to_bpp(codec, image, target, cache).setting == expected
@@ -118,7 +144,10 @@ def test_missing_ffmpeg_is_a_clear_error(monkeypatch):
     ffmpeg_codecs.ffmpeg_encoders.cache_clear()
     monkeypatch.setenv("STIC_FFMPEG", "/nonexistent/ffmpeg")
     try:
-        with pytest.raises(CodecUnavailableError, match="STIC_FFMPEG=/nonexistent/ffmpeg is not an executable"):
+        with pytest.raises(
+            CodecUnavailableError,
+            match="STIC_FFMPEG=/nonexistent/ffmpeg is not an executable",
+        ):
             get_classic_codec("x265").check_available()
     finally:
         ffmpeg_codecs.ffmpeg_executable.cache_clear()
@@ -126,5 +155,7 @@ def test_missing_ffmpeg_is_a_clear_error(monkeypatch):
 
 
 def test_unknown_codec_names_the_choices():
-    with pytest.raises(InputError, match="unknown classic codec 'bpg'; choose from jpeg, webp"):
+    with pytest.raises(
+        InputError, match="unknown classic codec 'bpg'; choose from jpeg, webp"
+    ):
         get_classic_codec("bpg")

@@ -25,13 +25,23 @@ def _folder(tmp_path, count=2):
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:64, 0:96]
     for index in range(count):
-        base = np.stack([x * 2 + 40 * index, y * 3, (x + y) + 20], axis=2) + rng.normal(0, 6, (64, 96, 3))
-        Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(folder / f"img{index}.png")
+        base = np.stack([x * 2 + 40 * index, y * 3, (x + y) + 20], axis=2) + rng.normal(
+            0, 6, (64, 96, 3)
+        )
+        Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(
+            folder / f"img{index}.png"
+        )
     return folder
 
 
 def _config(tmp_path, folder, **changes):
-    options = dict(data=folder, codecs=["jpeg", "jp2"], targets=[1.0, 4.0], out=tmp_path / "out", metrics=["psnr"])
+    options = {
+        "data": folder,
+        "codecs": ["jpeg", "jp2"],
+        "targets": [1.0, 4.0],
+        "out": tmp_path / "out",
+        "metrics": ["psnr"],
+    }
     options.update(changes)
     return EvalConfig(**options)
 
@@ -43,7 +53,10 @@ def _rows(out):
 
 def test_run_writes_one_row_per_image_codec_target_with_real_sizes(tmp_path):
     folder = _folder(tmp_path)
-    run_eval(_config(tmp_path, folder, targets=[0.05, 1.0, 4.0], keep_decoded=True), progress=False)
+    run_eval(
+        _config(tmp_path, folder, targets=[0.05, 1.0, 4.0], keep_decoded=True),
+        progress=False,
+    )
     rows = _rows(tmp_path / "out")
     assert len(rows) == 2 * 2 * 3
     by_key = {(r["image"], r["codec"], float(r["target_bpp"])): r for r in rows}
@@ -51,7 +64,9 @@ def test_run_writes_one_row_per_image_codec_target_with_real_sizes(tmp_path):
     assert "jpeg cannot reach 0.05 bpp" in by_key[("img0.png", "jpeg", 0.05)]["note"]
     for row in rows:
         if row["status"] == "ok":
-            assert float(row["bpp"]) == pytest.approx(8 * int(row["file_bytes"]) / (64 * 96), rel=1e-5)
+            assert float(row["bpp"]) == pytest.approx(
+                8 * int(row["file_bytes"]) / (64 * 96), rel=1e-5
+            )
             assert float(row["bpp"]) <= float(row["target_bpp"])
             assert float(row["psnr"]) > 15
     decoded = tmp_path / "out" / "decoded" / "jp2" / "4" / "img1.png"
@@ -71,10 +86,20 @@ def test_resume_skips_finished_results_and_redoes_missing_ones(tmp_path, monkeyp
         writer.writerows(first[1:])
     calls = []
     original = harness.run_task
-    monkeypatch.setattr(harness, "run_task", lambda task, *a: calls.append((task.image, task.codec, task.targets)) or original(task, *a))
+    monkeypatch.setattr(
+        harness,
+        "run_task",
+        lambda task, *a: (
+            calls.append((task.image, task.codec, task.targets)) or original(task, *a)
+        ),
+    )
     run_eval(config, progress=False)
-    assert calls == [(first[0]["image"], first[0]["codec"], [float(first[0]["target_bpp"])])]
-    strip = lambda rows: sorted(tuple((k, v) for k, v in r.items() if k not in TIMING) for r in rows)  # noqa: E731
+    assert calls == [
+        (first[0]["image"], first[0]["codec"], [float(first[0]["target_bpp"])])
+    ]
+    strip = lambda rows: sorted(
+        tuple((k, v) for k, v in r.items() if k not in TIMING) for r in rows
+    )
     assert strip(_rows(config.out)) == strip(first)
 
 
@@ -84,10 +109,14 @@ def test_a_bad_image_is_recorded_and_the_run_continues(tmp_path):
     run_eval(_config(tmp_path, folder), progress=False)
     rows = _rows(tmp_path / "out")
     broken = [r for r in rows if r["image"] == "broken.png"]
-    assert len(broken) == 4 and all(r["status"] == "failed" and r["note"] for r in broken)
+    assert len(broken) == 4 and all(
+        r["status"] == "failed" and r["note"] for r in broken
+    )
     assert sum(r["status"] == "ok" for r in rows) == 8
     report = write_report(tmp_path / "out").read_text()
-    assert "## Failures" in report and "2 images," in report  # the unreadable file is not counted
+    assert (
+        "## Failures" in report and "2 images," in report
+    )  # the unreadable file is not counted
     assert "![PSNR (dB, RGB) ↑](rd_psnr.png)" in report
 
 
@@ -115,14 +144,25 @@ def test_bad_setups_fail_before_running(tmp_path, monkeypatch):
 
 def test_report_has_plots_means_and_bd_rates(tmp_path):
     folder = _folder(tmp_path)
-    run_eval(_config(tmp_path, folder, codecs=["jpeg", "webp", "jp2"], targets=[1.0, 1.5, 2.0, 3.0]), progress=False)
+    run_eval(
+        _config(
+            tmp_path,
+            folder,
+            codecs=["jpeg", "webp", "jp2"],
+            targets=[1.0, 1.5, 2.0, 3.0],
+        ),
+        progress=False,
+    )
     report = write_report(tmp_path / "out", anchor="jp2", bd_metric="psnr").read_text()
     for name in ("rd_psnr.png", "rd_psnr.svg", "means.csv", "bd_rate.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert "![PSNR (dB, RGB) ↑](rd_psnr.png)" in report
     assert "## BD-rate vs jp2 on psnr (Akima)" in report
-    means = list(csv.DictReader(open(tmp_path / "out" / "means.csv")))
-    assert {m["codec"] for m in means} == {"jpeg", "webp", "jp2"} and all(m["images"] == "2" for m in means)
+    with open(tmp_path / "out" / "means.csv", newline="") as handle:
+        means = list(csv.DictReader(handle))
+    assert {m["codec"] for m in means} == {"jpeg", "webp", "jp2"} and all(
+        m["images"] == "2" for m in means
+    )
 
 
 def test_bd_rate_on_known_curves():
@@ -130,13 +170,27 @@ def test_bd_rate_on_known_curves():
     half = [(b / 2, v) for b, v in anchor]
     result = bd_rate("a", anchor, "t", half, higher_is_better=False)
     assert result.bd_rate == pytest.approx(-50, abs=0.01)
-    assert result.interval == pytest.approx((-0.40, -0.10)) and result.overlap == 1 and result.note == ""
-    shifted = [(b, v - 0.2) for b, v in anchor]  # quality [-0.2, 0.1] vs [-0.4, -0.1]: overlap 0.1 of 0.5
+    assert (
+        result.interval == pytest.approx((-0.40, -0.10))
+        and result.overlap == 1
+        and result.note == ""
+    )
+    shifted = [
+        (b, v - 0.2) for b, v in anchor
+    ]  # quality [-0.2, 0.1] vs [-0.4, -0.1]: overlap 0.1 of 0.5
     partial = bd_rate("a", anchor, "t", shifted, higher_is_better=False)
-    assert partial.overlap == pytest.approx(0.1 / 0.5) and "treat with care" in partial.note
-    apart = bd_rate("a", anchor, "t", [(b, v - 0.5) for b, v in anchor], higher_is_better=False)
+    assert (
+        partial.overlap == pytest.approx(0.1 / 0.5)
+        and "treat with care" in partial.note
+    )
+    apart = bd_rate(
+        "a", anchor, "t", [(b, v - 0.5) for b, v in anchor], higher_is_better=False
+    )
     assert apart.bd_rate is None and "do not overlap" in apart.note
-    assert "fewer than 3" in bd_rate("a", anchor, "t", anchor[:2], higher_is_better=False).note
+    assert (
+        "fewer than 3"
+        in bd_rate("a", anchor, "t", anchor[:2], higher_is_better=False).note
+    )
 
 
 def test_captions_csv_columns_are_found(tmp_path):
@@ -156,8 +210,22 @@ def test_cli_runs_and_rebuilds_the_report(tmp_path, capsys):
     add_parser(parser.add_subparsers())
     folder = _folder(tmp_path)
     out = tmp_path / "cli"
-    args = parser.parse_args(["eval", "--data", str(folder), "--out", str(out), "--codecs", "jp2",
-                              "--bpp", "1,2", "--metrics", "psnr", "--quiet"])
+    args = parser.parse_args(
+        [
+            "eval",
+            "--data",
+            str(folder),
+            "--out",
+            str(out),
+            "--codecs",
+            "jp2",
+            "--bpp",
+            "1,2",
+            "--metrics",
+            "psnr",
+            "--quiet",
+        ]
+    )
     args.func(args)
     assert len(_rows(out)) == 4 and (out / "report.md").exists()
     (out / "report.md").unlink()
@@ -165,19 +233,31 @@ def test_cli_runs_and_rebuilds_the_report(tmp_path, capsys):
     args.func(args)
     assert (out / "report.md").exists() and "report:" in capsys.readouterr().out
     with pytest.raises(InputError, match="--bpp takes numbers"):
-        parser.parse_args(["eval", "--data", str(folder), "--out", str(out), "--bpp", "low"]).func(
-            parser.parse_args(["eval", "--data", str(folder), "--out", str(out), "--bpp", "low"]))
+        parser.parse_args(
+            ["eval", "--data", str(folder), "--out", str(out), "--bpp", "low"]
+        ).func(
+            parser.parse_args(
+                ["eval", "--data", str(folder), "--out", str(out), "--bpp", "low"]
+            )
+        )
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray not installed (optional extra: pip install 'stic[ray]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray not installed (optional extra: pip install 'stic[ray]')",
+)
 def test_local_ray_gives_the_same_csv_as_a_local_run(tmp_path):
     folder = _folder(tmp_path)
     local = _config(tmp_path, folder, out=tmp_path / "local")
-    on_ray = _config(tmp_path, folder, out=tmp_path / "ray", ray_address="local", workers=1)
+    on_ray = _config(
+        tmp_path, folder, out=tmp_path / "ray", ray_address="local", workers=1
+    )
     run_eval(local, progress=False)
     run_eval(on_ray, progress=False)
-    strip = lambda rows: sorted(tuple((k, v) for k, v in r.items() if k not in TIMING) for r in rows)  # noqa: E731
+    strip = lambda rows: sorted(
+        tuple((k, v) for k, v in r.items() if k not in TIMING) for r in rows
+    )
     assert strip(_rows(tmp_path / "ray")) == strip(_rows(tmp_path / "local"))
 
 
@@ -195,22 +275,48 @@ def test_stic_codec_rows_come_from_the_pipeline_file(tmp_path, monkeypatch):
         calls.append((bpp, caption))
         if bpp < 0.5:
             raise InputError(f"no model reaches {bpp} bpp on this image")
-        sections = [Section(SECTION_IMAGE, 1, bytes(300), b"\x00\x01\x02\x03"), Section(SECTION_CAPTION, 1, bytes(20), b"")]
+        sections = [
+            Section(SECTION_IMAGE, 1, bytes(300), b"\x00\x01\x02\x03"),
+            Section(SECTION_CAPTION, 1, bytes(20), b""),
+        ]
         data = pack(image.shape[1], image.shape[0], sections)
-        return SimpleNamespace(data=data, file=unpack(data), image_model="fake-q1",
-                               bpp=8 * len(data) / (image.shape[0] * image.shape[1]))
+        return SimpleNamespace(
+            data=data,
+            file=unpack(data),
+            image_model="fake-q1",
+            bpp=8 * len(data) / (image.shape[0] * image.shape[1]),
+        )
 
     monkeypatch.setattr(stic.pipeline, "encode", fake_encode)
-    monkeypatch.setattr(stic.pipeline, "decode", lambda data: SimpleNamespace(image=np.full((64, 96, 3), 128, np.uint8)))
+    monkeypatch.setattr(
+        stic.pipeline,
+        "decode",
+        lambda data: SimpleNamespace(image=np.full((64, 96, 3), 128, np.uint8)),
+    )
     monkeypatch.setattr(stic.image.registry, "shipped_models", lambda: ["fake-q1"])
     folder = _folder(tmp_path, count=1)
-    run_eval(_config(tmp_path, folder, codecs=["stic"], targets=[0.1, 1.0], captions={"img0": "a test"}), progress=False)
+    run_eval(
+        _config(
+            tmp_path,
+            folder,
+            codecs=["stic"],
+            targets=[0.1, 1.0],
+            captions={"img0": "a test"},
+        ),
+        progress=False,
+    )
     rows = {float(r["target_bpp"]): r for r in _rows(tmp_path / "out")}
     assert rows[0.1]["status"] == "unreachable"
     ok = rows[1.0]
     assert ok["status"] == "ok" and ok["setting"] == "model=fake-q1"
-    assert int(ok["stream_bytes"]) == 300 and int(ok["caption_bytes"]) == 20 and int(ok["file_bytes"]) > 320
-    assert float(ok["bpp"]) == pytest.approx(8 * int(ok["file_bytes"]) / (64 * 96), rel=1e-5)
+    assert (
+        int(ok["stream_bytes"]) == 300
+        and int(ok["caption_bytes"]) == 20
+        and int(ok["file_bytes"]) > 320
+    )
+    assert float(ok["bpp"]) == pytest.approx(
+        8 * int(ok["file_bytes"]) / (64 * 96), rel=1e-5
+    )
     assert calls == [(0.1, "a test"), (1.0, "a test")]
 
 
@@ -218,6 +324,6 @@ def test_stic_codec_without_models_fails_before_running(tmp_path, monkeypatch):
     import stic.image.registry
     from stic.errors import ModelNotFoundError
 
-    monkeypatch.setattr(stic.image.registry, "shipped_models", lambda: [])
+    monkeypatch.setattr(stic.image.registry, "shipped_models", list)
     with pytest.raises(ModelNotFoundError, match="no shipped image models"):
         run_eval(_config(tmp_path, _folder(tmp_path), codecs=["stic"]), progress=False)

@@ -36,7 +36,10 @@ def _refs(shared_data):
 
     with pytest.warns(UserWarning, match="alpha"):  # the DISTS pair is RGBA on disk
         pair = load_image(folder / "r0.png"), load_image(folder / "r1.png")
-    return {name: load_image(folder / f"{name}.png") for name in ("ex_ref", "ex_p0", "ex_p1")}, pair
+    return {
+        name: load_image(folder / f"{name}.png")
+        for name in ("ex_ref", "ex_p0", "ex_p1")
+    }, pair
 
 
 def test_lpips_alex_reproduces_official_values(shared_data):
@@ -44,15 +47,21 @@ def test_lpips_alex_reproduces_official_values(shared_data):
     triplet, _ = _refs(shared_data)
     ref = to_tensor(triplet["ex_ref"])
     with torch.no_grad():
-        assert float(metric(ref, to_tensor(triplet["ex_p0"]))) == pytest.approx(0.722, abs=1e-3)
-        assert float(metric(ref, to_tensor(triplet["ex_p1"]))) == pytest.approx(0.138, abs=1e-3)
+        assert float(metric(ref, to_tensor(triplet["ex_p0"]))) == pytest.approx(
+            0.722, abs=1e-3
+        )
+        assert float(metric(ref, to_tensor(triplet["ex_p1"]))) == pytest.approx(
+            0.138, abs=1e-3
+        )
 
 
 def test_dists_reproduces_official_value(shared_data):
     metric = _weights_or_skip("dists")
     _, (r0, r1) = _refs(shared_data)
     with torch.no_grad():
-        assert float(metric(to_tensor(r0), to_tensor(r1))) == pytest.approx(0.3347, abs=1e-3)
+        assert float(metric(to_tensor(r0), to_tensor(r1))) == pytest.approx(
+            0.3347, abs=1e-3
+        )
 
 
 @pytest.mark.parametrize("name", ["lpips-alex", "dists"])
@@ -60,14 +69,18 @@ def test_perceptual_metrics_are_differentiable_losses(name):
     metric = _weights_or_skip(name)
     torch.manual_seed(0)
     target = torch.rand(1, 3, 64, 64)
-    estimate = (target + 0.2 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
+    estimate = (
+        (target + 0.2 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
+    )
     loss = metric(estimate, target).mean()
     loss.backward()
     assert estimate.grad is not None and estimate.grad.abs().sum() > 0
     with torch.no_grad():
         assert float(metric(target, target)) == pytest.approx(0.0, abs=1e-5)
         # a gradient step lowers the distance: the metric works as a loss
-        assert float(metric(estimate - 0.01 * estimate.grad / estimate.grad.abs().max(), target)) < float(loss)
+        assert float(
+            metric(estimate - 0.01 * estimate.grad / estimate.grad.abs().max(), target)
+        ) < float(loss)
 
 
 def test_psnr_and_msssim_match_direct_computation():
@@ -83,14 +96,19 @@ def test_psnr_and_msssim_match_direct_computation():
 
 def test_mismatched_or_unusable_inputs_are_clear_errors():
     a = np.zeros((200, 200, 3), np.uint8)
-    with pytest.raises(InputError, match="image sizes differ: reference 200x200x3 vs distorted 180x200x3"):
+    with pytest.raises(
+        InputError,
+        match="image sizes differ: reference 200x200x3 vs distorted 180x200x3",
+    ):
         compare(a, np.zeros((200, 180, 3), np.uint8), ["psnr"])
     with pytest.raises(InputError, match="sizes differ"):
         compare(a, np.zeros((200, 200), np.uint8), ["psnr"])
     with pytest.raises(InputError, match="uint8 RGB"):
         to_tensor(a.astype(np.float32))
     with pytest.raises(InputError, match="at least 161"):
-        compare(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), ["msssim"])
+        compare(
+            np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), ["msssim"]
+        )
     with pytest.raises(InputError, match="unknown metric 'ssim'"):
         create_metric("ssim")
 
@@ -101,7 +119,12 @@ def test_numpy_only_unpickler_refuses_other_objects(tmp_path):
     from stic.metrics.weights import read_numpy_pickle
 
     good = tmp_path / "good.ckpt"
-    good.write_bytes(pickle.dumps({"layer": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}, protocol=3))
+    good.write_bytes(
+        pickle.dumps(
+            {"layer": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}},
+            protocol=3,
+        )
+    )
     loaded = read_numpy_pickle(good, hashlib.sha256(good.read_bytes()).hexdigest())
     assert loaded["layer"]["kernel"].tolist() == [[0, 1, 2], [3, 4, 5]]
 
@@ -116,7 +139,9 @@ def test_numpy_only_unpickler_refuses_other_objects(tmp_path):
 def test_hific_patches_cover_both_grids():
     from stic.metrics.distribution import hific_patches
 
-    images = torch.arange(2 * 3 * 512 * 768, dtype=torch.float32).reshape(2, 3, 512, 768)
+    images = torch.arange(2 * 3 * 512 * 768, dtype=torch.float32).reshape(
+        2, 3, 512, 768
+    )
     patches = hific_patches(images, 256)
     # per image: 2x3 aligned patches + 1x2 shifted by 128
     assert patches.shape == (2 * (6 + 2), 3, 256, 256)
@@ -130,9 +155,17 @@ def test_fid_kid_with_a_tiny_random_extractor():
     from stic.metrics.distribution import PatchFIDKID
 
     torch.manual_seed(0)
-    extractor = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    extractor = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 4, 4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+    )
     images = torch.rand(4, 3, 64, 96)
-    same, noisy = PatchFIDKID(extractor, patch_size=32), PatchFIDKID(extractor, patch_size=32)
+    same, noisy = (
+        PatchFIDKID(extractor, patch_size=32),
+        PatchFIDKID(extractor, patch_size=32),
+    )
     same.update(images, images.clone())
     noisy.update(images, (images + 0.3 * torch.randn_like(images)).clamp(0, 1))
     a, b = same.compute(kid_subsets=10), noisy.compute(kid_subsets=10)
@@ -158,15 +191,33 @@ def test_clip_score_with_a_tiny_random_model():
     from stic.metrics.clip import CLIPScore
 
     words = ["<pad>", "<unk>", "a", "red", "barn", "blue", "sky", "</s>"]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend = Tokenizer(
+        models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")
+    )
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>"
+    )
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(words), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=16, eos_token_id=7, pad_token_id=0),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-                           num_hidden_layers=2, num_attention_heads=4),
+        text_config={
+            "vocab_size": len(words),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 16,
+            "eos_token_id": 7,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
         projection_dim=16,
     )
     score = CLIPScore(CLIPModel(config), tokenizer)

@@ -3,14 +3,28 @@ control (`encode_to_bpp`): the baselines stic is measured against."""
 
 from __future__ import annotations
 
-from stic.baselines.base import ClassicCodec, Coded, CodecUnavailableError, TargetUnreachableError
+from stic.baselines.base import (
+    ClassicCodec,
+    CodecUnavailableError,
+    Coded,
+    TargetUnreachableError,
+)
 from stic.baselines.ffmpeg_codecs import VVC, X265
-from stic.baselines.pillow_codecs import AVIF, AVIFPSNR, HEIC, JPEG, JPEG2000, JPEGXL, WebP
+from stic.baselines.pillow_codecs import (
+    AVIF,
+    AVIFPSNR,
+    HEIC,
+    JPEG,
+    JPEG2000,
+    JPEGXL,
+    WebP,
+)
 from stic.baselines.rate_control import RateResult, SizeCache, encode_to_bpp
 from stic.errors import InputError
 
 CLASSIC_CODECS: dict[str, type[ClassicCodec]] = {
-    codec.name: codec for codec in (JPEG, WebP, AVIF, AVIFPSNR, HEIC, JPEG2000, JPEGXL, X265, VVC)
+    codec.name: codec
+    for codec in (JPEG, WebP, AVIF, AVIFPSNR, HEIC, JPEG2000, JPEGXL, X265, VVC)
 }
 
 
@@ -18,10 +32,19 @@ def get_classic_codec(name: str) -> ClassicCodec:
     try:
         return CLASSIC_CODECS[name]()
     except KeyError:
-        raise InputError(f"unknown classic codec {name!r}; choose from {', '.join(CLASSIC_CODECS)}") from None
+        raise InputError(
+            f"unknown classic codec {name!r}; choose from {', '.join(CLASSIC_CODECS)}"
+        ) from None
 
 
 __all__ = [
-    "CLASSIC_CODECS", "ClassicCodec", "Coded", "CodecUnavailableError", "RateResult", "SizeCache",
-    "TargetUnreachableError", "encode_to_bpp", "get_classic_codec",
+    "CLASSIC_CODECS",
+    "ClassicCodec",
+    "CodecUnavailableError",
+    "Coded",
+    "RateResult",
+    "SizeCache",
+    "TargetUnreachableError",
+    "encode_to_bpp",
+    "get_classic_codec",
 ]

@@ -7,8 +7,8 @@ stream inside any container, and `decode(data, width, height)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -13,22 +13,24 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
-from stic.baselines.base import ClassicCodec, Coded, CodecUnavailableError, pad_to_even
+from stic.baselines.base import ClassicCodec, CodecUnavailableError, Coded, pad_to_even
 
 _TO_YUV = "scale=out_color_matrix=bt601:out_range=full:flags=bicubic+accurate_rnd+full_chroma_int"
 _TO_RGB = "scale=in_color_matrix=bt601:in_range=full:flags=bicubic+accurate_rnd+full_chroma_int"
 
 
-@lru_cache(maxsize=None)
+@cache
 def ffmpeg_executable() -> str:
     configured = os.environ.get("STIC_FFMPEG")
     if configured:
         if not shutil.which(configured):
-            raise CodecUnavailableError(f"STIC_FFMPEG={configured} is not an executable")
+            raise CodecUnavailableError(
+                f"STIC_FFMPEG={configured} is not an executable"
+            )
         return shutil.which(configured)
     try:
         import imageio_ffmpeg
@@ -40,20 +42,31 @@ def ffmpeg_executable() -> str:
         ) from err
 
 
-@lru_cache(maxsize=None)
+@cache
 def ffmpeg_encoders() -> frozenset[str]:
     listing = subprocess.run(
-        [ffmpeg_executable(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
+        [ffmpeg_executable(), "-hide_banner", "-encoders"],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
-    return frozenset(line.split()[1] for line in listing.splitlines() if line.startswith(" V"))
+    return frozenset(
+        line.split()[1] for line in listing.splitlines() if line.startswith(" V")
+    )
 
 
 def _run(args: list[str], data: bytes, what: str) -> bytes:
-    result = subprocess.run([ffmpeg_executable(), "-hide_banner", "-loglevel", "error", *args],
-                            input=data, capture_output=True, check=False)
+    result = subprocess.run(
+        [ffmpeg_executable(), "-hide_banner", "-loglevel", "error", *args],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
     if result.returncode != 0 or not result.stdout:
         message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"ffmpeg {what} failed: {message[-1] if message else 'no output'}")
+        raise RuntimeError(
+            f"ffmpeg {what} failed: {message[-1] if message else 'no output'}"
+        )
     return result.stdout
 
 
@@ -62,7 +75,9 @@ class FFmpegCodec(ClassicCodec):
     muxer: str = ""
     pixel_format: str = "yuv420p"
     setting_name = "qp"
-    max_step = 4  # encodes get slow as QP falls: walk up from the lowest rate rather than leap
+    max_step = (
+        4  # encodes get slow as QP falls: walk up from the lowest rate rather than leap
+    )
 
     def check_available(self) -> None:
         if self.encoder not in ffmpeg_encoders():
@@ -78,20 +93,54 @@ class FFmpegCodec(ClassicCodec):
         self.check_available()
         padded = pad_to_even(rgb)
         height, width = padded.shape[:2]
-        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-i", "pipe:",
-                "-frames:v", "1", "-vf", f"{_TO_YUV},format={self.pixel_format}", "-color_range", "pc",
-                *self.encoder_args(setting), "-f", self.muxer, "pipe:"]
+        args = [
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-i",
+            "pipe:",
+            "-frames:v",
+            "1",
+            "-vf",
+            f"{_TO_YUV},format={self.pixel_format}",
+            "-color_range",
+            "pc",
+            *self.encoder_args(setting),
+            "-f",
+            self.muxer,
+            "pipe:",
+        ]
         data = _run(args, padded.tobytes(), f"{self.name} encode")
         return Coded(data, len(data))
 
     def decode(self, data: bytes, width: int, height: int) -> np.ndarray:
         padded_w, padded_h = width + width % 2, height + height % 2
-        args = ["-f", self.muxer, "-i", "pipe:", "-frames:v", "1", "-vf", f"{_TO_RGB},format=rgb24",
-                "-f", "rawvideo", "pipe:"]
+        args = [
+            "-f",
+            self.muxer,
+            "-i",
+            "pipe:",
+            "-frames:v",
+            "1",
+            "-vf",
+            f"{_TO_RGB},format=rgb24",
+            "-f",
+            "rawvideo",
+            "pipe:",
+        ]
         raw = _run(args, data, f"{self.name} decode")
         if len(raw) != padded_w * padded_h * 3:
-            raise RuntimeError(f"{self.name} decode gave {len(raw)} bytes, expected {padded_w}x{padded_h} RGB")
-        return np.frombuffer(raw, np.uint8).reshape(padded_h, padded_w, 3)[:height, :width].copy()
+            raise RuntimeError(
+                f"{self.name} decode gave {len(raw)} bytes, expected {padded_w}x{padded_h} RGB"
+            )
+        return (
+            np.frombuffer(raw, np.uint8)
+            .reshape(padded_h, padded_w, 3)[:height, :width]
+            .copy()
+        )
 
 
 class X265(FFmpegCodec):
@@ -101,8 +150,14 @@ class X265(FFmpegCodec):
     settings = tuple(range(51, -1, -1))
 
     def encoder_args(self, qp: int) -> list[str]:
-        return ["-c:v", "libx265", "-preset", "medium",
-                "-x265-params", f"qp={qp}:info=0:keyint=1:log-level=error"]
+        return [
+            "-c:v",
+            "libx265",
+            "-preset",
+            "medium",
+            "-x265-params",
+            f"qp={qp}:info=0:keyint=1:log-level=error",
+        ]
 
 
 class VVC(FFmpegCodec):

@@ -13,7 +13,7 @@ import struct
 import numpy as np
 from PIL import Image, features
 
-from stic.baselines.base import ClassicCodec, Coded, CodecUnavailableError
+from stic.baselines.base import ClassicCodec, CodecUnavailableError, Coded
 
 
 def mdat_payload_bytes(data: bytes) -> int:
@@ -55,18 +55,23 @@ class PillowCodec(ClassicCodec):
 
 def _require_feature(feature: str, codec: str, install: str) -> None:
     if not features.check(feature):
-        raise CodecUnavailableError(f"{codec} needs a Pillow built with {feature} support ({install})")
+        raise CodecUnavailableError(
+            f"{codec} needs a Pillow built with {feature} support ({install})"
+        )
 
 
 class JPEG(PillowCodec):
     name, format, settings = "jpeg", "JPEG", range(1, 101)
 
     def options(self, setting) -> dict:
-        return {"quality": setting, "optimize": True}  # optimised Huffman tables: free bytes
+        return {
+            "quality": setting,
+            "optimize": True,
+        }  # optimised Huffman tables: free bytes
 
 
 class WebP(PillowCodec):
-    name, format, settings = "webp", "WEBP", range(0, 101)
+    name, format, settings = "webp", "WEBP", range(101)
 
     def check_available(self) -> None:
         _require_feature("webp", "WebP", "pip install -U pillow")
@@ -78,11 +83,13 @@ class WebP(PillowCodec):
 class AVIF(PillowCodec):
     """libavif (aom) at speed 6, 4:2:0; `tune` selects aom's psnr tuning for the avif-psnr variant."""
 
-    name, format, settings, in_container = "avif", "AVIF", range(0, 101), True
+    name, format, settings, in_container = "avif", "AVIF", range(101), True
     tune: str | None = None
 
     def check_available(self) -> None:
-        _require_feature("avif", "AVIF", "Pillow >= 11.2 ships libavif; pip install -U pillow")
+        _require_feature(
+            "avif", "AVIF", "Pillow >= 11.2 ships libavif; pip install -U pillow"
+        )
 
     def options(self, setting) -> dict:
         options = {"quality": setting, "speed": 6, "subsampling": "4:2:0"}
@@ -98,13 +105,15 @@ class AVIFPSNR(AVIF):
 class HEIC(PillowCodec):
     """HEVC in HEIF via pillow-heif (libheif + x265), 4:2:0."""
 
-    name, format, settings, in_container = "heic", "HEIF", range(0, 101), True
+    name, format, settings, in_container = "heic", "HEIF", range(101), True
 
     def check_available(self) -> None:
         try:
             import pillow_heif
         except ImportError as err:
-            raise CodecUnavailableError("HEIC needs pillow-heif: pip install pillow-heif") from err
+            raise CodecUnavailableError(
+                "HEIC needs pillow-heif: pip install pillow-heif"
+            ) from err
         pillow_heif.register_heif_opener()
 
     def options(self, setting) -> dict:
@@ -127,7 +136,12 @@ class JPEG2000(PillowCodec):
 
     def options(self, setting) -> dict:
         # Pillow's "rates" are compression ratios relative to 24-bit RGB
-        return {"quality_mode": "rates", "quality_layers": [24 / setting], "irreversible": True, "no_jp2": True}
+        return {
+            "quality_mode": "rates",
+            "quality_layers": [24 / setting],
+            "irreversible": True,
+            "no_jp2": True,
+        }
 
     def start_index(self, target_bpp: float, pixels: int) -> int:
         index = math.floor(math.log(target_bpp / 0.002, 1.01))
@@ -137,13 +151,15 @@ class JPEG2000(PillowCodec):
 class JPEGXL(PillowCodec):
     """libjxl via pillow-jxl-plugin (quality 0..100 maps to Butteraugli distance), effort 7."""
 
-    name, format, settings = "jxl", "JXL", range(0, 101)
+    name, format, settings = "jxl", "JXL", range(101)
 
     def check_available(self) -> None:
         try:
             import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
         except ImportError as err:
-            raise CodecUnavailableError("JPEG XL needs pillow-jxl-plugin: pip install pillow-jxl-plugin") from err
+            raise CodecUnavailableError(
+                "JPEG XL needs pillow-jxl-plugin: pip install pillow-jxl-plugin"
+            ) from err
 
     def options(self, setting) -> dict:
         return {"quality": setting, "effort": 7}

@@ -34,12 +34,19 @@ class SizeCache:
 
     def __call__(self, index: int) -> Coded:
         if index not in self.results:
-            self.results[index] = self.codec.encode(self.rgb, self.codec.settings[index])
+            self.results[index] = self.codec.encode(
+                self.rgb, self.codec.settings[index]
+            )
             self.encodes += 1
         return self.results[index]
 
 
-def encode_to_bpp(codec: ClassicCodec, rgb: np.ndarray, target_bpp: float, cache: SizeCache | None = None) -> RateResult:
+def encode_to_bpp(
+    codec: ClassicCodec,
+    rgb: np.ndarray,
+    target_bpp: float,
+    cache: SizeCache | None = None,
+) -> RateResult:
     if target_bpp <= 0:
         raise InputError(f"target bpp must be positive, got {target_bpp}")
     codec.check_available()
@@ -47,13 +54,15 @@ def encode_to_bpp(codec: ClassicCodec, rgb: np.ndarray, target_bpp: float, cache
     before = cache.encodes
     pixels = rgb.shape[0] * rgb.shape[1]
     budget = int(target_bpp * pixels // 8)
-    fits = lambda index: cache(index).file_bytes <= budget  # noqa: E731
+    fits = lambda index: cache(index).file_bytes <= budget
     count = len(codec.settings)
     # start from the codec's guess or the best setting already measured for this image (an earlier,
     # lower target), whichever is higher
-    measured = [index for index, coded in cache.results.items() if coded.file_bytes <= budget]
+    measured = [
+        index for index, coded in cache.results.items() if coded.file_bytes <= budget
+    ]
     start = min(max(codec.start_index(target_bpp, pixels), *measured, 0), count - 1)
-    grow = lambda step: min(step * 2, codec.max_step)  # noqa: E731
+    grow = lambda step: min(step * 2, codec.max_step)
     # invariant: low fits (or is -1), high does not fit (or is `count`)
     if fits(start):
         low, step, high = start, 1, count
@@ -76,5 +85,10 @@ def encode_to_bpp(codec: ClassicCodec, rgb: np.ndarray, target_bpp: float, cache
             lowest,
         )
     coded = cache(low)
-    return RateResult(coded, codec.settings[low], 8 * coded.file_bytes / pixels,
-                      8 * coded.stream_bytes / pixels, cache.encodes - before)
+    return RateResult(
+        coded,
+        codec.settings[low],
+        8 * coded.file_bytes / pixels,
+        8 * coded.stream_bytes / pixels,
+        cache.encodes - before,
+    )

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stic.baselines import CLASSIC_CODECS, SizeCache, TargetUnreachableError, encode_to_bpp, get_classic_codec
+from stic.baselines import (
+    CLASSIC_CODECS,
+    SizeCache,
+    TargetUnreachableError,
+    encode_to_bpp,
+    get_classic_codec,
+)
 from stic.errors import InputError, ModelNotFoundError
 
 STIC = "stic"
@@ -46,7 +52,9 @@ def check_codec(name: str) -> None:
         from stic.image.registry import shipped_models
 
         if not shipped_models():
-            raise ModelNotFoundError("the stic codec has no shipped image models on this installation")
+            raise ModelNotFoundError(
+                "the stic codec has no shipped image models on this installation"
+            )
         return
     get_classic_codec(name).check_available()
 
@@ -68,14 +76,24 @@ class ClassicRunner:
         started = time.perf_counter()
         decoded = self.codec.decode(result.coded.data, width, height)
         return Outcome(
-            "ok", result.bpp, result.stream_bpp, result.coded.file_bytes, result.coded.stream_bytes,
-            None, f"{self.codec.setting_name}={result.setting}", result.encodes, encode_s,
-            time.perf_counter() - started, decoded,
+            "ok",
+            result.bpp,
+            result.stream_bpp,
+            result.coded.file_bytes,
+            result.coded.stream_bytes,
+            None,
+            f"{self.codec.setting_name}={result.setting}",
+            result.encodes,
+            encode_s,
+            time.perf_counter() - started,
+            decoded,
         )
 
 
 class SticRunner:
-    def __init__(self, rgb: np.ndarray, caption: str | None, text_coder: str | None = None):
+    def __init__(
+        self, rgb: np.ndarray, caption: str | None, text_coder: str | None = None
+    ):
         self.rgb, self.caption, self.text_coder = rgb, caption, text_coder
 
     def __call__(self, target: float) -> Outcome:
@@ -98,12 +116,26 @@ class SticRunner:
         caption = encoded.file.section(SECTION_CAPTION)
         pixels = self.rgb.shape[0] * self.rgb.shape[1]
         return Outcome(
-            "ok", encoded.bpp, 8 * len(image.payload) / pixels, len(encoded.data), len(image.payload),
-            len(caption.payload) if caption else None, f"model={encoded.image_model}", None, encode_s,
-            decode_s, decoded,
+            "ok",
+            encoded.bpp,
+            8 * len(image.payload) / pixels,
+            len(encoded.data),
+            len(image.payload),
+            len(caption.payload) if caption else None,
+            f"model={encoded.image_model}",
+            None,
+            encode_s,
+            decode_s,
+            decoded,
         )
 
 
-def runner_for(name: str, rgb: np.ndarray, caption: str | None, text_coder: str | None = None):
+def runner_for(
+    name: str, rgb: np.ndarray, caption: str | None, text_coder: str | None = None
+):
     """A callable `target_bpp -> Outcome` for one image (keeps per-image state such as encode caches)."""
-    return SticRunner(rgb, caption, text_coder) if name == STIC else ClassicRunner(name, rgb)
+    return (
+        SticRunner(rgb, caption, text_coder)
+        if name == STIC
+        else ClassicRunner(name, rgb)
+    )

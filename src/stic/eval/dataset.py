@@ -16,7 +16,11 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"data folder not found: {folder}")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
     if not images:
         raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     return images

@@ -15,22 +15,37 @@ import csv
 import io
 import math
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
+from stic.errors import InputError
 from stic.eval.codecs import check_codec, known_codecs, runner_for
 from stic.eval.dataset import caption_for, list_images
-from stic.errors import InputError
 from stic.metrics import METRICS
 
 ROW_FIELDS = [
-    "image", "codec", "target_bpp", "status", "bpp", "stream_bpp", "file_bytes", "stream_bytes",
-    "caption_bytes", "setting", "encodes", "width", "height", "encode_s", "decode_s", *METRICS, "note",
+    "image",
+    "codec",
+    "target_bpp",
+    "status",
+    "bpp",
+    "stream_bpp",
+    "file_bytes",
+    "stream_bytes",
+    "caption_bytes",
+    "setting",
+    "encodes",
+    "width",
+    "height",
+    "encode_s",
+    "decode_s",
+    *METRICS,
+    "note",
 ]
 CSV_NAME = "per_image.csv"
 
@@ -41,9 +56,13 @@ class Task:
     codec: str
     targets: list[float]
     path: str = ""
-    data: bytes | None = field(default=None, repr=False)  # the image file itself, for remote workers
+    data: bytes | None = field(
+        default=None, repr=False
+    )  # the image file itself, for remote workers
     caption: str | None = None
-    text_coder: str | None = None  # the stic codec's caption coder (None: the pipeline's default)
+    text_coder: str | None = (
+        None  # the stic codec's caption coder (None: the pipeline's default)
+    )
 
 
 def _format(value) -> str:
@@ -66,7 +85,9 @@ def decoded_name(codec: str, target: float, image: str) -> str:
     return f"{codec}/{target:g}/{Path(image).stem}.png"
 
 
-def run_task(task: Task, metrics: list[str], keep_decoded: bool = False) -> tuple[list[dict], dict[str, bytes]]:
+def run_task(
+    task: Task, metrics: list[str], keep_decoded: bool = False
+) -> tuple[list[dict], dict[str, bytes]]:
     """Code one image with one codec at each target; return CSV rows and (optionally) decoded PNGs."""
     from stic.image.io import load_image
     from stic.metrics import compare
@@ -75,22 +96,47 @@ def run_task(task: Task, metrics: list[str], keep_decoded: bool = False) -> tupl
     try:
         rgb = load_image(task.data if task.data is not None else task.path)
         runner = runner_for(task.codec, rgb, task.caption, task.text_coder)
-    except Exception as err:  # recorded, the run goes on
+    except Exception as err:  # noqa: BLE001 -- any failure is recorded and the run goes on
         note = f"{type(err).__name__}: {err}"
-        return [{**base, "target_bpp": t, "status": "failed", "note": note} for t in task.targets], {}
+        return [
+            {**base, "target_bpp": t, "status": "failed", "note": note}
+            for t in task.targets
+        ], {}
     rows, images = [], {}
     for target in task.targets:
-        row = {**base, "target_bpp": target, "width": rgb.shape[1], "height": rgb.shape[0]}
+        row = {
+            **base,
+            "target_bpp": target,
+            "width": rgb.shape[1],
+            "height": rgb.shape[0],
+        }
         try:
             outcome = runner(target)
-            row.update({k: getattr(outcome, k) for k in (
-                "status", "bpp", "stream_bpp", "file_bytes", "stream_bytes", "caption_bytes", "setting",
-                "encodes", "encode_s", "decode_s", "note")})
+            row.update(
+                {
+                    k: getattr(outcome, k)
+                    for k in (
+                        "status",
+                        "bpp",
+                        "stream_bpp",
+                        "file_bytes",
+                        "stream_bytes",
+                        "caption_bytes",
+                        "setting",
+                        "encodes",
+                        "encode_s",
+                        "decode_s",
+                        "note",
+                    )
+                }
+            )
             if outcome.status == "ok":
                 row.update(compare(rgb, outcome.decoded, metrics))
                 if keep_decoded:
-                    images[decoded_name(task.codec, target, task.image)] = _png_bytes(outcome.decoded)
-        except Exception as err:  # recorded, the run goes on
+                    images[decoded_name(task.codec, target, task.image)] = _png_bytes(
+                        outcome.decoded
+                    )
+        except Exception as err:  # noqa: BLE001 -- any failure is recorded and the run goes on
             row.update(status="failed", note=f"{type(err).__name__}: {err}")
         rows.append(row)
     return rows, images
@@ -120,7 +166,7 @@ class RowWriter:
             writer.writeheader()
             writer.writerows(kept)
         tmp.replace(path)
-        self.handle = open(path, "a", newline="", encoding="utf-8")
+        self.handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 -- closed by close()
         self.writer = csv.DictWriter(self.handle, ROW_FIELDS, extrasaction="ignore")
 
     def write(self, rows: Iterable[dict]) -> None:
@@ -137,7 +183,9 @@ class EvalConfig:
     codecs: list[str]
     targets: list[float]
     out: Path
-    metrics: list[str] = field(default_factory=lambda: ["psnr", "msssim", "lpips-alex", "dists"])
+    metrics: list[str] = field(
+        default_factory=lambda: ["psnr", "msssim", "lpips-alex", "dists"]
+    )
     captions: dict[str, str] | None = None
     workers: int = 1
     keep_decoded: bool = False
@@ -149,10 +197,14 @@ class EvalConfig:
 def validate(config: EvalConfig) -> None:
     unknown = [c for c in config.codecs if c not in known_codecs()]
     if unknown:
-        raise InputError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(known_codecs())}")
+        raise InputError(
+            f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(known_codecs())}"
+        )
     bad_metrics = [m for m in config.metrics if m not in METRICS]
     if bad_metrics:
-        raise InputError(f"unknown metric(s) {', '.join(bad_metrics)}; choose from {', '.join(METRICS)}")
+        raise InputError(
+            f"unknown metric(s) {', '.join(bad_metrics)}; choose from {', '.join(METRICS)}"
+        )
     if not config.targets or any(not (t > 0) for t in config.targets):
         raise InputError("target bpp values must be positive numbers")
     if config.workers < 1:
@@ -161,12 +213,16 @@ def validate(config: EvalConfig) -> None:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            raise InputError("--ray needs Ray: pip install 'stic[ray]' (or pip install ray)")
+            raise InputError(
+                "--ray needs Ray: pip install 'stic[ray]' (or pip install ray)"
+            )
     for codec in config.codecs:
         check_codec(codec)
     from stic.metrics import get_metric
 
-    for metric in config.metrics:  # loads (and converts, once) the weights up front: fail early
+    for (
+        metric
+    ) in config.metrics:  # loads (and converts, once) the weights up front: fail early
         get_metric(metric)
 
 
@@ -174,15 +230,31 @@ def plan(config: EvalConfig) -> tuple[list[Task], list[dict]]:
     """Tasks still to run, and the finished rows to keep."""
     images = list_images(config.data)[: config.limit]
     existing = read_rows(config.out / CSV_NAME)
-    done = {(r["image"], r["codec"], float(r["target_bpp"])) for r in existing if _row_done(r, config.metrics)}
-    kept = [r for r in existing if (r["image"], r["codec"], float(r["target_bpp"])) in done]
+    done = {
+        (r["image"], r["codec"], float(r["target_bpp"]))
+        for r in existing
+        if _row_done(r, config.metrics)
+    }
+    kept = [
+        r for r in existing if (r["image"], r["codec"], float(r["target_bpp"])) in done
+    ]
     tasks = []
     for path in images:
         for codec in config.codecs:
-            todo = [t for t in config.targets if (path.name, codec, float(t)) not in done]
+            todo = [
+                t for t in config.targets if (path.name, codec, float(t)) not in done
+            ]
             if todo:
-                tasks.append(Task(path.name, codec, todo, str(path), caption=caption_for(path, config.captions),
-                                  text_coder=config.text_coder))
+                tasks.append(
+                    Task(
+                        path.name,
+                        codec,
+                        todo,
+                        str(path),
+                        caption=caption_for(path, config.captions),
+                        text_coder=config.text_coder,
+                    )
+                )
     return tasks, kept
 
 
@@ -193,7 +265,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_local(tasks: list[Task], config: EvalConfig) -> Iterator[tuple[list[dict], dict[str, bytes]]]:
+def run_local(
+    tasks: list[Task], config: EvalConfig
+) -> Iterator[tuple[list[dict], dict[str, bytes]]]:
     if config.workers == 1:
         _init_worker()
         for task in tasks:
@@ -202,8 +276,13 @@ def run_local(tasks: list[Task], config: EvalConfig) -> Iterator[tuple[list[dict
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_task, task, config.metrics, config.keep_decoded) for task in tasks]
+    with ProcessPoolExecutor(
+        config.workers, mp_context=context, initializer=_init_worker
+    ) as pool:
+        futures = [
+            pool.submit(run_task, task, config.metrics, config.keep_decoded)
+            for task in tasks
+        ]
         for future in as_completed(futures):
             yield future.result()
 
@@ -220,7 +299,9 @@ def run_eval(config: EvalConfig, progress: bool = True) -> Path:
     else:
         results = run_local(tasks, config)
     total = sum(len(t.targets) for t in tasks)
-    bar = tqdm(total=total, unit="result", desc="stic eval", disable=not progress or total == 0)
+    bar = tqdm(
+        total=total, unit="result", desc="stic eval", disable=not progress or total == 0
+    )
     started = time.perf_counter()
     try:
         for rows, images in results:
@@ -232,10 +313,14 @@ def run_eval(config: EvalConfig, progress: bool = True) -> Path:
             failed = sum(r["status"] == "failed" for r in rows)
             bar.update(len(rows))
             if failed:
-                bar.write(f"{rows[0]['image']} {rows[0]['codec']}: {failed} failed ({rows[-1].get('note', '')})")
+                bar.write(
+                    f"{rows[0]['image']} {rows[0]['codec']}: {failed} failed ({rows[-1].get('note', '')})"
+                )
     finally:
         bar.close()
         writer.close()
     if total:
-        print(f"stic eval: {total} results in {time.perf_counter() - started:.0f} s -> {config.out / CSV_NAME}")
+        print(
+            f"stic eval: {total} results in {time.perf_counter() - started:.0f} s -> {config.out / CSV_NAME}"
+        )
     return config.out / CSV_NAME

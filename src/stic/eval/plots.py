@@ -10,12 +10,20 @@ from pathlib import Path
 from stic.eval.summary import curves
 
 LABELS = {
-    "psnr": "PSNR (dB, RGB) ↑", "msssim": "MS-SSIM ↑", "lpips-alex": "LPIPS-Alex ↓",
-    "lpips-vgg": "LPIPS-VGG ↓", "dists": "DISTS ↓",
+    "psnr": "PSNR (dB, RGB) ↑",
+    "msssim": "MS-SSIM ↑",
+    "lpips-alex": "LPIPS-Alex ↓",
+    "lpips-vgg": "LPIPS-VGG ↓",
+    "dists": "DISTS ↓",
 }
 #: column names in published tables (shared/data/published/kodak_peers.csv); LPIPS-VGG is never
 #: read from a column of LPIPS-Alex values
-REFERENCE_COLUMNS = {"psnr": "psnr", "msssim": "ms_ssim", "lpips-alex": "lpips_alex", "dists": "dists"}
+REFERENCE_COLUMNS = {
+    "psnr": "psnr",
+    "msssim": "ms_ssim",
+    "lpips-alex": "lpips_alex",
+    "dists": "dists",
+}
 
 
 def read_reference(path: str | Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
@@ -25,11 +33,19 @@ def read_reference(path: str | Path) -> dict[str, dict[str, list[tuple[float, fl
         for row in csv.DictReader(handle):
             for metric, column in REFERENCE_COLUMNS.items():
                 if row.get(column):
-                    out[metric][row["method"]].append((float(row["bpp"]), float(row[column])))
+                    out[metric][row["method"]].append(
+                        (float(row["bpp"]), float(row[column]))
+                    )
     return {m: {k: sorted(v) for k, v in methods.items()} for m, methods in out.items()}
 
 
-def plot_rd(means: list[dict], metric: str, out_dir: Path, reference=None, max_bpp: float | None = None) -> list[Path]:
+def plot_rd(
+    means: list[dict],
+    metric: str,
+    out_dir: Path,
+    reference=None,
+    max_bpp: float | None = None,
+) -> list[Path]:
     """Write rd_<metric>.png/.svg; returns the paths (none if no codec has a complete point)."""
     import matplotlib
 
@@ -46,7 +62,14 @@ def plot_rd(means: list[dict], metric: str, out_dir: Path, reference=None, max_b
     for method, points in (reference or {}).get(metric, {}).items():
         shown = [(b, v) for b, v in points if b <= limit]
         if shown:
-            axes.plot(*zip(*shown), linestyle="--", marker="x", markersize=4, alpha=0.6, label=f"{method} (published)")
+            axes.plot(
+                *zip(*shown),
+                linestyle="--",
+                marker="x",
+                markersize=4,
+                alpha=0.6,
+                label=f"{method} (published)",
+            )
     axes.set_xlabel("bits per pixel (real file size)")
     axes.set_ylabel(LABELS.get(metric, metric))
     axes.grid(alpha=0.3)

@@ -7,9 +7,9 @@ Ray is an optional extra: `pip install 'stic[ray]'`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 from stic.errors import InputError
 
@@ -18,16 +18,24 @@ def run_on_ray(tasks, config) -> Iterator[tuple[list[dict], dict[str, bytes]]]:
     try:
         import ray
     except ImportError as err:
-        raise InputError("--ray needs Ray: pip install 'stic[ray]' (or pip install ray)") from err
+        raise InputError(
+            "--ray needs Ray: pip install 'stic[ray]' (or pip install ray)"
+        ) from err
     started_here = not ray.is_initialized()
     if started_here:
         if config.ray_address in (None, "local"):
-            ray.init(num_cpus=config.workers, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=config.workers, include_dashboard=False, log_to_driver=False
+            )
         else:
             ray.init(address=config.ray_address, log_to_driver=False)
     remote_task = ray.remote(num_cpus=1)(_run_with_one_thread)
     pending = [
-        remote_task.remote(replace(task, data=Path(task.path).read_bytes()), config.metrics, config.keep_decoded)
+        remote_task.remote(
+            replace(task, data=Path(task.path).read_bytes()),
+            config.metrics,
+            config.keep_decoded,
+        )
         for task in tasks
     ]
     try:

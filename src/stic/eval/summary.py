@@ -37,17 +37,24 @@ def codec_means(rows: list[dict]) -> list[dict]:
         groups[(row["codec"], float(row["target_bpp"]))].append(row)
     order = list(dict.fromkeys(r["codec"] for r in rows))
     means = []
-    for (codec, target), group in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+    for (codec, target), group in sorted(
+        groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])
+    ):
         ok = [r for r in group if r["status"] == "ok"]
         entry = {
-            "codec": codec, "target_bpp": target, "images": len(images), "ok": len(ok),
+            "codec": codec,
+            "target_bpp": target,
+            "images": len(images),
+            "ok": len(ok),
             "unreachable": sum(r["status"] == "unreachable" for r in group),
             "failed": sum(r["status"] == "failed" for r in group),
         }
         entry["complete"] = entry["ok"] == len(images)
         for name in MEAN_FIELDS:
             values = [v for v in (_number(r.get(name)) for r in ok) if v is not None]
-            entry[name] = sum(values) / len(values) if values and len(values) == len(ok) else None
+            entry[name] = (
+                sum(values) / len(values) if values and len(values) == len(ok) else None
+            )
         means.append(entry)
     return means
 
@@ -56,6 +63,10 @@ def curves(means: list[dict], metric: str) -> dict[str, list[tuple[float, float]
     """codec -> [(mean bpp, mean metric)] over complete points, sorted by bpp, duplicates dropped."""
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for entry in means:
-        if entry["complete"] and entry.get(metric) is not None and entry["bpp"] is not None:
+        if (
+            entry["complete"]
+            and entry.get(metric) is not None
+            and entry["bpp"] is not None
+        ):
             out[entry["codec"]].append((entry["bpp"], entry[metric]))
     return {codec: sorted(set(points)) for codec, points in out.items()}

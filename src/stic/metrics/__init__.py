@@ -8,7 +8,7 @@ Full-reference: psnr, msssim, lpips-alex, lpips-vgg, dists. Distribution and tex
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ def create_metric(name: str) -> nn.Module:
     raise InputError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_metric(name: str) -> nn.Module:
     """A shared, cached instance (for evaluation loops; use `create_metric` for a private one)."""
     return create_metric(name)
@@ -48,13 +48,24 @@ def get_metric(name: str) -> nn.Module:
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 RGB array -> 1x3xHxW float tensor in [0, 1]."""
-    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3):
-        kind = f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+    if not (
+        isinstance(rgb, np.ndarray)
+        and rgb.dtype == np.uint8
+        and rgb.ndim == 3
+        and rgb.shape[2] == 3
+    ):
+        kind = (
+            f"{rgb.dtype} array of shape {rgb.shape}"
+            if isinstance(rgb, np.ndarray)
+            else type(rgb).__name__
+        )
         raise InputError(f"metrics take HxWx3 uint8 RGB arrays, got a {kind}")
     return torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
 
 
-def compare(reference: np.ndarray, distorted: np.ndarray, metrics=METRICS) -> dict[str, float]:
+def compare(
+    reference: np.ndarray, distorted: np.ndarray, metrics=METRICS
+) -> dict[str, float]:
     """Score one distorted image against its reference with each named metric."""
     if reference.shape != distorted.shape:
         raise InputError(
@@ -66,4 +77,6 @@ def compare(reference: np.ndarray, distorted: np.ndarray, metrics=METRICS) -> di
 
 
 def _describe(rgb: np.ndarray) -> str:
-    return f"{rgb.shape[1]}x{rgb.shape[0]}" + (f"x{rgb.shape[2]}" if rgb.ndim == 3 else " (greyscale)")
+    return f"{rgb.shape[1]}x{rgb.shape[0]}" + (
+        f"x{rgb.shape[2]}" if rgb.ndim == 3 else " (greyscale)"
+    )

@@ -19,7 +19,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def load_clip(name_or_path: str) -> "CLIPScore":
+def load_clip(name_or_path: str) -> CLIPScore:
     from transformers import AutoTokenizer, CLIPModel
 
     try:
@@ -46,9 +46,20 @@ class CLIPScore(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
         scale = self.size / min(height, width)
-        resized = F.interpolate(images, size=(max(self.size, round(height * scale)), max(self.size, round(width * scale))),
-                                mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        top, left = (resized.shape[-2] - self.size) // 2, (resized.shape[-1] - self.size) // 2
+        resized = F.interpolate(
+            images,
+            size=(
+                max(self.size, round(height * scale)),
+                max(self.size, round(width * scale)),
+            ),
+            mode="bicubic",
+            align_corners=False,
+            antialias=True,
+        ).clamp(0, 1)
+        top, left = (
+            (resized.shape[-2] - self.size) // 2,
+            (resized.shape[-1] - self.size) // 2,
+        )
         crop = resized[..., top : top + self.size, left : left + self.size]
         return (crop - self.mean) / self.std
 
@@ -56,11 +67,22 @@ class CLIPScore(nn.Module):
         """Images N x 3 x H x W in [0, 1] and N captions -> N scores in [0, 100]."""
         if len(texts) != images.shape[0]:
             raise InputError(f"{images.shape[0]} images but {len(texts)} captions")
-        tokens = self.tokenizer(list(texts), padding=True, truncation=True,
-                                max_length=self.model.config.text_config.max_position_embeddings, return_tensors="pt")
-        image_features = self.model.get_image_features(pixel_values=self.preprocess(images))
-        text_features = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        image_features, text_features = (_embedding(f) for f in (image_features, text_features))
+        tokens = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        )
+        image_features = self.model.get_image_features(
+            pixel_values=self.preprocess(images)
+        )
+        text_features = self.model.get_text_features(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        )
+        image_features, text_features = (
+            _embedding(f) for f in (image_features, text_features)
+        )
         cosine = F.cosine_similarity(image_features, text_features, dim=-1)
         return 100 * cosine.clamp(min=0)
 

@@ -25,15 +25,21 @@ TORCHVISION_INCEPTION = "inception_v3_google-0cc3c7bd.pth"
 def hific_patches(images: torch.Tensor, size: int = 256) -> torch.Tensor:
     """N x 3 x H x W -> M x 3 x size x size: a grid of patches and the grid shifted by size // 2."""
     if min(images.shape[-2:]) < size:
-        raise InputError(f"images must be at least {size}x{size} for {size}-pixel patches, got "
-                         f"{images.shape[-1]}x{images.shape[-2]}")
+        raise InputError(
+            f"images must be at least {size}x{size} for {size}-pixel patches, got "
+            f"{images.shape[-1]}x{images.shape[-2]}"
+        )
     patches = []
     for offset in (0, size // 2):
         region = images[..., offset:, offset:]
         rows, cols = region.shape[-2] // size, region.shape[-1] // size
         region = region[..., : rows * size, : cols * size]
-        grid = region.unfold(2, size, size).unfold(3, size, size)  # N x 3 x rows x cols x size x size
-        patches.append(grid.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1], size, size))
+        grid = region.unfold(2, size, size).unfold(
+            3, size, size
+        )  # N x 3 x rows x cols x size x size
+        patches.append(
+            grid.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1], size, size)
+        )
     return torch.cat(patches)
 
 
@@ -44,13 +50,17 @@ class InceptionPool3(nn.Module):
         super().__init__()
         from torchvision.models import inception_v3
 
-        self.net = inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
+        self.net = inception_v3(
+            weights=None, aux_logits=True, transform_input=False, init_weights=False
+        )
         self.net.load_state_dict(state_dict)
         self.net.fc = nn.Identity()
         self.eval().requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        images = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        images = F.interpolate(
+            images, size=(299, 299), mode="bilinear", align_corners=False
+        )
         return self.net(images * 2 - 1)  # the Google weights expect [-1, 1] inputs
 
 
@@ -65,7 +75,9 @@ def load_inception(weights: str | Path | None = None) -> nn.Module:
         except ImportError:
             pass
         except Exception as err:  # its weights download fails offline
-            raise ModelNotFoundError(f"FID Inception weights unavailable offline ({err})") from err
+            raise ModelNotFoundError(
+                f"FID Inception weights unavailable offline ({err})"
+            ) from err
         weights = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_INCEPTION
     if not Path(weights).exists():
         raise ModelNotFoundError(
@@ -93,11 +105,21 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         offset = np.eye(cov_a.shape[0]) * 1e-6
         root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     root = np.real(root)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+    return float(
+        ((mu_a - mu_b) ** 2).sum()
+        + np.trace(cov_a)
+        + np.trace(cov_b)
+        - 2 * np.trace(root)
+    )
 
 
-def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(
+    a: np.ndarray,
+    b: np.ndarray,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """KID (unbiased MMD^2, cubic polynomial kernel) mean and std over random subsets."""
     rng = np.random.default_rng(seed)
     size = min(subset_size, len(a), len(b))
@@ -105,9 +127,18 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, 
         raise InputError("KID needs at least two samples in each set")
     dim, values = a.shape[1], []
     for _ in range(subsets):
-        x, y = a[rng.choice(len(a), size, replace=False)], b[rng.choice(len(b), size, replace=False)]
-        kxx, kyy, kxy = ((x @ x.T) / dim + 1) ** 3, ((y @ y.T) / dim + 1) ** 3, ((x @ y.T) / dim + 1) ** 3
-        off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (size * (size - 1))
+        x, y = (
+            a[rng.choice(len(a), size, replace=False)],
+            b[rng.choice(len(b), size, replace=False)],
+        )
+        kxx, kyy, kxy = (
+            ((x @ x.T) / dim + 1) ** 3,
+            ((y @ y.T) / dim + 1) ** 3,
+            ((x @ y.T) / dim + 1) ** 3,
+        )
+        off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (
+            size * (size - 1)
+        )
         values.append(off - 2 * kxy.mean())
     return float(np.mean(values)), float(np.std(values))
 
@@ -115,25 +146,46 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, 
 class PatchFIDKID:
     """Accumulate reference and distorted images, then compute FID and KID on their patches."""
 
-    def __init__(self, extractor: nn.Module, patch_size: int = 256, batch_size: int = 16):
-        self.extractor, self.patch_size, self.batch_size = extractor, patch_size, batch_size
+    def __init__(
+        self, extractor: nn.Module, patch_size: int = 256, batch_size: int = 16
+    ):
+        self.extractor, self.patch_size, self.batch_size = (
+            extractor,
+            patch_size,
+            batch_size,
+        )
         self.features: dict[str, list[np.ndarray]] = {"reference": [], "distorted": []}
 
     @torch.no_grad()
     def _embed(self, images: torch.Tensor) -> np.ndarray:
         patches = hific_patches(images, self.patch_size)
-        return torch.cat([self.extractor(chunk) for chunk in patches.split(self.batch_size)]).double().numpy()
+        return (
+            torch.cat(
+                [self.extractor(chunk) for chunk in patches.split(self.batch_size)]
+            )
+            .double()
+            .numpy()
+        )
 
     def update(self, reference: torch.Tensor, distorted: torch.Tensor) -> None:
         """Batches N x 3 x H x W in [0, 1]; sizes must match pairwise."""
         if reference.shape != distorted.shape:
-            raise InputError(f"image sizes differ: {tuple(reference.shape)} vs {tuple(distorted.shape)}")
+            raise InputError(
+                f"image sizes differ: {tuple(reference.shape)} vs {tuple(distorted.shape)}"
+            )
         self.features["reference"].append(self._embed(reference))
         self.features["distorted"].append(self._embed(distorted))
 
-    def compute(self, kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict[str, float]:
+    def compute(
+        self, kid_subsets: int = 100, kid_subset_size: int = 1000
+    ) -> dict[str, float]:
         if not self.features["reference"]:
             raise InputError("no images given to FID/KID")
         a, b = (np.concatenate(self.features[k]) for k in ("reference", "distorted"))
         kid, kid_std = kernel_inception_distance(a, b, kid_subsets, kid_subset_size)
-        return {"fid": frechet_distance(a, b), "kid": kid, "kid_std": kid_std, "patches": len(a)}
+        return {
+            "fid": frechet_distance(a, b),
+            "kid": kid,
+            "kid_std": kid_std,
+            "patches": len(a),
+        }

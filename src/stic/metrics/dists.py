@@ -14,7 +14,13 @@ from torch import nn
 from stic.metrics.lpips import backbone_features
 from stic.metrics.weights import dists_state
 
-_STAGES = [(0, 4), (5, 9), (10, 16), (17, 23), (24, 30)]  # VGG16 `features` ranges, pools dropped
+_STAGES = [
+    (0, 4),
+    (5, 9),
+    (10, 16),
+    (17, 23),
+    (24, 30),
+]  # VGG16 `features` ranges, pools dropped
 _CHANNELS = [3, 64, 128, 256, 512, 512]
 
 
@@ -28,7 +34,13 @@ class L2Pooling(nn.Module):
         self.stride, self.padding = stride, (filter_size - 2) // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.conv2d(x**2, self.filter, stride=self.stride, padding=self.padding, groups=x.shape[1])
+        out = F.conv2d(
+            x**2,
+            self.filter,
+            stride=self.stride,
+            padding=self.padding,
+            groups=x.shape[1],
+        )
         return (out + 1e-12).sqrt()
 
 
@@ -49,8 +61,12 @@ class DISTS(nn.Module):
         state = dists_state()
         self.register_buffer("alpha", state["alpha"])
         self.register_buffer("beta", state["beta"])
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer(
+            "mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        )
+        self.register_buffer(
+            "std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        )
         self.requires_grad_(False)
         self.eval()
 
@@ -67,11 +83,16 @@ class DISTS(nn.Module):
         alphas = torch.split(self.alpha / total, _CHANNELS, dim=1)
         betas = torch.split(self.beta / total, _CHANNELS, dim=1)
         structure = texture = 0
-        for alpha, beta, fx, fy in zip(alphas, betas, self._features(x), self._features(y)):
+        for alpha, beta, fx, fy in zip(
+            alphas, betas, self._features(x), self._features(y)
+        ):
             mx, my = fx.mean((2, 3), keepdim=True), fy.mean((2, 3), keepdim=True)
             s1 = (2 * mx * my + c1) / (mx**2 + my**2 + c1)
             structure = structure + (alpha * s1).sum(1, keepdim=True)
-            vx, vy = ((fx - mx) ** 2).mean((2, 3), keepdim=True), ((fy - my) ** 2).mean((2, 3), keepdim=True)
+            vx, vy = (
+                ((fx - mx) ** 2).mean((2, 3), keepdim=True),
+                ((fy - my) ** 2).mean((2, 3), keepdim=True),
+            )
             cov = (fx * fy).mean((2, 3), keepdim=True) - mx * my
             s2 = (2 * cov + c2) / (vx + vy + c2)
             texture = texture + (beta * s2).sum(1, keepdim=True)

