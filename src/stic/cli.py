@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refiner",
         default="realesrgan-compact",
         help="refiner the decoder applies: realesrgan-compact (default: lowered LPIPS and DISTS at every "
-        "measured rate, ~1 CPU-second for 768x512), realesrgan (x4plus: sharper, far slower), diffusion[:MODEL], identity",
+        "measured rate, ~1 CPU-second for 768x512), realesrgan (x4plus: much lower LPIPS/DISTS, ~25x the compute), diffusion[:MODEL], identity",
     )
     enc.add_argument("--refiner-model", help="diffusion model id or local directory (default: $STIC_DIFFUSION_MODEL or SD 1.5)")
     enc.add_argument("--seed", type=int, default=0, help="refiner seed stored in the file (default: 0)")
