@@ -38,9 +38,9 @@ METRICS = ("lpips-alex", "dists", "psnr")
 PROMPTS = {"caption": None, "empty": "", "na": "NA"}
 
 
-def _timed(fn):
+def _timed(fn, *args):
     wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -54,11 +54,11 @@ def _summary_rows(rows: list[dict]) -> list[dict]:
     out = []
     for point in dict.fromkeys(r["rate_point"] for r in rows):
         group = [r for r in rows if r["rate_point"] == point]
-        mean = lambda key: float(np.mean([r[key] for r in group])) if all(r.get(key) is not None for r in group) else None  # noqa: E731
         row = {"rate_point": point, "images": len(group)}
         for key in ("bpp", "bpp_refined_file", *(f"{m}_{v}" for m in METRICS for v in ("xhat", "refined")),
                     "decode_xhat_s", "refine_wall_s", "refine_cpu_s"):  # fmt: skip
-            row[key] = mean(key)
+            values = [r.get(key) for r in group]
+            row[key] = None if None in values else float(np.mean(values))
         row["helps"] = bool(row["lpips-alex_refined"] < row["lpips-alex_xhat"] and row["dists_refined"] < row["dists_xhat"])
         out.append(row)
     return out
@@ -75,12 +75,17 @@ def _write(out: Path, meta: dict, rows: list[dict]) -> None:
         f"# Refiner `{meta['refiner']}` on Kodak, per rate point (refiner prompt: {meta['prompt']})",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Images: {', '.join(meta['image_names'])}. Threads: {meta['threads']}; "
-        f"load average during the run: {meta['load_average']}. Means over the images; bpp = real file "
-        f"bytes (image + CLIP-fitted LLaVA caption coded with `{meta['text_coder']}`), and with the refine section added.",
+        (
+            f"Images: {', '.join(meta['image_names'])}. Threads: {meta['threads']}; "
+            f"load average during the run: {meta['load_average']}. Means over the images; bpp = real file "
+            f"bytes (image + CLIP-fitted LLaVA caption coded with `{meta['text_coder']}`), and with the "
+            "refine section added."
+        ),
         "",
-        "| rate point | images | bpp | bpp with refine section | LPIPS-Alex x̂ | LPIPS-Alex refined | DISTS x̂ | DISTS refined "
-        "| PSNR x̂ | PSNR refined | decode x̂ s | refine wall s | refine CPU s | refiner helps |",
+        (
+            "| rate point | images | bpp | bpp with refine section | LPIPS-Alex x̂ | LPIPS-Alex refined | DISTS x̂ "
+            "| DISTS refined | PSNR x̂ | PSNR refined | decode x̂ s | refine wall s | refine CPU s | refiner helps |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary:
@@ -155,7 +160,7 @@ def main() -> None:
             if codec is not None:
                 payload = codec.compress(image)
                 image_section = Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())
-                xhat, row["decode_xhat_s"], _ = _timed(lambda: codec.decompress(payload, w, h))
+                xhat, row["decode_xhat_s"], _ = _timed(codec.decompress, payload, w, h)
                 refine = refine_section(refiner, 0)
                 plain = pack(w, h, [image_section, caption])
                 refined_file = pack(w, h, [image_section, caption, *([refine] if refine else [])])
@@ -164,7 +169,7 @@ def main() -> None:
             else:
                 xhat = _proxy_xhat(image, int(point.split("x")[-1]))
                 row["decode_xhat_s"] = row["bpp"] = row["bpp_refined_file"] = None
-            refined, row["refine_wall_s"], row["refine_cpu_s"] = _timed(lambda: refiner.refine(xhat, prompt, 0))
+            refined, row["refine_wall_s"], row["refine_cpu_s"] = _timed(refiner.refine, xhat, prompt, 0)
             loads.append(os.getloadavg()[0])
             for label, picture in (("xhat", xhat), ("refined", refined)):
                 for metric, value in compare(image, picture, METRICS).items():

@@ -7,7 +7,12 @@ import torch
 
 def tiny_img2img_pipeline(sample_size: int = 8, seed: int = 0):
     """StableDiffusionImg2ImgPipeline built from configs: native size sample_size * 4 pixels."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionImg2ImgPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from stic.caption.clip_tokens import clip_tokenizer

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from tiny_vlm import save_tiny_llava
 
-from stic.caption.clip_tokens import CLIP_CAPTION_TOKENS, clip_token_count, clip_tokenizer, fit_caption
+from stic.caption.clip_tokens import (
+    CLIP_CAPTION_TOKENS,
+    clip_token_count,
+    clip_tokenizer,
+    fit_caption,
+)
 from stic.caption.fixed import PrecomputedCaptioner, TextCaptioner
 from stic.caption.protocol import Captioner
 from stic.caption.registry import make_captioner

@@ -17,8 +17,12 @@ CHAT_TEMPLATE = (
 def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
     """Write a loadable LLaVA model + processor (image 16x16, 2x2 patches of 8) into `folder`."""
     from transformers import (
-        CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-        LlavaForConditionalGeneration, LlavaProcessor,
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
     )  # fmt: skip
 
     tokenizer = tiny_tokenizer()

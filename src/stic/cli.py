@@ -80,8 +80,8 @@ def _summary(info: dict) -> str:
 
 def _cmd_encode(args) -> None:
     from stic.container import write_bytes_atomic
-    from stic.image.io import load_image
     from stic.fileinfo import describe
+    from stic.image.io import load_image
     from stic.pipeline import encode
 
     image = load_image(args.image)

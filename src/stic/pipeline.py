@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from stic import codecs
-from stic.container import SECTION_CAPTION, SECTION_IMAGE, SECTION_REFINE, Section, SticFile, pack, unpack
+from stic.container import (
+    SECTION_CAPTION,
+    SECTION_IMAGE,
+    SECTION_REFINE,
+    Section,
+    SticFile,
+    pack,
+    unpack,
+)
 from stic.errors import FormatError, InputError
 from stic.image.protocol import ImageCodec
 from stic.image.registry import codec_for_fingerprint, load_image_codec, shipped_models

@@ -57,7 +57,8 @@ def clip_tokenizer():
     """transformers' CLIPTokenizer built from the original CLIP BPE file (same ids as SD's tokenizer)."""
     from transformers import CLIPTokenizer
 
-    lines = gzip.open(_vocab_path(), "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(_vocab_path(), "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]  # the slice OpenAI's SimpleTokenizer uses
     base = list(_bytes_to_unicode().values())
     words = base + [b + "</w>" for b in base] + ["".join(m.split()) for m in merges]

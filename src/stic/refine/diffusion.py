@@ -81,7 +81,7 @@ def load_pipeline(model: str):
         raise ModelNotFoundError("the diffusion refiner needs diffusers: pip install diffusers") from exc
     try:
         pipe = AutoPipelineForImage2Image.from_pretrained(model, dtype=torch.float32, safety_checker=None)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"cannot load diffusion model {model!r} for the diffusion refiner (give a local "
             f"diffusers directory or a reachable model id with --refiner-model, or decode with "

@@ -51,7 +51,7 @@ class ResidualDenseBlock(nn.Module):
         self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        act = lambda t: F.leaky_relu(t, 0.2)
         x1 = act(self.conv1(x))
         x2 = act(self.conv2(torch.cat((x, x1), 1)))
         x3 = act(self.conv3(torch.cat((x, x1, x2), 1)))
@@ -85,7 +85,7 @@ class RRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, 3, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        act = lambda t: F.leaky_relu(t, 0.2)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
         feat = act(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
