@@ -46,15 +46,10 @@ def list_text_coders() -> list[str]:
 
 
 def default_model() -> str:
-    """The LM backend's default model (`stic.text.lm.DEFAULT_MODEL`, chosen by benchmark)."""
-    from stic.text import lm
+    """The caption LM chosen by benchmark (`stic.text.lm_coder.DEFAULT_MODEL`)."""
+    from stic.text.lm_coder import DEFAULT_MODEL
 
-    model = getattr(lm, "DEFAULT_MODEL", None)
-    if model is None:
-        raise ModelNotFoundError(
-            f"no default caption language model is configured; name one, e.g. lm:{next(iter(lm.OFFLINE_MODELS))}"
-        )
-    return model
+    return DEFAULT_MODEL
 
 
 def get_text_coder(name: str, **opts) -> TextCoder:
@@ -84,9 +79,9 @@ def _lm_coder(method: str, model: str, **opts) -> TextCoder:
 
         coder = RankZlibCoder(lm, **opts)
     else:
-        from stic.text.lm_coder import LMArithmeticCoder
+        from stic.text.lm_coder import DEFAULT_PREAMBLE, LMArithmeticCoder
 
-        coder = LMArithmeticCoder(lm, **opts)
+        coder = LMArithmeticCoder(lm, **{"preamble": DEFAULT_PREAMBLE, **opts})
     if not opts:  # only default coders are worth remembering: sections name no options
         _remember(coder.codec_id, coder.fingerprint(), _model_reference(model))
     return coder
