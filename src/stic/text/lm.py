@@ -304,9 +304,14 @@ def _load_gguf(gguf_path: Path, name: str):
     if not (target / "model.safetensors").is_file():
         _convert_gguf(gguf_path, target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(target)
-    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+    hf_logging.disable_progress_bar()  # a cached load takes seconds: no bar on the user's terminal
+    try:
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+    finally:
+        hf_logging.enable_progress_bar()
     return model, tokenizer
 
 
