@@ -143,6 +143,7 @@ def _cmd_info(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from stic.eval.cli import add_parser as add_eval
     from stic.text.cli import add_parser as add_text
     from stic.train.cli import add_parser as add_train
 
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_text(sub)
     add_train(sub)
+    add_eval(sub)
     return parser
 
 
