@@ -75,6 +75,8 @@ def test_bad_inputs_are_clear(tmp_path):
     Image.fromarray(_rgb(64, 64)).save(buffer, format="PNG")
     with pytest.raises(InputError, match="truncated or corrupt"):
         image_io.load_image(buffer.getvalue()[:-200])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        image_io.load_image(buffer.getvalue()[:40])  # cut inside the header: Image.open itself fails
 
 
 def test_pixel_limit_checked_before_decoding(tmp_path, monkeypatch):

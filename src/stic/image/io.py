@@ -46,6 +46,8 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
             raise InputError(f"{name} is not an image file stic can read") from err
         except Image.DecompressionBombError as err:
             raise InputError(f"{name}: image too large ({err})") from err
+        except (OSError, SyntaxError, ValueError) as err:
+            raise InputError(f"{name} is truncated or corrupt: {err}") from err
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise InputError(

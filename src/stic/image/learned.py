@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from stic.codecs import IMAGE_LEARNED
+from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
 from stic.image.architectures import PAD_MULTIPLE
 
@@ -33,43 +34,16 @@ def fixed_threads(n: int):
         torch.set_num_threads(before)
 
 
-def write_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(data):
-            raise FormatError("image payload truncated inside a length field")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise FormatError("image payload has an overlong length field")
-
-
 def pack_strings(strings: list[bytes]) -> bytes:
     """Concatenate strings; every one but the last carries a varint length."""
-    parts = [write_varint(len(s)) + s for s in strings[:-1]]
+    parts = [encode_varint(len(s)) + s for s in strings[:-1]]
     return b"".join(parts) + strings[-1]
 
 
 def unpack_strings(data: bytes, count: int) -> list[bytes]:
     strings, pos = [], 0
     for _ in range(count - 1):
-        length, pos = read_varint(data, pos)
+        length, pos = decode_varint(data, pos, "image payload length field")
         if pos + length > len(data):
             raise FormatError("image payload truncated: a stream is shorter than its length field")
         strings.append(data[pos : pos + length])
