@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -113,22 +113,7 @@ def run_task(
         try:
             outcome = runner(target)
             row.update(
-                {
-                    k: getattr(outcome, k)
-                    for k in (
-                        "status",
-                        "bpp",
-                        "stream_bpp",
-                        "file_bytes",
-                        "stream_bytes",
-                        "caption_bytes",
-                        "setting",
-                        "encodes",
-                        "encode_s",
-                        "decode_s",
-                        "note",
-                    )
-                }
+                {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name in ROW_FIELDS}
             )
             if outcome.status == "ok":
                 row.update(compare(rgb, outcome.decoded, metrics))
