@@ -36,32 +36,23 @@ def _quality(points, higher_is_better: bool):
     return rates, quality
 
 
+def _no_result(test_name: str, anchor_name: str, note: str) -> BDResult:
+    """A BD-rate that cannot be computed: no number, only the reason."""
+    return BDResult(test_name, anchor_name, None, None, None, note)
+
+
 def bd_rate(
     anchor_name, anchor_points, test_name, test_points, higher_is_better: bool
 ) -> BDResult:
     if len(anchor_points) < MIN_POINTS or len(test_points) < MIN_POINTS:
         short = anchor_name if len(anchor_points) < MIN_POINTS else test_name
-        return BDResult(
-            test_name,
-            anchor_name,
-            None,
-            None,
-            None,
-            f"{short} has fewer than {MIN_POINTS} complete points",
-        )
+        return _no_result(test_name, anchor_name, f"{short} has fewer than {MIN_POINTS} complete points")
     rate_a, qual_a = _quality(anchor_points, higher_is_better)
     rate_t, qual_t = _quality(test_points, higher_is_better)
     if any(b <= a for a, b in itertools.pairwise(qual_a)) or any(
         b <= a for a, b in itertools.pairwise(qual_t)
     ):
-        return BDResult(
-            test_name,
-            anchor_name,
-            None,
-            None,
-            None,
-            "quality does not rise with rate on a curve",
-        )
+        return _no_result(test_name, anchor_name, "quality does not rise with rate on a curve")
     low, high = max(min(qual_a), min(qual_t)), min(max(qual_a), max(qual_t))
     union = max(max(qual_a), max(qual_t)) - min(min(qual_a), min(qual_t))
     overlap = max(high - low, 0.0) / union if union > 0 else 0.0
