@@ -69,6 +69,9 @@ def test_loss_is_a_weighted_sum_of_terms():
     assert loss.item() == pytest.approx(16 / 256 + 0.5 * 0.01 * 255**2 + 6.0, rel=1e-4)
     rd_loss, _ = rate_distortion(0.01)(output, x)
     assert rd_loss.item() == pytest.approx(16 / 256 + 0.01 * 0.01 * 255**2, rel=1e-4)
+    perceptual_loss, values = rate_distortion(0.01, {"lpips-alex": 2.0})(output, x)
+    assert values["lpips-alex"].item() > 0
+    assert perceptual_loss.item() == pytest.approx(rd_loss.item() + 2.0 * values["lpips-alex"].item(), rel=1e-4)
 
 
 def test_tiny_run_checkpoints_resumes_and_exports(data, tmp_path):
@@ -103,3 +106,32 @@ def test_fine_tune_starts_from_another_run(data, tmp_path):
     train(TrainConfig(out=str(tuned), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=1, val_crop=64,
                       threads=1, init_from=str(base), lmbda=0.01))
     assert "initialised from" in (tuned / "train.log").read_text()
+
+
+def test_decoder_only_perceptual_tuning_keeps_the_bitstream(data, tmp_path):
+    base = tmp_path / "base"
+    train(TrainConfig(out=str(base), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=2, val_crop=64, threads=1))
+    tuned = tmp_path / "tuned"
+    train(TrainConfig(out=str(tuned), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=3, val_crop=64,
+                      threads=1, init_from=str(base), lr=1e-2, perceptual={"lpips-alex": 1.0}, trainable="decoder"))
+    history = json.loads((tuned / "state.json").read_text())["history"]
+    assert history[-1]["val_lpips-alex"] > 0
+
+    codecs = {}
+    for run in (base, tuned):
+        export_weights(run, run.name, tmp_path / "shipped")
+        folder = tmp_path / f"{run.name}_dir"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes((tmp_path / "shipped" / f"{run.name}.safetensors").read_bytes())
+        (folder / "config.json").write_text((tmp_path / "shipped" / f"{run.name}.json").read_text())
+        codecs[run.name] = load_image_codec(str(folder))
+    image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    bits = codecs["base"].compress(image)
+    assert codecs["tuned"].compress(image) == bits  # same encoder and entropy model
+    assert not np.array_equal(codecs["tuned"].decompress(bits, 96, 64), codecs["base"].decompress(bits, 96, 64))
+
+
+def test_unknown_trainable_part_is_refused(data, tmp_path):
+    with pytest.raises(ValueError, match="trainable"):
+        train(TrainConfig(out=str(tmp_path / "r"), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=1,
+                          val_crop=64, threads=1, trainable="encoder"))

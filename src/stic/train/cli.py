@@ -39,7 +39,7 @@ def _add_run(commands) -> None:
     p = commands.add_parser(
         "run",
         help="train a learned image codec (resumes if OUT holds a checkpoint)",
-        description="Train a CompressAI-architecture codec with rate + lambda*MSE on image folders "
+        description="Train a CompressAI-architecture codec with rate + lambda*MSE (+ perceptual terms) on image folders "
         "under $STIC_DATA. Re-running with the same OUT resumes from its last checkpoint.",
     )
     p.add_argument("out", help="run folder (checkpoints, train.log)")
@@ -59,6 +59,10 @@ def _add_run(commands) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS.checkpoint_minutes)
     p.add_argument("--val-crop", type=int, default=_DEFAULTS.val_crop)
     p.add_argument("--init-from", default=None, help="run folder whose weights start this run (fine-tuning)")
+    p.add_argument("--perceptual", default="{}",
+                   help='extra loss terms as JSON {metric: weight}, metrics from stic.metrics, e.g. \'{"lpips-alex": 1.0}\'')
+    p.add_argument("--trainable", choices=("all", "decoder"), default=_DEFAULTS.trainable,
+                   help="'decoder' trains only the synthesis transform: bitstreams stay identical to --init-from's")
     p.set_defaults(func=run)
 
 
@@ -70,6 +74,7 @@ def run(args) -> int:
         lr=args.lr, minutes=args.minutes, max_steps=args.max_steps, lr_drop_at=args.lr_drop_at,
         datasets=tuple(args.datasets), seed=args.seed, threads=args.threads,
         checkpoint_minutes=args.checkpoint_minutes, val_crop=args.val_crop, init_from=args.init_from,
+        perceptual=json.loads(args.perceptual), trainable=args.trainable,
     )
     train(cfg)
     return 0

@@ -22,3 +22,7 @@ class TrainConfig:
     val_crop: int = 512
     init_from: str | None = None  # fine-tune: start from another run's weights
     clip: float = 1.0
+    perceptual: dict = field(default_factory=dict)  # metric name -> weight, e.g. {"lpips-alex": 1.0}
+    #: "all", or "decoder": only the synthesis transform learns, so the bitstream (and rate) of the
+    #: init model is kept bit for bit and only the reconstruction changes
+    trainable: str = "all"

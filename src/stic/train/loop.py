@@ -31,26 +31,44 @@ def _logger(out: Path) -> logging.Logger:
     return log
 
 
+TRAINABLE = ("all", "decoder")
+
+
 def _optimizers(model, cfg: TrainConfig) -> dict:
+    """Adam for the network and, when the entropy bottleneck learns, Adam for its quantiles.
+
+    With trainable="decoder" everything but the synthesis transform g_s is frozen."""
+    if cfg.trainable not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {TRAINABLE}, got {cfg.trainable!r}")
+    if cfg.trainable == "decoder":
+        model.requires_grad_(False)
+        model.g_s.requires_grad_(True)
+        return {"main": torch.optim.Adam(model.g_s.parameters(), lr=cfg.lr)}
     main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     return {"main": torch.optim.Adam(main, lr=cfg.lr), "aux": torch.optim.Adam(aux, lr=cfg.aux_lr)}
 
 
+def _training_mode(model, cfg: TrainConfig) -> None:
+    """Joint training uses CompressAI's additive-noise proxy; a decoder-only run keeps the whole
+    model in eval mode so g_s learns from the rounded latents the real decoder will see."""
+    model.train(cfg.trainable == "all")
+
+
 @torch.no_grad()
 def validate(model, batch: torch.Tensor, loss_fn) -> dict:
-    """Forward-estimate bpp / PSNR on the held-out crops, one image at a time."""
+    """Forward-estimate bpp, PSNR and every other loss term on the held-out crops, one at a time."""
     model.eval()
-    bpp, mse = 0.0, 0.0
+    sums: dict[str, float] = {}
     for x in batch.split(1):
         out = model(x)
         out["x_hat"] = out["x_hat"].clamp(0, 1)
         _, values = loss_fn(out, x)
-        bpp += float(values["bpp"])
-        mse += float(values["mse"])
-    model.train()
-    n = len(batch)
-    return {"val_bpp": bpp / n, "val_psnr": psnr_from_mse255(mse / n)}
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+    means = {name: total / len(batch) for name, total in sums.items()}
+    result = {"val_bpp": means.pop("bpp"), "val_psnr": psnr_from_mse255(means.pop("mse"))}
+    return result | {f"val_{name}": value for name, value in means.items()}
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -62,7 +80,7 @@ def train(cfg: TrainConfig) -> Path:
 
     model = build_model(cfg.model)
     optimizers = _optimizers(model, cfg)
-    loss_fn = rate_distortion(cfg.lmbda)
+    loss_fn = rate_distortion(cfg.lmbda, cfg.perceptual)
 
     folders = [data_dir() / d for d in cfg.datasets]
     train_files, val_files = split(list_images(folders))
@@ -85,6 +103,7 @@ def train(cfg: TrainConfig) -> Path:
         save_checkpoint(out, model, optimizers, state, cfg.model)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         log.info("checkpoint %s", json.dumps(state["history"][-1]))
+        _training_mode(model, cfg)
         return state["history"][-1]
 
     stop = []  # SIGTERM (plain `kill`) ends the run after the current step, with a checkpoint
@@ -94,7 +113,7 @@ def train(cfg: TrainConfig) -> Path:
         previous = None
 
     budget = cfg.minutes * 60
-    model.train()
+    _training_mode(model, cfg)
     bar = tqdm(total=int(budget), initial=int(state["elapsed_s"]), unit="s", desc=out.name, mininterval=5)
     last_ckpt = time.monotonic()
     ema = None
@@ -113,22 +132,22 @@ def train(cfg: TrainConfig) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizers["main"].step()
-        optimizers["aux"].zero_grad()
-        aux = model.aux_loss()
-        aux.backward()
-        optimizers["aux"].step()
+        if "aux" in optimizers:
+            optimizers["aux"].zero_grad()
+            model.aux_loss().backward()
+            optimizers["aux"].step()
 
         state["step"] += 1
         dt = time.monotonic() - t0
         state["elapsed_s"] += dt
-        now = {"loss": loss.item(), "bpp": values["bpp"].item(), "mse": values["mse"].item()}
+        now = {"loss": loss.item(), **{name: value.item() for name, value in values.items()}}
         ema = now if ema is None else {k: 0.98 * ema[k] + 0.02 * now[k] for k in now}
+        shown = {"loss": f"{ema['loss']:.3f}", "bpp": f"{ema['bpp']:.4f}", "psnr": f"{psnr_from_mse255(ema['mse']):.2f}"}
+        shown |= {name: f"{ema[name]:.3f}" for name in cfg.perceptual}
         bar.update(min(int(state["elapsed_s"]) - bar.n, int(budget) - bar.n))
-        bar.set_postfix(step=state["step"], loss=f"{ema['loss']:.3f}", bpp=f"{ema['bpp']:.4f}",
-                        psnr=f"{psnr_from_mse255(ema['mse']):.2f}", aux=f"{aux.item():.1f}", lr=f"{lr:.0e}")
+        bar.set_postfix(step=state["step"], **shown, lr=f"{lr:.0e}")
         if state["step"] % 200 == 0:
-            log.info("step %d loss %.4f bpp %.4f psnr %.2f aux %.2f lr %.0e", state["step"], ema["loss"],
-                     ema["bpp"], psnr_from_mse255(ema["mse"]), aux.item(), lr)
+            log.info("step %d %s lr %.0e", state["step"], " ".join(f"{k} {v}" for k, v in shown.items()), lr)
         if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
             checkpoint()
             last_ckpt = time.monotonic()

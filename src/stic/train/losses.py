@@ -38,6 +38,21 @@ class MSE255(Term):
         return torch.mean((output["x_hat"] - target) ** 2) * 255.0**2
 
 
+class MetricTerm(Term):
+    """A full-reference metric from `stic.metrics` (LPIPS, DISTS, ...) as a loss: its batch mean.
+
+    The metric's backbone is frozen; gradients flow only into x_hat."""
+
+    def __init__(self, metric: str):
+        from stic.metrics import create_metric
+
+        self.name = metric
+        self.metric = create_metric(metric)
+
+    def __call__(self, output, target):
+        return self.metric(output["x_hat"], target).mean()
+
+
 @dataclass
 class WeightedTerm:
     weight: float
@@ -56,9 +71,12 @@ class CompositeLoss:
         return loss, values
 
 
-def rate_distortion(lmbda: float) -> CompositeLoss:
-    """CompressAI's R + lambda * 255^2 * MSE (lambda 0.0018 is its quality-1 point)."""
-    return CompositeLoss([WeightedTerm(1.0, BitsPerPixel()), WeightedTerm(lmbda, MSE255())])
+def rate_distortion(lmbda: float, perceptual: dict[str, float] | None = None) -> CompositeLoss:
+    """CompressAI's R + lambda * 255^2 * MSE (lambda 0.0018 is its quality-1 point), plus
+    weight * metric for each perceptual metric named, e.g. {"lpips-alex": 1.0}."""
+    terms = [WeightedTerm(1.0, BitsPerPixel()), WeightedTerm(lmbda, MSE255())]
+    terms += [WeightedTerm(weight, MetricTerm(name)) for name, weight in (perceptual or {}).items()]
+    return CompositeLoss(terms)
 
 
 def psnr_from_mse255(mse: float) -> float:
