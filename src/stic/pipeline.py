@@ -25,6 +25,7 @@ from stic.container import (
     unpack,
 )
 from stic.errors import FormatError, InputError
+from stic.image.io import MAX_PIXELS
 from stic.image.protocol import ImageCodec
 from stic.image.registry import codec_for_fingerprint, load_image_codec, shipped_models
 from stic.refine.protocol import Refiner
@@ -207,7 +208,14 @@ def decode_file(
     file: SticFile, *, text_model: str | None = None, refine: bool = True, refiner_model: str | None = None
 ) -> Decoded:
     """Decode a parsed file; every model it names is resolved before anything is decoded.
-    `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint)."""
+    `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
+    A declared size above MAX_PIXELS is refused first: a few corrupt header bytes must not make
+    the decoder allocate gigabytes."""
+    if file.width * file.height > MAX_PIXELS:
+        raise FormatError(
+            f"file declares a {file.width}x{file.height} image, above the {MAX_PIXELS:,} pixels "
+            "stic codes (corrupt header?)"
+        )
     image_codec, text_coder = resolve_models(file, text_model)
     refine_section = file.section(SECTION_REFINE) if refine else None
     refiner, seed = (None, 0)
