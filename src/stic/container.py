@@ -16,7 +16,8 @@ from pathlib import Path
 from stic.errors import FormatError, InputError
 
 MAGIC = b"STC"
-VERSION = 1
+#: 2: section CRCs also cover the file header (version 1 left width/height unchecked)
+VERSION = 2
 
 SECTION_CAPTION = 1
 SECTION_IMAGE = 2
@@ -148,11 +149,18 @@ def pack(width: int, height: int, sections: list[Section]) -> bytes:
     out = bytearray(MAGIC)
     out.append(VERSION)
     out += encode_varint(width) + encode_varint(height) + encode_varint(len(sections))
+    file_header = bytes(out)
     for section in sections:
         header = _section_header(section)
-        crc = zlib.crc32(section.payload, zlib.crc32(header))
-        out += header + crc.to_bytes(4, "big") + section.payload
+        out += header + section_crc(file_header, header, section.payload).to_bytes(4, "big") + section.payload
     return bytes(out)
+
+
+def section_crc(file_header: bytes, section_header: bytes, payload: bytes) -> int:
+    """CRC-32 over the file header (magic to section count), the section's header and its
+    payload: a damaged width or height fails every section's check, so it cannot silently
+    decode to a picture of another size."""
+    return zlib.crc32(payload, zlib.crc32(section_header, zlib.crc32(file_header)))
 
 
 def unpack(data: bytes) -> SticFile:
@@ -174,6 +182,7 @@ def unpack(data: bytes) -> SticFile:
     count = reader.varint("section count")
     if count > MAX_SECTIONS:
         raise FormatError(f"corrupt file: {count} sections declared (at most {MAX_SECTIONS})")
+    file_header = data[: reader.pos]
     sections = []
     for index in range(count):
         start = reader.pos
@@ -188,8 +197,10 @@ def unpack(data: bytes) -> SticFile:
         header = data[start : reader.pos]
         crc = int.from_bytes(reader.take(4, f"section {index} CRC"), "big")
         payload = reader.take(length, f"section {index} payload")
-        if zlib.crc32(payload, zlib.crc32(header)) != crc:
-            raise FormatError(f"corrupt file: section {index} fails its CRC check")
+        if section_crc(file_header, header, payload) != crc:
+            raise FormatError(
+                f"corrupt file: section {index} fails its CRC check (the section or the file header is damaged)"
+            )
         kind = flags & MAX_KIND
         required = bool(flags & _REQUIRED)
         if kind not in SECTION_NAMES:
