@@ -69,6 +69,9 @@ def test_loss_is_a_weighted_sum_of_terms():
     assert loss.item() == pytest.approx(16 / 256 + 0.5 * 0.01 * 255**2 + 6.0, rel=1e-4)
     rd_loss, _ = rate_distortion(0.01)(output, x)
     assert rd_loss.item() == pytest.approx(16 / 256 + 0.01 * 0.01 * 255**2, rel=1e-4)
+    x = torch.rand(1, 3, 64, 64)  # large enough for AlexNet's pooling
+    output = {"x_hat": (x + 0.1).clamp(0, 1), "likelihoods": {"y": torch.full((1, 4, 2, 2), 0.5)}}
+    rd_loss, _ = rate_distortion(0.01)(output, x)
     perceptual_loss, values = rate_distortion(0.01, {"lpips-alex": 2.0})(output, x)
     assert values["lpips-alex"].item() > 0
     assert perceptual_loss.item() == pytest.approx(rd_loss.item() + 2.0 * values["lpips-alex"].item(), rel=1e-4)
