@@ -63,27 +63,31 @@ class CLIPScore(nn.Module):
         crop = resized[..., top : top + self.size, left : left + self.size]
         return (crop - self.mean) / self.std
 
-    def forward(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
-        """Images N x 3 x H x W in [0, 1] and N captions -> N scores in [0, 100]."""
-        if len(texts) != images.shape[0]:
-            raise InputError(f"{images.shape[0]} images but {len(texts)} captions")
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images N x 3 x H x W in [0, 1] -> N x D embeddings (differentiable in the images)."""
+        return _embedding(self.model.get_image_features(pixel_values=self.preprocess(images)))
+
+    def text_features(self, texts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(
             list(texts),
             padding=True,
             truncation=True,
             max_length=self.model.config.text_config.max_position_embeddings,
             return_tensors="pt",
+        ).to(self.mean.device)
+        return _embedding(
+            self.model.get_text_features(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            )
         )
-        image_features = self.model.get_image_features(
-            pixel_values=self.preprocess(images)
+
+    def forward(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """Images N x 3 x H x W in [0, 1] and N captions -> N scores in [0, 100]."""
+        if len(texts) != images.shape[0]:
+            raise InputError(f"{images.shape[0]} images but {len(texts)} captions")
+        cosine = F.cosine_similarity(
+            self.image_features(images), self.text_features(texts), dim=-1
         )
-        text_features = self.model.get_text_features(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-        )
-        image_features, text_features = (
-            _embedding(f) for f in (image_features, text_features)
-        )
-        cosine = F.cosine_similarity(image_features, text_features, dim=-1)
         return 100 * cosine.clamp(min=0)
 
 

@@ -31,9 +31,13 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(folder: Path, model, optimizers: dict, state: dict, config: dict) -> None:
+def save_checkpoint(folder: Path, model, optimizers: dict, state: dict, config: dict, modules: dict | None = None) -> None:
+    """`modules` (e.g. {"discriminator": net}) are auxiliary networks saved as NAME.safetensors."""
     folder.mkdir(parents=True, exist_ok=True)
     _atomic(folder / "model.safetensors", lambda p: save_file(trainable_state(model), str(p)))
+    for name, module in (modules or {}).items():
+        weights = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        _atomic(folder / f"{name}.safetensors", lambda p, w=weights: save_file(w, str(p)))
     _atomic(folder / "optim.pt", lambda p: torch.save({k: o.state_dict() for k, o in optimizers.items()}, p))
     _atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
     _atomic(folder / "state.json", lambda p: p.write_text(json.dumps(state, indent=2)))
@@ -50,12 +54,24 @@ def load_weights(model, folder: Path) -> None:
         raise RuntimeError(f"checkpoint does not fit model: missing {bad_missing}, unexpected {unexpected}")
 
 
-def load_checkpoint(folder: Path, model, optimizers: dict) -> dict:
-    """Restore weights and optimizer states; return the saved progress state."""
+def load_checkpoint(folder: Path, model, optimizers: dict, modules: dict | None = None) -> dict:
+    """Restore weights and optimizer states; return the saved progress state.
+
+    An auxiliary module (and its optimizer, same name) absent from an older checkpoint keeps its
+    fresh initialisation, so a run saved before e.g. the adversarial term existed still resumes."""
     load_weights(model, folder)
-    saved = torch.load(folder / "optim.pt", weights_only=True)
+    saved = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")
+    optional = set(modules or {})
+    for name, module in (modules or {}).items():
+        if (folder / f"{name}.safetensors").exists():
+            module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+        else:
+            optional.add(name)
     for name, opt in optimizers.items():
-        opt.load_state_dict(saved[name])
+        if name in saved:
+            opt.load_state_dict(saved[name])
+        elif name not in optional:
+            raise KeyError(f"checkpoint {folder} has no state for optimizer {name!r}")
     return json.loads((folder / "state.json").read_text())
 
 

@@ -39,8 +39,10 @@ def _add_run(commands) -> None:
     p = commands.add_parser(
         "run",
         help="train a learned image codec (resumes if OUT holds a checkpoint)",
-        description="Train a CompressAI-architecture codec with rate + lambda*MSE (+ perceptual terms) on image folders "
-        "under $STIC_DATA. Re-running with the same OUT resumes from its last checkpoint.",
+        description="Train a CompressAI-architecture codec with rate + lambda*MSE (+ perceptual, adversarial, semantic "
+        "terms) on image folders under $STIC_DATA. Re-running with the same OUT resumes from its last checkpoint. "
+        "The same command runs on one CPU, one GPU, or K processes under torchrun (rank 0 logs and checkpoints). "
+        "See docs/training.md.",
     )
     p.add_argument("out", help="run folder (checkpoints, train.log)")
     p.add_argument("--model", default=json.dumps(_DEFAULTS.model),
@@ -63,6 +65,37 @@ def _add_run(commands) -> None:
                    help='extra loss terms as JSON {metric: weight}, metrics from stic.metrics, e.g. \'{"lpips-alex": 1.0}\'')
     p.add_argument("--trainable", choices=("all", "decoder"), default=_DEFAULTS.trainable,
                    help="'decoder' trains only the synthesis transform: bitstreams stay identical to --init-from's")
+    adv = p.add_argument_group("adversarial term (conditional patch discriminator, HiFiC-style)")
+    adv.add_argument("--adversarial", type=float, default=_DEFAULTS.adversarial,
+                     help="weight of the generator's adversarial loss (0: no discriminator); ~0.1-0.2 next to "
+                     "lpips-alex 1.0")
+    adv.add_argument("--adversarial-warmup", type=int, default=_DEFAULTS.adversarial_warmup,
+                     help="the first N steps of this run folder, during which the discriminator learns but the "
+                     "codec gets no adversarial gradient")
+    adv.add_argument("--adversarial-loss", choices=("nonsaturating", "hinge"), default=_DEFAULTS.adversarial_loss)
+    adv.add_argument("--disc-lr", type=float, default=_DEFAULTS.disc_lr, help="discriminator learning rate (Adam)")
+    adv.add_argument("--disc-channels", type=int, default=_DEFAULTS.disc_channels,
+                     help="discriminator width (its convs have 1, 2, 4, 8 x this many channels)")
+    sem = p.add_argument_group("semantic terms (need CLIP weights and captions)")
+    sem.add_argument("--semantic", default="{}",
+                     help='CLIP terms as JSON {term: weight}: "clip-text" (1 - cosine to the crop\'s caption), '
+                     '"clip-iqa" (-p("a good photo.") vs "a bad photo."), e.g. \'{"clip-iqa": 0.1}\'')
+    sem.add_argument("--clip-model", default=_DEFAULTS.clip_model,
+                     help="transformers CLIP model id (already in the HF cache) or local folder")
+    sem.add_argument("--captions", default=None,
+                     help="captions by image file name: .jsonl like coco_mini/pairs.jsonl, .json {name: [captions]} "
+                     "or .csv (image,caption); default $STIC_DATA/coco_mini/pairs.jsonl")
+    p.add_argument("--refiner", default=None, choices=("realesrgan-compact", "realesrgan"),
+                   help="perceptual and semantic terms judge x_hat after this frozen offline refiner "
+                   "(rate and MSE stay on x_hat)")
+    scale = p.add_argument_group("hardware (multi-process: torchrun --nproc_per_node=K -m stic.cli train run ...)")
+    scale.add_argument("--device", default=_DEFAULTS.device,
+                       help="'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'; under torchrun each "
+                       "rank takes GPU LOCAL_RANK")
+    scale.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=_DEFAULTS.precision,
+                       help="'auto': bf16 autocast on cuda, fp32 on cpu (entropy models always run in fp32)")
+    scale.add_argument("--log-every", type=int, default=_DEFAULTS.log_every,
+                       help="steps between train.log lines and losses.jsonl points (loss curve)")
     p.set_defaults(func=run)
 
 
@@ -75,6 +108,10 @@ def run(args) -> int:
         datasets=tuple(args.datasets), seed=args.seed, threads=args.threads,
         checkpoint_minutes=args.checkpoint_minutes, val_crop=args.val_crop, init_from=args.init_from,
         perceptual=json.loads(args.perceptual), trainable=args.trainable,
+        adversarial=args.adversarial, adversarial_warmup=args.adversarial_warmup,
+        adversarial_loss=args.adversarial_loss, disc_lr=args.disc_lr, disc_channels=args.disc_channels,
+        semantic=json.loads(args.semantic), clip_model=args.clip_model, captions=args.captions, refiner=args.refiner,
+        device=args.device, precision=args.precision, log_every=args.log_every,
     )
     train(cfg)
     return 0

@@ -26,3 +26,21 @@ class TrainConfig:
     #: "all", or "decoder": only the synthesis transform learns, so the bitstream (and rate) of the
     #: init model is kept bit for bit and only the reconstruction changes
     trainable: str = "all"
+    #: adversarial term (stic.train.adversarial): generator weight, applied after `adversarial_warmup`
+    #: steps (the discriminator learns from step 0); 0 turns the discriminator off
+    adversarial: float = 0.0
+    adversarial_warmup: int = 500
+    adversarial_loss: str = "nonsaturating"  # or "hinge"
+    disc_lr: float = 1e-4
+    disc_channels: int = 64
+    #: semantic terms (stic.train.semantic) -> weight: "clip-text" (1 - cosine(image, caption)),
+    #: "clip-iqa" (-p("a good photo.")); need CLIP weights (`clip_model`) and captions
+    semantic: dict = field(default_factory=dict)
+    clip_model: str = "openai/clip-vit-base-patch32"  # transformers model id (cached) or local folder
+    captions: str | None = None  # jsonl/json/csv; default $STIC_DATA/coco_mini/pairs.jsonl
+    #: perceptual and semantic terms judge x_hat after this frozen offline refiner (e.g.
+    #: "realesrgan-compact"); rate and MSE stay on x_hat
+    refiner: str | None = None
+    device: str = "auto"  # "auto": cuda if available, else cpu
+    precision: str = "auto"  # "auto": bf16 autocast on cuda, fp32 on cpu; or "bf16" / "fp32"
+    log_every: int = 200  # steps between lines of train.log and losses.jsonl

@@ -5,7 +5,9 @@ image is decoded once (plus one downscaled copy, so crops also see Kodak-like co
 batches are cut from that cached list. A fixed, name-hashed slice is held out for validation.
 """
 
+import csv
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +64,53 @@ def load_all(files: list[Path], extra_scales=(0.6,), desc="decoding") -> list[np
     return images
 
 
-class CropSampler:
-    """Random crops + horizontal flips from cached images; its RNG state can be saved and restored."""
+def load_captions(path: Path) -> dict[str, list[str]]:
+    """Captions by image file name from a .jsonl ({"image": ..., "captions": [...]} per line, as in
+    coco_mini/pairs.jsonl; or "caption": str), a .json ({name: caption or [captions]}) or a .csv
+    (columns image, caption; one row per caption)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"caption file {path} does not exist")
+    table: dict[str, list[str]] = {}
 
-    def __init__(self, images: list[np.ndarray], crop: int, seed: int):
+    def add(image, captions):
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        table.setdefault(Path(image).name, []).extend(c.strip() for c in captions if c and c.strip())
+
+    if path.suffix == ".jsonl":
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                add(record["image"], record.get("captions", record.get("caption", [])))
+    elif path.suffix == ".json":
+        for image, captions in json.loads(path.read_text()).items():
+            add(image, captions)
+    elif path.suffix == ".csv":
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                add(row["image"], row["caption"])
+    else:
+        raise InputError(f"caption file {path}: expected .jsonl, .json or .csv")
+    return table
+
+
+def captions_per_image(files: list[Path], table: dict[str, list[str]], copies: int) -> list[list[str]]:
+    """Align captions with load_all's output (each file followed by its `copies - 1` rescaled copies);
+    files without a caption get an empty list."""
+    return [table.get(path.name, []) for path in files for _ in range(copies)]
+
+
+class CropSampler:
+    """Random crops + horizontal flips from cached images, optionally each with one of its image's
+    captions (drawn by the same RNG); the RNG state can be saved and restored."""
+
+    def __init__(self, images: list[np.ndarray], crop: int, seed: int, captions: list[list[str]] | None = None):
         if not images:
             raise InputError("no training images")
+        if captions is not None and len(captions) != len(images):
+            raise InputError(f"{len(images)} images but {len(captions)} caption lists")
         self.images = images
+        self.captions = captions
         self.crop = crop
         self.rng = np.random.default_rng(seed)
 
@@ -86,9 +128,23 @@ class CropSampler:
         return patch
 
     def batch(self, size: int) -> torch.Tensor:
+        return self._batch(size)[0]
+
+    def batch_with_captions(self, size: int) -> tuple[torch.Tensor, list[str]]:
+        """Crops and one caption per crop, picked at random among its image's ("" if it has none)."""
+        if self.captions is None:
+            raise InputError("this sampler was built without captions")
+        crops, picks = self._batch(size)
+        chosen = []
+        for i in picks:
+            options = self.captions[i]
+            chosen.append(options[int(self.rng.integers(0, len(options)))] if options else "")
+        return crops, chosen
+
+    def _batch(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
         picks = self.rng.integers(0, len(self.images), size)
         patches = np.stack([self._crop(self.images[i]) for i in picks])
-        return torch.from_numpy(patches).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(patches).permute(0, 3, 1, 2).float().div_(255.0), picks
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

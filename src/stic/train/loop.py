@@ -1,6 +1,8 @@
-"""The training loop: random crops -> CompressAI model -> composable loss, with resumable
-checkpoints every few minutes, a tqdm bar (loss / bpp / PSNR), a log file and validation on a
-held-out slice. Budgeted in wall-clock minutes because CPU time is what is scarce here.
+"""The training loop: random crops -> CompressAI model -> composable loss (+ the adversarial
+term's two-player step), with resumable checkpoints every few minutes, a tqdm bar (loss / bpp /
+PSNR), a log file, a loss curve (losses.jsonl) and validation on a held-out slice. Budgeted in
+wall-clock minutes because CPU time is what is scarce here. The same loop runs on one CPU, one GPU
+(bf16 autocast) or several processes under torchrun (stic.train.distributed).
 """
 
 import json
@@ -10,18 +12,32 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from stic.train import distributed
+
 from stic.image.architectures import build_model
 from stic.paths import data_dir
+from stic.train.adversarial import Adversarial, latent_channels
 from stic.train.checkpoint import has_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from stic.train.config import TrainConfig
-from stic.train.data import CropSampler, center_crops, list_images, load_all, split
-from stic.train.losses import psnr_from_mse255, rate_distortion
+from stic.train.data import (CropSampler, captions_per_image, center_crops, list_images, load_all, load_captions,
+                             split)
+from stic.train.losses import CompositeLoss, psnr_from_mse255, rate_distortion
+
+EXTRA_SCALES = (0.6,)  # load_all's default: each training image also at 0.6x
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def _logger(out: Path) -> logging.Logger:
+def _logger(out: Path, main: bool = True) -> logging.Logger:
+    if not main:  # only rank 0 writes the log
+        log = logging.getLogger("stic.train.worker")
+        log.propagate = False
+        if not log.handlers:
+            log.addHandler(logging.NullHandler())
+        return log
     log = logging.getLogger(f"stic.train.{out}")
     log.setLevel(logging.INFO)
     if not log.handlers:
@@ -55,14 +71,80 @@ def _training_mode(model, cfg: TrainConfig) -> None:
     model.train(cfg.trainable == "all")
 
 
+
+
+def _loss(cfg: TrainConfig) -> CompositeLoss:
+    """Rate + lambda*MSE + perceptual metrics + semantic CLIP terms; with `refiner` set, every
+    term but rate and MSE judges the refined x_hat."""
+    from stic.train.semantic import semantic_terms
+
+    loss = rate_distortion(cfg.lmbda, cfg.perceptual)
+    loss.terms += semantic_terms(cfg.semantic, cfg.clip_model)
+    if cfg.refiner:
+        from stic.train.refined import DifferentiableRefiner, OnRefined
+
+        refiner = DifferentiableRefiner(cfg.refiner)
+        for t in loss.terms[2:]:
+            t.term = OnRefined(t.term, refiner)
+    return loss
+
+
+class LatentTap:
+    """Records the latent the synthesis transform decodes (the discriminator's condition)."""
+
+    def __init__(self, model):
+        self.latent = None
+        model.g_s.register_forward_pre_hook(self._record)
+
+    def _record(self, module, args):
+        self.latent = args[0]
+
+
+def _full_precision(module) -> None:
+    """Run `module` in fp32 under autocast: CompressAI's entropy models (likelihoods, the
+    factorized density's matmuls) lose the rate estimate in bf16."""
+    forward = module.forward
+
+    def fp32_forward(*args, **kwargs):
+        with torch.autocast(args[0].device.type, enabled=False):
+            return forward(*(_fp32(a) for a in args), **{k: _fp32(v) for k, v in kwargs.items()})
+
+    module.forward = fp32_forward
+
+
+def _fp32(value):
+    return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+
+
+def _precision(cfg: TrainConfig, device: torch.device):
+    """A factory of autocast contexts: bf16 on cuda ("auto"), or as configured."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def _captions(cfg: TrainConfig, train_files, val_files):
+    """Per-image caption lists for the sampler (aligned with load_all) and one caption per
+    validation image, or (None, None) when no semantic term needs them."""
+    if not cfg.semantic:
+        return None, None
+    table = load_captions(Path(cfg.captions) if cfg.captions else data_dir() / "coco_mini" / "pairs.jsonl")
+    val = [(table.get(p.name) or [""])[0] for p in val_files]
+    return captions_per_image(train_files, table, 1 + len(EXTRA_SCALES)), val
+
+
 @torch.no_grad()
-def validate(model, batch: torch.Tensor, loss_fn) -> dict:
+def validate(model, batch: torch.Tensor, loss_fn, captions: list[str] | None = None) -> dict:
     """Forward-estimate bpp, PSNR and every other loss term on the held-out crops, one at a time."""
     model.eval()
+    device = next(model.parameters()).device
     sums: dict[str, float] = {}
-    for x in batch.split(1):
+    for i, x in enumerate(batch.split(1)):
+        x = x.to(device)
         out = model(x)
         out["x_hat"] = out["x_hat"].clamp(0, 1)
+        out["captions"] = [captions[i]] if captions else None
         _, values = loss_fn(out, x)
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + float(value)
@@ -71,40 +153,73 @@ def validate(model, batch: torch.Tensor, loss_fn) -> dict:
     return result | {f"val_{name}": value for name, value in means.items()}
 
 
+def _restore_sampler(sampler: CropSampler, state: dict, ctx: distributed.Context, seed: int) -> None:
+    """Each rank continues its own crop stream; a rank the checkpoint has no stream for (more
+    ranks than when it was saved) starts a fresh one keyed by (seed, rank, step)."""
+    streams = state.get("samplers") or [state["sampler"]]
+    if ctx.rank < len(streams):
+        sampler.set_state(streams[ctx.rank])
+    else:
+        sampler.rng = np.random.default_rng([seed, ctx.rank, state["step"]])
+
+
 def train(cfg: TrainConfig) -> Path:
+    ctx = distributed.start(cfg.device)
+    out = _train(cfg, ctx)
+    distributed.finish()
+    return out
+
+
+def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = _logger(out)
+    log = _logger(out, ctx.is_main)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    model = build_model(cfg.model)
+    model = build_model(cfg.model).to(ctx.device)
+    tap = LatentTap(model)
+    for name in ("entropy_bottleneck", "gaussian_conditional"):
+        if hasattr(model, name):
+            _full_precision(getattr(model, name))
     optimizers = _optimizers(model, cfg)
-    loss_fn = rate_distortion(cfg.lmbda, cfg.perceptual)
+    autocast = _precision(cfg, ctx.device)
+    modules, gan = {}, None
+    if cfg.adversarial > 0:
+        gan = Adversarial(latent_channels(model), cfg.adversarial, cfg.adversarial_warmup, cfg.adversarial_loss,
+                          cfg.disc_lr, cfg.disc_channels, ctx.device)
+        optimizers["discriminator"], modules["discriminator"] = gan.optimizer, gan.discriminator
+    loss_fn = _loss(cfg).to(ctx.device)
 
     folders = [data_dir() / d for d in cfg.datasets]
     train_files, val_files = split(list_images(folders))
-    sampler = CropSampler(load_all(train_files), cfg.crop, cfg.seed)
+    train_captions, val_captions = _captions(cfg, train_files, val_files)
+    sampler = CropSampler(load_all(train_files, EXTRA_SCALES), cfg.crop, cfg.seed + ctx.rank, train_captions)
     val_batch = center_crops(load_all(val_files, extra_scales=(), desc="validation"), cfg.val_crop)
 
     state = {"step": 0, "elapsed_s": 0.0, "history": []}
     if has_checkpoint(out):
-        state = load_checkpoint(out, model, optimizers)
-        sampler.set_state(state["sampler"])
+        state = load_checkpoint(out, model, optimizers, modules)
+        _restore_sampler(sampler, state, ctx, cfg.seed)
         log.info("resumed at step %d (%.1f min)", state["step"], state["elapsed_s"] / 60)
     elif cfg.init_from:
         load_weights(model, Path(cfg.init_from))
         log.info("initialised from %s", cfg.init_from)
-    log.info("config %s; %d train / %d val images", json.dumps(asdict(cfg)), len(train_files), len(val_files))
+    distributed.broadcast_parameters(model)
+    log.info("config %s; %d train / %d val images; %d process(es) on %s", json.dumps(asdict(cfg)),
+             len(train_files), len(val_files), ctx.world, ctx.device)
 
     def checkpoint():
-        state["sampler"] = sampler.state()
-        state["history"].append({"step": state["step"], "elapsed_s": state["elapsed_s"], **validate(model, val_batch, loss_fn)})
-        save_checkpoint(out, model, optimizers, state, cfg.model)
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        log.info("checkpoint %s", json.dumps(state["history"][-1]))
+        streams = distributed.gather(sampler.state())
+        if ctx.is_main:
+            state["sampler"], state["samplers"] = streams[0], streams
+            val = validate(model, val_batch, loss_fn, val_captions)
+            state["history"].append({"step": state["step"], "elapsed_s": state["elapsed_s"], **val})
+            save_checkpoint(out, model, optimizers, state, cfg.model, modules)
+            (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+            log.info("checkpoint %s", json.dumps(state["history"][-1]))
         _training_mode(model, cfg)
-        return state["history"][-1]
+        return state["history"][-1] if state["history"] else None
 
     stop = []  # SIGTERM (plain `kill`) ends the run after the current step, with a checkpoint
     try:
@@ -114,41 +229,67 @@ def train(cfg: TrainConfig) -> Path:
 
     budget = cfg.minutes * 60
     _training_mode(model, cfg)
-    bar = tqdm(total=int(budget), initial=int(state["elapsed_s"]), unit="s", desc=out.name, mininterval=5)
+    bar = tqdm(total=int(budget), initial=int(state["elapsed_s"]), unit="s", desc=out.name, mininterval=5,
+               disable=not ctx.is_main)
     last_ckpt = time.monotonic()
-    ema = None
-    while state["elapsed_s"] < budget and state["step"] < cfg.max_steps and not stop:
+    ema, interval = None, []
+    # clip and average only what the main optimizer steps: the quantiles keep the aux loss's
+    # gradient from the previous step, which must not enter the main gradient's norm
+    trainable = [p for group in optimizers["main"].param_groups for p in group["params"]]
+    quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    while not distributed.any_rank(
+        ctx.is_main and (state["elapsed_s"] >= budget or state["step"] >= cfg.max_steps or bool(stop))
+    ):
         t0 = time.monotonic()
         lr = cfg.lr * (0.1 if state["elapsed_s"] > cfg.lr_drop_at * budget else 1.0)
         for g in optimizers["main"].param_groups:
             g["lr"] = lr
-        x = sampler.batch(cfg.batch)
-        output = model(x)
-        loss, values = loss_fn(output, x)
-        if not torch.isfinite(loss):
+        x, captions = sampler.batch_with_captions(cfg.batch) if train_captions else (sampler.batch(cfg.batch), None)
+        x = x.to(ctx.device)
+        with autocast():
+            output = model(x)
+            output["captions"] = captions
+            loss, values = loss_fn(output, x)
+            if gan:
+                weight = gan.weight_at(state["step"])
+                with torch.set_grad_enabled(weight > 0):  # during the warm-up: logged only
+                    values["adv_g"] = gan.generator_term(output["x_hat"], tap.latent)
+                loss = loss + weight * values["adv_g"]
+        if distributed.any_rank(not bool(torch.isfinite(loss))):
             log.info("step %d: non-finite loss, batch skipped", state["step"])
             continue
         optimizers["main"].zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        distributed.average_gradients(trainable)
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
         optimizers["main"].step()
         if "aux" in optimizers:
             optimizers["aux"].zero_grad()
             model.aux_loss().backward()
+            distributed.average_gradients(quantiles)
             optimizers["aux"].step()
+        if gan:
+            with autocast():
+                values["adv_d"] = gan.discriminator_step(x, output["x_hat"], tap.latent)
 
         state["step"] += 1
         dt = time.monotonic() - t0
         state["elapsed_s"] += dt
         now = {"loss": loss.item(), **{name: value.item() for name, value in values.items()}}
+        interval.append(now)
         ema = now if ema is None else {k: 0.98 * ema[k] + 0.02 * now[k] for k in now}
         shown = {"loss": f"{ema['loss']:.3f}", "bpp": f"{ema['bpp']:.4f}", "psnr": f"{psnr_from_mse255(ema['mse']):.2f}"}
-        shown |= {name: f"{ema[name]:.3f}" for name in cfg.perceptual}
+        shown |= {name: f"{ema[name]:.3f}" for name in ema if name not in ("loss", "bpp", "mse")}
         bar.update(min(int(state["elapsed_s"]) - bar.n, int(budget) - bar.n))
         bar.set_postfix(step=state["step"], **shown, lr=f"{lr:.0e}")
-        if state["step"] % 200 == 0:
-            log.info("step %d %s lr %.0e", state["step"], " ".join(f"{k} {v}" for k, v in shown.items()), lr)
-        if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
+        if state["step"] % cfg.log_every == 0:
+            if ctx.is_main:  # the loss curve: rank 0's own crops, mean over the interval
+                log.info("step %d %s lr %.0e", state["step"], " ".join(f"{k} {v}" for k, v in shown.items()), lr)
+                mean = {k: sum(v[k] for v in interval) / len(interval) for k in interval[0]}
+                with (out / "losses.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed_s"], 2), **mean}) + "\n")
+            interval = []
+        if distributed.any_rank(ctx.is_main and time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60):
             checkpoint()
             last_ckpt = time.monotonic()
     bar.close()
@@ -157,5 +298,3 @@ def train(cfg: TrainConfig) -> Path:
     final = checkpoint()
     log.info("done at step %d, %.1f min: %s", state["step"], state["elapsed_s"] / 60, json.dumps(final))
     return out
-
-

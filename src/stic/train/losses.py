@@ -17,6 +17,13 @@ class Term:
     def __call__(self, output: dict, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def to(self, device) -> "Term":
+        """Move the term's networks (metric backbone, CLIP, refiner) to `device`."""
+        for value in vars(self).values():
+            if isinstance(value, (torch.nn.Module, Term)):
+                value.to(device)
+        return self
+
 
 class BitsPerPixel(Term):
     """Estimated rate from the entropy models' likelihoods, in bits per pixel."""
@@ -69,6 +76,11 @@ class CompositeLoss:
         values = {t.term.name: t.term(output, target) for t in self.terms}
         loss = sum(t.weight * values[t.term.name] for t in self.terms)
         return loss, values
+
+    def to(self, device) -> "CompositeLoss":
+        for t in self.terms:
+            t.term.to(device)
+        return self
 
 
 def rate_distortion(lmbda: float, perceptual: dict[str, float] | None = None) -> CompositeLoss:
