@@ -57,18 +57,20 @@ def _caption_for(args, image) -> tuple[str | None, dict]:
 
 def _refiner_for(args):
     """The refiner named by --refiner (None: no refine section), with the diffusion settings."""
-    if args.refiner in ("identity", "none"):
+    from stic.refine.registry import DEFAULT_REFINER, get_refiner
+
+    name = args.refiner or DEFAULT_REFINER
+    if name in ("identity", "none"):
         return None
-    from stic.refine.registry import get_refiner
 
     settings = None
-    if args.refiner.startswith("diffusion"):
+    if name.startswith("diffusion"):
         from stic.refine.diffusion import DiffusionSettings
 
         given = {"strength": args.strength, "guidance_scale": args.guidance, "steps": args.steps,
                  "negative_prompt": args.negative_prompt}  # fmt: skip
         settings = DiffusionSettings(**{k: v for k, v in given.items() if v is not None})
-    return get_refiner(args.refiner, model=args.refiner_model, settings=settings)
+    return get_refiner(name, model=args.refiner_model, settings=settings)
 
 
 def _summary(info: dict) -> str:
@@ -96,6 +98,7 @@ def _cmd_encode(args) -> None:
         text_coder=args.text_coder,
         refiner=_refiner_for(args),
         seed=args.seed,
+        family=args.family,
     )
     write_bytes_atomic(out, encoded.data)
     info = describe(encoded.file)
@@ -160,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--bpp", type=float, help="largest model whose real file is <= this many bits per pixel")
     rate.add_argument("--quality", type=int, help="shipped rate point, 1 = lowest rate")
     rate.add_argument("--model", help="image model: a shipped name or a local model directory")
+    enc.add_argument("--family", help="model family --quality/--bpp choose from: perceptual (default where shipped: "
+                     "decoders fine-tuned for LPIPS) or mse (higher PSNR, blurrier look); both reach the same rates")
     enc.add_argument("--captioner", metavar="MODEL", help="caption the image with this vision-language model (id or local directory)")
     enc.add_argument("--caption-prompt", help="prompt for --captioner (default: a short description of at most ~50 words)")
     enc.add_argument("--caption", help="caption text to code with the image")
@@ -174,7 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enc.add_argument(
         "--refiner",
-        default="realesrgan-compact",
         help="refiner the decoder applies: realesrgan-compact (default: lowered LPIPS and DISTS at every "
         "measured rate, ~1 CPU-second for 768x512), realesrgan (x4plus: much lower LPIPS/DISTS, ~25x the compute), diffusion[:MODEL], identity",
     )

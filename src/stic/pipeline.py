@@ -55,13 +55,13 @@ class Decoded:
     refiner: str | None = None  # name of the refiner applied, None when x̂ is returned as is
 
 
-def default_quality() -> int:
+def default_quality(family: str | None = None) -> int:
     """The middle shipped rate point: a balanced default (1 = lowest rate)."""
-    return (len(shipped_models()) + 1) // 2
+    return (len(shipped_models(family)) + 1) // 2
 
 
-def _image_codec_for_quality(quality: int) -> ImageCodec:
-    names = shipped_models()
+def _image_codec_for_quality(quality: int, family: str | None) -> ImageCodec:
+    names = shipped_models(family)
     if not 1 <= quality <= len(names):
         raise InputError(f"quality must be 1..{len(names)} (shipped models: {', '.join(names)})")
     return load_image_codec(names[quality - 1])
@@ -117,11 +117,14 @@ def encode(
     text_coder: str | TextCoder = DEFAULT_TEXT_CODER,
     refiner: str | Refiner | None = None,
     seed: int = 0,
+    family: str | None = None,
 ) -> Encoded:
     """Code an HxWx3 uint8 RGB image (and optionally a caption) into .stic bytes.
 
     Pick the image model by `model` (a shipped name or a local directory), by `quality`
-    (1 = lowest shipped rate), or by `bpp` (the largest model whose real file fits the target).
+    (1 = lowest shipped rate), or by `bpp` (the largest model whose real file fits the target);
+    `quality` and `bpp` choose within a model `family` ("mse" or "perceptual"; default: the
+    registry's default family).
     `text_coder` may also be "vlm:MODEL" or "vlm-xhat:MODEL" (a VLM codes the caption, the latter
     seeing x̂). `refiner` (a name or a Refiner) and `seed` are written for the decoder to apply.
     """
@@ -131,8 +134,8 @@ def encode(
     caption_section = _CaptionSection(caption, text_coder)
     refine_section = _refine_section(refiner, seed)
     if bpp is not None:
-        return _encode_to_target(image, bpp, caption_section, refine_section)
-    codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality())
+        return _encode_to_target(image, bpp, caption_section, refine_section, family)
+    codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
     data = _pack_with(codec, image, caption_section, refine_section)
     return Encoded(data, unpack(data), codec.name, caption)
 
@@ -146,13 +149,13 @@ def _refine_section(refiner: str | Refiner | None, seed: int) -> Section | None:
 
 
 def _encode_to_target(
-    image: np.ndarray, target: float, caption: _CaptionSection, refine_section: Section | None
+    image: np.ndarray, target: float, caption: _CaptionSection, refine_section: Section | None, family: str | None
 ) -> Encoded:
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
     pixels = image.shape[0] * image.shape[1]
     achieved = {}
-    for name in reversed(shipped_models()):
+    for name in reversed(shipped_models(family)):
         codec = load_image_codec(name)
         data = _pack_with(codec, image, caption, refine_section)
         achieved[name] = 8 * len(data) / pixels

@@ -48,7 +48,7 @@ def _cmd_eval(args) -> None:
             keep_decoded=args.save_decoded,
             ray_address=args.ray,
             limit=args.limit,
-            text_coder=args.text_coder,
+            stic_options={"text_coder": args.text_coder, "family": args.stic_family, "refiner": args.stic_refiner},
         )
         run_eval(config, progress=not args.quiet)
     report = write_report(
@@ -95,6 +95,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--text-coder",
         help="caption coder for the stic codec, as in `stic encode --text-coder`",
+    )
+    parser.add_argument("--stic-family", help="image model family for the stic codec, as in `stic encode --family`")
+    parser.add_argument(
+        "--stic-refiner",
+        help="refiner for the stic codec, as in `stic encode --refiner` (default: the same as stic encode's)",
     )
     parser.add_argument(
         "--workers",

@@ -91,10 +91,14 @@ class ClassicRunner:
 
 
 class SticRunner:
-    def __init__(
-        self, rgb: np.ndarray, caption: str | None, text_coder: str | None = None
-    ):
-        self.rgb, self.caption, self.text_coder = rgb, caption, text_coder
+    """`options` are `stic.pipeline.encode` keywords (text_coder, family, refiner); the refiner
+    defaults to the one `stic encode` writes, and decoding applies it, as `stic decode` does."""
+
+    def __init__(self, rgb: np.ndarray, caption: str | None, options: dict | None = None):
+        from stic.refine.registry import DEFAULT_REFINER
+
+        self.rgb, self.caption = rgb, caption
+        self.options = {"refiner": DEFAULT_REFINER, **{k: v for k, v in (options or {}).items() if v is not None}}
 
     def __call__(self, target: float) -> Outcome:
         from stic.container import SECTION_CAPTION, SECTION_IMAGE
@@ -102,8 +106,7 @@ class SticRunner:
 
         started = time.perf_counter()
         try:
-            options = {"text_coder": self.text_coder} if self.text_coder else {}
-            encoded = encode(self.rgb, bpp=target, caption=self.caption, **options)
+            encoded = encode(self.rgb, bpp=target, caption=self.caption, **self.options)
         except InputError as err:
             if str(err).startswith("no model reaches"):
                 return Outcome("unreachable", note=str(err))
@@ -130,12 +133,10 @@ class SticRunner:
         )
 
 
-def runner_for(
-    name: str, rgb: np.ndarray, caption: str | None, text_coder: str | None = None
-):
+def runner_for(name: str, rgb: np.ndarray, caption: str | None, stic_options: dict | None = None):
     """A callable `target_bpp -> Outcome` for one image (keeps per-image state such as encode caches)."""
     return (
-        SticRunner(rgb, caption, text_coder)
+        SticRunner(rgb, caption, stic_options)
         if name == STIC
         else ClassicRunner(name, rgb)
     )

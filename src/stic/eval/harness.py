@@ -60,9 +60,7 @@ class Task:
         default=None, repr=False
     )  # the image file itself, for remote workers
     caption: str | None = None
-    text_coder: str | None = (
-        None  # the stic codec's caption coder (None: the pipeline's default)
-    )
+    stic_options: dict = field(default_factory=dict)  # `stic.pipeline.encode` keywords for the stic codec
 
 
 def _format(value) -> str:
@@ -95,7 +93,7 @@ def run_task(
     base = {"image": task.image, "codec": task.codec}
     try:
         rgb = load_image(task.data if task.data is not None else task.path)
-        runner = runner_for(task.codec, rgb, task.caption, task.text_coder)
+        runner = runner_for(task.codec, rgb, task.caption, task.stic_options)
     except Exception as err:  # noqa: BLE001 -- any failure is recorded and the run goes on
         note = f"{type(err).__name__}: {err}"
         return [
@@ -176,7 +174,7 @@ class EvalConfig:
     keep_decoded: bool = False
     ray_address: str | None = None  # None: no Ray; "local": a local Ray instance
     limit: int | None = None
-    text_coder: str | None = None
+    stic_options: dict = field(default_factory=dict)  # text_coder, family, refiner for the stic codec
 
 
 def validate(config: EvalConfig) -> None:
@@ -237,7 +235,7 @@ def plan(config: EvalConfig) -> tuple[list[Task], list[dict]]:
                         todo,
                         str(path),
                         caption=caption_for(path, config.captions),
-                        text_coder=config.text_coder,
+                        stic_options=config.stic_options,
                     )
                 )
     return tasks, kept

@@ -34,10 +34,30 @@ def _shipped_configs() -> dict[str, dict]:
     return configs
 
 
-def shipped_models() -> list[str]:
-    """Names of the models inside the package, from lowest to highest rate."""
+#: "mse": trained for rate + MSE; "perceptual": the same encoders with decoders fine-tuned for LPIPS
+FAMILIES = ("mse", "perceptual")
+#: the family `--quality` / `--bpp` pick from, chosen by the Kodak measurements in results/
+DEFAULT_FAMILY = "perceptual"
+
+
+def all_shipped_models() -> list[str]:
+    """Every model inside the package, any family."""
+    return sorted(_shipped_configs())
+
+
+def shipped_models(family: str | None = None) -> list[str]:
+    """The rate ladder of one family (default: DEFAULT_FAMILY if shipped, else mse), lowest rate first."""
     configs = _shipped_configs()
-    return sorted(configs, key=lambda name: (configs[name]["lmbda"], name))
+    family = family or default_family()
+    if family not in FAMILIES:
+        raise ModelNotFoundError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
+    ladder = [name for name, cfg in configs.items() if cfg.get("family", "mse") == family]
+    return sorted(ladder, key=lambda name: (configs[name]["lmbda"], name))
+
+
+def default_family() -> str:
+    families = {cfg.get("family", "mse") for cfg in _shipped_configs().values()}
+    return DEFAULT_FAMILY if DEFAULT_FAMILY in families else "mse"
 
 
 def load_model_weights(model, weights_path: Path):
@@ -105,7 +125,7 @@ def load_image_codec(name: str) -> LearnedImageCodec:
         config = config if "model" in config else {"model": config}  # training runs store the bare architecture
         return _load_from_files(folder.name, folder / "model.safetensors", config)
     raise ModelNotFoundError(
-        f"no image model {name!r}: shipped models are {', '.join(shipped_models()) or 'none'}; "
+        f"no image model {name!r}: shipped models are {', '.join(all_shipped_models()) or 'none'}; "
         f"or give a folder with model.safetensors + config.json, or compressai:<architecture>:<quality>"
     )
 
@@ -119,7 +139,7 @@ def codec_for_fingerprint(fingerprint: bytes, extra=()) -> LearnedImageCodec:
     for codec in extra:
         if codec.fingerprint() == fingerprint:
             return codec
-    names = shipped_models()
+    names = all_shipped_models()
     if not names and not extra:
         raise ModelNotFoundError(
             f"the file needs image model {fingerprint.hex()}, and no shipped image models are installed"
