@@ -139,7 +139,9 @@ def validate(model, batch: torch.Tensor, loss_fn, captions: list[str] | None = N
     """Forward-estimate bpp, PSNR and every other loss term on the held-out crops, one at a time."""
     model.eval()
     device = next(model.parameters()).device
+    needs_caption = {t.term.name for t in loss_fn.terms if t.term.needs_caption}
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for i, x in enumerate(batch.split(1)):
         x = x.to(device)
         out = model(x)
@@ -147,8 +149,11 @@ def validate(model, batch: torch.Tensor, loss_fn, captions: list[str] | None = N
         out["captions"] = [captions[i]] if captions else None
         _, values = loss_fn(out, x)
         for name, value in values.items():
+            if name in needs_caption and not (captions and captions[i]):
+                continue  # averaged over the captioned images only
             sums[name] = sums.get(name, 0.0) + float(value)
-    means = {name: total / len(batch) for name, total in sums.items()}
+            counts[name] = counts.get(name, 0) + 1
+    means = {name: total / counts[name] for name, total in sums.items()}
     result = {"val_bpp": means.pop("bpp"), "val_psnr": psnr_from_mse255(means.pop("mse"))}
     return result | {f"val_{name}": value for name, value in means.items()}
 

@@ -13,6 +13,7 @@ import torch
 
 class Term:
     name: str = "term"
+    needs_caption: bool = False  # judged only on crops that come with a caption
 
     def __call__(self, output: dict, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

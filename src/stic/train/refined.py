@@ -43,6 +43,7 @@ class OnRefined(Term):
     def __init__(self, term: Term, refiner: DifferentiableRefiner):
         self.term, self.refiner = term, refiner
         self.name = f"{term.name}@refined"
+        self.needs_caption = term.needs_caption
 
     def __call__(self, output, target):
         if "x_refined" not in output:

@@ -27,6 +27,7 @@ SEMANTIC_TERMS = ("clip-text", "clip-iqa")
 
 class ClipText(Term):
     name = "clip-text"
+    needs_caption = True
 
     def __init__(self, clip):
         self.clip = clip
