@@ -227,12 +227,15 @@ class LanguageModel:
         return cache, _forward_last(self.model, prefix, cache)
 
     def fingerprint(self) -> bytes:
-        """4 bytes over the architecture, the tokenizer, every weight and the engine."""
+        """4 bytes over the architecture, the tokenizer, every weight and the engine (and its version)."""
         if self._fingerprint is None:
+            from stic.text.lm_fast import NUMERICS_VERSION
+
             digest = model_digest(self.model, self.tokenizer)
-            self._fingerprint = hashlib.blake2b(
-                digest + self.engine.encode(), digest_size=4
-            ).digest()
+            engine = self.engine
+            if self._lean is not None:
+                engine += f"|v{NUMERICS_VERSION}"
+            self._fingerprint = hashlib.blake2b(digest + engine.encode(), digest_size=4).digest()
         return self._fingerprint
 
 

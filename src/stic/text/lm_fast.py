@@ -24,6 +24,11 @@ _INT4_EXACT = 0.01
 _INT4_GROUP = 32
 #: With integer weights the output head runs in bfloat16; this many top logits are redone in float32.
 HEAD_REFINE_TOP = 128
+#: Rotary tables are built in blocks of this many positions (see LeanDecoder._rope).
+_ROPE_BLOCK = 1024
+#: Bumped whenever this module's arithmetic changes (part of the model fingerprint): files coded
+#: by another version would decode to garbage, so they are refused instead.
+NUMERICS_VERSION = 2
 
 
 def supports(model: torch.nn.Module) -> bool:
@@ -87,6 +92,12 @@ class _Linear:
         self.scales = scale.to(torch.bfloat16)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Float32 output."""
+        return self.raw(x).to(torch.float32)
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Output in the kernel's dtype (bfloat16 for the integer kernels): saves two copies
+        where the next product takes bfloat16 anyway."""
         if self.fmt == "float32":
             return F.linear(x, self.weight)
         if self.fmt == "int4":
@@ -95,7 +106,7 @@ class _Linear:
             )
         else:
             out = torch._weight_int8pack_mm(x.to(torch.bfloat16), self.int8, self.scales)
-        return out[..., : self.out_features].to(torch.float32)
+        return out if out.shape[-1] == self.out_features else out[..., : self.out_features]
 
 
 def _int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -119,40 +130,41 @@ def _cat_rows(*weights: torch.Tensor) -> torch.Tensor:
 
 
 class _Layer:
-    def __init__(self, layer, fmt: str, gemma: bool):
+    def __init__(self, layer, fmt: str, gemma: bool, eps: float):
         attn, mlp = layer.self_attn, layer.mlp
         self.qkv = _Linear(
             _cat_rows(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight), fmt
         )
         self.q_size = attn.q_proj.weight.shape[0]
         self.kv_size = attn.k_proj.weight.shape[0]
+        self.qk_v = (self.q_size + self.kv_size, self.kv_size)  # split sizes of qkv's output
         self.o = _Linear(attn.o_proj.weight, fmt)
         self.gate_up = _Linear(_cat_rows(mlp.gate_proj.weight, mlp.up_proj.weight), fmt)
-        self.intermediate = mlp.gate_proj.weight.shape[0]
         self.down = _Linear(mlp.down_proj.weight, fmt)
-        self.input_norm = _norm_weight(layer.input_layernorm.weight, gemma)
+        self.input_norm = _Norm(layer.input_layernorm.weight, gemma, eps)
         if gemma:
-            self.post_attn_norm = _norm_weight(layer.post_attention_layernorm.weight, gemma)
-            self.pre_mlp_norm = _norm_weight(layer.pre_feedforward_layernorm.weight, gemma)
-            self.post_mlp_norm = _norm_weight(layer.post_feedforward_layernorm.weight, gemma)
-            self.q_norm = _norm_weight(attn.q_norm.weight, gemma)
-            self.k_norm = _norm_weight(attn.k_norm.weight, gemma)
+            self.post_attn_norm = _Norm(layer.post_attention_layernorm.weight, gemma, eps)
+            self.pre_mlp_norm = _Norm(layer.pre_feedforward_layernorm.weight, gemma, eps)
+            self.post_mlp_norm = _Norm(layer.post_feedforward_layernorm.weight, gemma, eps)
+            self.q_norm = _Norm(attn.q_norm.weight, gemma, eps)
+            self.k_norm = _Norm(attn.k_norm.weight, gemma, eps)
         else:
-            self.pre_mlp_norm = _norm_weight(layer.post_attention_layernorm.weight, gemma)
+            self.pre_mlp_norm = _Norm(layer.post_attention_layernorm.weight, gemma, eps)
 
 
-def _norm_weight(weight: torch.Tensor, gemma: bool) -> torch.Tensor:
-    w = weight.detach().to(torch.float32)
-    return 1.0 + w if gemma else w.clone()
+class _Norm:
+    """RMSNorm (Gemma's with 1 + weight) as x * (sqrt(d) w / hypot(|x|, sqrt(d eps))): the same
+    function in 4 small ops instead of ~8 — it runs 61 times per SmolLM2 token."""
 
+    def __init__(self, weight: torch.Tensor, gemma: bool, eps: float):
+        w = weight.detach().to(torch.float32)
+        width = w.shape[-1]
+        self.weight = (1.0 + w if gemma else w) * width**0.5
+        self.floor = torch.tensor((width * eps) ** 0.5)
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return F.rms_norm(x, weight.shape, weight, eps)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return x * (self.weight / torch.hypot(norm, self.floor))
 
 
 class LeanDecoder:
@@ -174,9 +186,9 @@ class LeanDecoder:
         self.embed = body.embed_tokens.weight.detach().to(torch.float32)  # shared, not copied
         # Gemma scales embeddings by sqrt(hidden), applied to the looked-up rows
         self.embed_scale = torch.tensor(config.hidden_size**0.5 if self.gemma else 1.0)
-        self.layers = [_Layer(layer, weights, self.gemma) for layer in body.layers]
+        self.layers = [_Layer(layer, weights, self.gemma, self.eps) for layer in body.layers]
         self._no_bias = torch.zeros(())
-        self.final_norm = _norm_weight(body.norm.weight, self.gemma)
+        self.final_norm = _Norm(body.norm.weight, self.gemma, self.eps)
         head = model.get_output_embeddings().weight.detach().to(torch.float32)
         # the head only ranks candidates at low precision: its top logits are redone in float32
         self.head = _Linear(head, "float32" if weights == "float32" else "int4")
@@ -202,83 +214,153 @@ class LeanDecoder:
             if params.get("rope_type", "default") == "linear":
                 inv_freq = inv_freq / params["factor"]
             self.inv_freq[layer_type] = inv_freq
+        self._rope_tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def start(self, prefix_ids: list[int], capacity: int = 256) -> LeanState:
         state = LeanState(self, len(prefix_ids) + capacity)
         state.logits = self.forward(state, prefix_ids)
         return state
 
-    def _rope(self, positions: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        out = {}
-        for layer_type, inv_freq in self.inv_freq.items():
-            freqs = positions[:, None].float() * inv_freq[None, :]
-            emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]
-            out[layer_type] = (emb.cos(), emb.sin())
-        return out
+    def _rope(self, end: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer type, (cos, signed sin) rows for positions [0, end), each [end, head_dim].
+
+        Rotating x is then `x * cos + x.roll(head_dim / 2) * sin`: the same numbers as
+        `x * cos + rotate_half(x) * sin`, in fewer ops. Rows are made in fixed blocks of
+        _ROPE_BLOCK positions, so a row never depends on how far the table has grown.
+        """
+        tables = self._rope_tables
+        have = next(iter(tables.values()))[0].shape[0] if tables else 0
+        if have < end:
+            blocks = range(have, end + _ROPE_BLOCK - 1, _ROPE_BLOCK)
+            half = self.head_dim // 2
+            for layer_type, inv_freq in self.inv_freq.items():
+                cos, sin = [], []
+                for first in blocks:
+                    positions = torch.arange(first, first + _ROPE_BLOCK, dtype=torch.float)
+                    freqs = positions[:, None] * inv_freq[None, :]
+                    emb = torch.cat((freqs, freqs), dim=-1)
+                    cos.append(emb.cos())
+                    block_sin = emb.sin()
+                    block_sin[:, :half] = -block_sin[:, :half]
+                    sin.append(block_sin)
+                old = tables.get(layer_type)
+                if old is not None:
+                    cos, sin = [old[0], *cos], [old[1], *sin]
+                tables[layer_type] = (torch.cat(cos), torch.cat(sin))
+        return tables
+
+    def _rotate(self, qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(qk * cos, qk.roll(self.head_dim // 2, -1), sin)
 
     @torch.inference_mode()
     def forward(self, state: LeanState, ids: list[int]) -> torch.Tensor:
         """Append `ids` to the state's caches; return float32 logits after the last one."""
+        if len(ids) == 1:
+            return self._step(state, ids[0])
         t = len(ids)
         start = state.length
         state.reserve(start + t)
         end = start + t
         positions = torch.arange(start, end)
-        rope = self._rope(positions)
+        rope = self._rope(end)
         x = self.embed[torch.tensor(ids, dtype=torch.long)]  # [t, hidden]
         if self.gemma:
             x = x * self.embed_scale
         hd, n_kv, groups = self.head_dim, self.n_kv, self.n_heads // self.n_kv
         key_pos = torch.arange(end)
         for i, layer in enumerate(self.layers):
-            h = _rms_norm(x, layer.input_norm, self.eps)
+            h = layer.input_norm(x)
             qkv = layer.qkv(h)
             qk = qkv[:, : layer.q_size + layer.kv_size].view(t, self.n_heads + n_kv, hd)
             v = qkv[:, layer.q_size + layer.kv_size :].view(t, n_kv, hd)
             if self.gemma:
-                qk = torch.cat(
-                    (
-                        _rms_norm(qk[:, : self.n_heads], layer.q_norm, self.eps),
-                        _rms_norm(qk[:, self.n_heads :], layer.k_norm, self.eps),
-                    ),
-                    dim=1,
-                )
+                qk = self._qk_norm(qk, layer)
             cos, sin = rope[self.layer_rope[i]]
-            qk = qk * cos + _rotate_half(qk) * sin
+            qk = self._rotate(qk, cos[start:end, None], sin[start:end, None])
             q, k = qk[:, : self.n_heads], qk[:, self.n_heads :]
-            state.keys[i][:, start:end] = k.transpose(0, 1)
+            state.keys[i][:, :, start:end] = k.permute(1, 2, 0)
             state.values[i][:, start:end] = v.transpose(0, 1)
             window = self.windows[i]
             first = 0 if window is None else max(0, start - window + 1)
-            keys = state.keys[i][:, first:end]  # [n_kv, s, hd]
-            values = state.values[i][:, first:end]
+            keys = state.keys[i][:, :, first:end]  # [n_kv, hd, s]
+            values = state.values[i][:, first:end]  # [n_kv, s, hd]
             # rows of each kv head's query block are ordered (position, head in group)
             qg = q.reshape(t, n_kv, groups, hd).transpose(0, 1).reshape(n_kv, t * groups, hd)
             scores = torch.baddbmm(
-                self._no_bias, qg, keys.transpose(1, 2), beta=0.0, alpha=self.scaling
+                self._no_bias, qg, keys, beta=0.0, alpha=self.scaling
             )  # [n_kv, t*groups, s]
-            if t > 1:  # a single new token may see every cached key in its window
-                allowed = key_pos[None, first:end] <= positions[:, None]
-                if window is not None:
-                    allowed &= key_pos[None, first:end] > positions[:, None] - window
-                mask = allowed.repeat_interleave(groups, dim=0)
-                scores = scores.masked_fill(~mask[None], float("-inf"))
+            allowed = key_pos[None, first:end] <= positions[:, None]
+            if window is not None:
+                allowed &= key_pos[None, first:end] > positions[:, None] - window
+            mask = allowed.repeat_interleave(groups, dim=0)
+            scores = scores.masked_fill(~mask[None], float("-inf"))
             attn = torch.bmm(torch.softmax(scores, dim=-1), values)  # [n_kv, t*groups, hd]
             attn = attn.view(n_kv, t, groups * hd).transpose(0, 1).reshape(t, self.n_heads * hd)
-            out = layer.o(attn)
-            if self.gemma:
-                out = _rms_norm(out, layer.post_attn_norm, self.eps)
-            x = x + out
-            h = _rms_norm(x, layer.pre_mlp_norm, self.eps)
-            gate_up = layer.gate_up(h)
-            mlp = layer.down(
-                self.act(gate_up[:, : layer.intermediate]) * gate_up[:, layer.intermediate :]
-            )
-            if self.gemma:
-                mlp = _rms_norm(mlp, layer.post_mlp_norm, self.eps)
-            x = x + mlp
+            x = self._finish_layer(layer, x, attn)
         state.length = end
-        last = _rms_norm(x[-1:], self.final_norm, self.eps)
+        return self._logits(x[-1:])
+
+    def _step(self, state: LeanState, token: int) -> torch.Tensor:
+        """`forward` for one token: the decoder's inner loop, so every op counts here."""
+        pos = state.length
+        end = pos + 1
+        state.reserve(end)
+        rope = {kind: (cos[pos], sin[pos]) for kind, (cos, sin) in self._rope(end).items()}
+        x = self.embed[token : token + 1]  # [1, hidden]
+        if self.gemma:
+            x = x * self.embed_scale
+        heads, n_kv = self.n_heads, self.n_kv
+        q_shape, kv_shape = (n_kv, heads // n_kv, self.head_dim), (n_kv, self.head_dim)
+        for i, layer in enumerate(self.layers):
+            # bfloat16 (integer kernels) until rotated and cached: promotion to float32 is exact
+            qk, v = layer.qkv.raw(layer.input_norm(x)).split(layer.qk_v, -1)
+            qk = qk.view(heads + n_kv, self.head_dim)
+            if self.gemma:
+                qk = self._qk_norm(qk.float(), layer)
+            qk = self._rotate(qk, *rope[self.layer_rope[i]])
+            q, k = qk.split((heads, n_kv))
+            keys, values = state.keys[i], state.values[i]
+            keys[:, :, pos] = k
+            values[:, pos] = v.view(kv_shape)
+            window = self.windows[i]
+            first = 0 if window is None or pos < window else pos - window + 1
+            scores = torch.baddbmm(
+                self._no_bias, q.view(q_shape), keys[:, :, first:end], beta=0.0, alpha=self.scaling
+            )  # [n_kv, groups, s]: a single new token may see every cached key in its window
+            attn = torch.bmm(torch.softmax(scores, dim=-1), values[:, first:end])
+            x = self._finish_layer(layer, x, attn.view(1, -1))
+        state.length = end
+        return self._logits(x)
+
+    def _qk_norm(self, qk: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        heads = self.n_heads
+        return torch.cat(
+            (
+                layer.q_norm(qk[..., :heads, :]),
+                layer.k_norm(qk[..., heads:, :]),
+            ),
+            dim=-2,
+        )
+
+    def _finish_layer(self, layer: _Layer, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """Output projection, residual, MLP, residual.
+
+        Products stay in the kernel's dtype where the next op promotes them exactly anyway
+        (float32 + bfloat16 adds in float32), and gate * up stays bfloat16 because the down
+        projection takes bfloat16: fewer copies, same numbers except for that one rounding.
+        """
+        if self.gemma:
+            x = x + layer.post_attn_norm(layer.o(attn))
+        else:
+            x = x + layer.o.raw(attn)
+        gate, up = layer.gate_up.raw(layer.pre_mlp_norm(x)).chunk(2, -1)
+        if self.gemma:
+            return x + layer.post_mlp_norm(layer.down(self.act(gate) * up))
+        return x + layer.down.raw(self.act(gate) * up)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the one row of `x` ([1, hidden])."""
+        last = self.final_norm(x)
         logits = self.head(last)[0]
         if self.head_exact is not None:
             # bf16 logits are rounded to ~0.4%: redo the likeliest tokens in float32
@@ -288,25 +370,35 @@ class LeanDecoder:
 
 
 class LeanState:
-    """Static KV caches (grown by doubling when full) and the current position."""
+    """Static KV caches (grown by doubling when full) and the current position.
+
+    Keys are stored transposed, [kv heads, head_dim, positions]: the score product then reads
+    them as a plain matrix (about 1.4x faster than a transposed view on one core).
+    """
 
     def __init__(self, decoder: LeanDecoder, capacity: int):
         self.length = 0
         self.logits: torch.Tensor | None = None
-        shape = (decoder.n_kv, max(1, capacity), decoder.head_dim)
-        self.keys = [torch.zeros(shape) for _ in decoder.layers]
-        self.values = [torch.zeros(shape) for _ in decoder.layers]
+        n_kv, hd, capacity = decoder.n_kv, decoder.head_dim, max(1, capacity)
+        self.keys = [torch.zeros((n_kv, hd, capacity)) for _ in decoder.layers]
+        self.values = [torch.zeros((n_kv, capacity, hd)) for _ in decoder.layers]
+
+    @property
+    def capacity(self) -> int:
+        return self.values[0].shape[1]
 
     def reserve(self, length: int) -> None:
-        capacity = self.keys[0].shape[1]
+        capacity = self.capacity
         if length <= capacity:
             return
         new_capacity = max(length, 2 * capacity)
-        for cache in (self.keys, self.values):
-            for i, old in enumerate(cache):
-                grown = torch.zeros((old.shape[0], new_capacity, old.shape[2]))
-                grown[:, :capacity] = old
-                cache[i] = grown
+        for i, (keys, values) in enumerate(zip(self.keys, self.values, strict=True)):
+            grown = torch.zeros((keys.shape[0], keys.shape[1], new_capacity))
+            grown[:, :, :capacity] = keys
+            self.keys[i] = grown
+            grown = torch.zeros((values.shape[0], new_capacity, values.shape[2]))
+            grown[:, :capacity] = values
+            self.values[i] = grown
 
     def clone(self) -> LeanState:
         copy = object.__new__(LeanState)
