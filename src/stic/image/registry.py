@@ -51,13 +51,25 @@ def shipped_models(family: str | None = None) -> list[str]:
     family = family or default_family()
     if family not in FAMILIES:
         raise ModelNotFoundError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
-    ladder = [name for name, cfg in configs.items() if cfg.get("family", "mse") == family]
+    ladder = [name for name, cfg in configs.items() if _family(cfg) == family]
     return sorted(ladder, key=lambda name: (configs[name]["lmbda"], name))
 
 
 def default_family() -> str:
-    families = {cfg.get("family", "mse") for cfg in _shipped_configs().values()}
+    families = {_family(cfg) for cfg in _shipped_configs().values()}
     return DEFAULT_FAMILY if DEFAULT_FAMILY in families else "mse"
+
+
+def model_family(name: str) -> str:
+    """The family of a shipped model."""
+    configs = _shipped_configs()
+    if name not in configs:
+        raise ModelNotFoundError(f"no shipped image model {name!r}; shipped: {', '.join(sorted(configs))}")
+    return _family(configs[name])
+
+
+def _family(config: dict) -> str:
+    return config.get("family", "mse")  # models shipped before families existed are MSE-trained
 
 
 def load_model_weights(model, weights_path: Path):

@@ -1,0 +1,63 @@
+"""Model families: `--quality` / `--bpp` choose within one ladder (perceptual by default where it is
+shipped, MSE otherwise); every shipped model of any family still decodes its own files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from stic.errors import ModelNotFoundError
+from stic.image import registry
+from stic.image.architectures import build_model
+from stic.pipeline import decode, encode
+
+TINY = {"architecture": "mbt2018-mean", "N": 8, "M": 8}
+
+
+def _ship(folder, name, lmbda, family=None, seed=0):
+    torch.manual_seed(seed)
+    state = {k: v for k, v in build_model(TINY).state_dict().items() if v.numel() > 0}
+    save_file(state, str(folder / f"{name}.safetensors"))
+    config = {"model": TINY, "lmbda": lmbda} | ({"family": family} if family else {})
+    (folder / f"{name}.json").write_text(json.dumps(config))
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "weights_dir", lambda: tmp_path)
+    _ship(tmp_path, "m-hi", 0.01)  # no family recorded: MSE, as models shipped before families
+    _ship(tmp_path, "m-lo", 0.001)
+    return tmp_path
+
+
+def test_mse_is_the_ladder_until_a_perceptual_family_ships(weights):
+    assert registry.default_family() == "mse"
+    assert registry.shipped_models() == ["m-lo", "m-hi"]
+    assert registry.shipped_models("perceptual") == []
+    _ship(weights, "p-lo", 0.001, "perceptual", seed=1)
+    _ship(weights, "p-hi", 0.01, "perceptual", seed=2)
+    assert registry.default_family() == registry.DEFAULT_FAMILY
+    assert registry.shipped_models("perceptual") == ["p-lo", "p-hi"]
+    assert registry.shipped_models("mse") == ["m-lo", "m-hi"]
+    assert registry.all_shipped_models() == ["m-hi", "m-lo", "p-hi", "p-lo"]
+    assert registry.model_family("p-lo") == "perceptual" and registry.model_family("m-lo") == "mse"
+
+
+def test_quality_picks_within_the_family_and_every_model_decodes(weights):
+    _ship(weights, "p-lo", 0.001, "perceptual", seed=1)
+    _ship(weights, "p-hi", 0.01, "perceptual", seed=2)
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    for family, expected in (("mse", "m-lo"), ("perceptual", "p-lo")):
+        encoded = encode(image, quality=1, family=family)
+        assert encoded.image_model == expected
+        assert decode(encoded.data).image.shape == image.shape
+    assert encode(image, quality=2).image_model == ("p-hi" if registry.DEFAULT_FAMILY == "perceptual" else "m-hi")
+
+
+def test_unknown_family_is_refused(weights):
+    with pytest.raises(ModelNotFoundError, match="unknown model family 'fancy'"):
+        registry.shipped_models("fancy")
+    with pytest.raises(ModelNotFoundError, match="no shipped image model 'nope'"):
+        registry.model_family("nope")
