@@ -106,3 +106,21 @@ def test_joint_training_with_the_adversarial_term(data, tmp_path):
     train(_cfg(out, max_steps=2, adversarial=0.1, adversarial_warmup=0, adversarial_loss="hinge", disc_channels=4))
     state = json.loads((out / "state.json").read_text())
     assert state["step"] == 2 and (out / "discriminator.safetensors").exists()
+
+
+def test_cli_flags_reach_the_config(monkeypatch):
+    import stic.train.loop
+    from stic.cli import main
+
+    seen = []
+    monkeypatch.setattr(stic.train.loop, "train", seen.append)
+    assert main(["train", "run", "out", "--adversarial", "0.15", "--adversarial-warmup", "7", "--adversarial-loss",
+                 "hinge", "--disc-lr", "2e-4", "--disc-channels", "16", "--semantic", '{"clip-iqa": 0.1}',
+                 "--clip-model", "some/clip", "--captions", "c.csv", "--refiner", "realesrgan-compact",
+                 "--device", "cpu", "--precision", "fp32", "--log-every", "5", "--trainable", "decoder"]) == 0
+    cfg = seen[0]
+    assert (cfg.adversarial, cfg.adversarial_warmup, cfg.adversarial_loss, cfg.disc_lr, cfg.disc_channels) == (
+        0.15, 7, "hinge", 2e-4, 16)
+    assert (cfg.semantic, cfg.clip_model, cfg.captions, cfg.refiner) == ({"clip-iqa": 0.1}, "some/clip", "c.csv",
+                                                                       "realesrgan-compact")
+    assert (cfg.device, cfg.precision, cfg.log_every, cfg.trainable) == ("cpu", "fp32", 5, "decoder")

@@ -13,6 +13,7 @@ Without torchrun's environment (WORLD_SIZE unset or 1) every function here is a 
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -50,13 +51,15 @@ def start(device_choice: str = "auto") -> Context:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # kept for the life of the process: a second train() in the same workers reuses it
+        atexit.register(dist.destroy_process_group)
     return Context(rank, world, device)
 
 
 def finish() -> None:
+    """Wait for every rank (rank 0 may still be writing the last checkpoint)."""
     if _active():
         dist.barrier()
-        dist.destroy_process_group()
 
 
 def _active() -> bool:
@@ -100,7 +103,8 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
     if not _active():
         return
     for tensor in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(tensor.data, src=0)
+        if tensor.numel():  # CompressAI's entropy tables are empty until update()
+            dist.broadcast(tensor.data, src=0)
 
 
 def gather(obj) -> list:
