@@ -8,7 +8,12 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import TINY, make_images
 
-from stic.train.adversarial import Adversarial, PatchDiscriminator, discriminator_loss, generator_loss
+from stic.train.adversarial import (
+    Adversarial,
+    PatchDiscriminator,
+    discriminator_loss,
+    generator_loss,
+)
 from stic.train.config import TrainConfig
 from stic.train.loop import train
 
@@ -57,7 +62,8 @@ def test_discriminator_learns_and_generator_gradient_reaches_only_the_image():
 
 
 def _cfg(out, **kw):
-    base = dict(out=str(out), model=TINY, datasets=("set_a",), crop=64, batch=2, val_crop=64, threads=1, log_every=1)
+    base = {"out": str(out), "model": TINY, "datasets": ("set_a",), "crop": 64, "batch": 2, "val_crop": 64,
+            "threads": 1, "log_every": 1}
     return TrainConfig(**(base | kw))
 
 
@@ -72,8 +78,8 @@ def test_decoder_only_adversarial_run_saves_resumes_and_respects_the_warm_up(dat
     tuned = tmp_path / "tuned"
     train(_cfg(tuned, max_steps=2, init_from=str(base), trainable="decoder", lr=1e-2))
     assert not (tuned / "discriminator.safetensors").exists()
-    gan = dict(adversarial=0.5, adversarial_warmup=3, disc_channels=4, trainable="decoder", lr=1e-2,
-               init_from=str(base), perceptual={"lpips-alex": 1.0})
+    gan = {"adversarial": 0.5, "adversarial_warmup": 3, "disc_channels": 4, "trainable": "decoder", "lr": 1e-2,
+           "init_from": str(base), "perceptual": {"lpips-alex": 1.0}}
     train(_cfg(tuned, max_steps=4, **gan))
     assert "resumed at step 2" in (tuned / "train.log").read_text()
     assert set(torch.load(tuned / "optim.pt", weights_only=True)) == {"main", "discriminator"}

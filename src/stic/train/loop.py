@@ -16,19 +16,30 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stic.train import distributed
-
 from stic.image.architectures import build_model
 from stic.paths import data_dir
+from stic.train import distributed
 from stic.train.adversarial import Adversarial, latent_channels
-from stic.train.checkpoint import has_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from stic.train.checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from stic.train.config import TrainConfig
-from stic.train.data import (CropSampler, captions_per_image, center_crops, list_images, load_all, load_captions,
-                             split)
+from stic.train.data import (
+    CropSampler,
+    captions_per_image,
+    center_crops,
+    list_images,
+    load_all,
+    load_captions,
+    split,
+)
 from stic.train.losses import CompositeLoss, psnr_from_mse255, rate_distortion
+from stic.train.precision import autocast_factory, keep_entropy_models_fp32
 
 EXTRA_SCALES = (0.6,)  # load_all's default: each training image also at 0.6x
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def _logger(out: Path, main: bool = True) -> logging.Logger:
@@ -71,8 +82,6 @@ def _training_mode(model, cfg: TrainConfig) -> None:
     model.train(cfg.trainable == "all")
 
 
-
-
 def _loss(cfg: TrainConfig) -> CompositeLoss:
     """Rate + lambda*MSE + perceptual metrics + semantic CLIP terms; with `refiner` set, every
     term but rate and MSE judges the refined x_hat."""
@@ -98,30 +107,6 @@ class LatentTap:
 
     def _record(self, module, args):
         self.latent = args[0]
-
-
-def _full_precision(module) -> None:
-    """Run `module` in fp32 under autocast: CompressAI's entropy models (likelihoods, the
-    factorized density's matmuls) lose the rate estimate in bf16."""
-    forward = module.forward
-
-    def fp32_forward(*args, **kwargs):
-        with torch.autocast(args[0].device.type, enabled=False):
-            return forward(*(_fp32(a) for a in args), **{k: _fp32(v) for k, v in kwargs.items()})
-
-    module.forward = fp32_forward
-
-
-def _fp32(value):
-    return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
-
-
-def _precision(cfg: TrainConfig, device: torch.device):
-    """A factory of autocast contexts: bf16 on cuda ("auto"), or as configured."""
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def _captions(cfg: TrainConfig, train_files, val_files):
@@ -168,6 +153,79 @@ def _restore_sampler(sampler: CropSampler, state: dict, ctx: distributed.Context
         sampler.rng = np.random.default_rng([seed, ctx.rank, state["step"]])
 
 
+class Step:
+    """One optimisation step of every optimizer, in lockstep on all ranks: the codec on the
+    weighted loss (+ the adversarial generator term after its warm-up), CompressAI's aux loss on
+    the quantiles, then the discriminator on real crops vs this step's reconstructions."""
+
+    def __init__(self, model, tap: LatentTap, loss_fn: CompositeLoss, optimizers: dict, gan, autocast, clip: float):
+        self.model, self.tap, self.loss_fn, self.optimizers, self.gan = model, tap, loss_fn, optimizers, gan
+        self.autocast, self.clip = autocast, clip
+        # clip and average only what the main optimizer steps: the quantiles keep the aux loss's
+        # gradient from the previous step, which must not enter the main gradient's norm
+        self.params = [p for group in optimizers["main"].param_groups for p in group["params"]]
+        self.quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+
+    def __call__(self, x: torch.Tensor, captions: list[str] | None, step: int) -> dict | None:
+        """The loss and each term's value, or None when a non-finite loss on any rank skipped the batch."""
+        with self.autocast():
+            output = self.model(x)
+            output["captions"] = captions
+            loss, values = self.loss_fn(output, x)
+            if self.gan:
+                weight = self.gan.weight_at(step)
+                with torch.set_grad_enabled(weight > 0):  # during the warm-up: logged only
+                    values["adv_g"] = self.gan.generator_term(output["x_hat"], self.tap.latent)
+                loss = loss + weight * values["adv_g"]
+        if distributed.any_rank(not bool(torch.isfinite(loss))):
+            return None
+        main = self.optimizers["main"]
+        main.zero_grad()
+        loss.backward()
+        distributed.average_gradients(self.params)
+        torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        main.step()
+        if "aux" in self.optimizers:
+            self.optimizers["aux"].zero_grad()
+            self.model.aux_loss().backward()
+            distributed.average_gradients(self.quantiles)
+            self.optimizers["aux"].step()
+        if self.gan:
+            with self.autocast():
+                values["adv_d"] = self.gan.discriminator_step(x, output["x_hat"], self.tap.latent)
+        return {"loss": loss.item(), **{name: value.item() for name, value in values.items()}}
+
+
+class Report:
+    """Progress of rank 0: a tqdm bar and train.log lines with running averages (EMA), and the
+    loss curve losses.jsonl (each term's mean over every `every` steps, on rank 0's crops)."""
+
+    def __init__(self, out: Path, log, budget: float, elapsed: float, main: bool, every: int):
+        self.out, self.log, self.budget, self.main, self.every = out, log, int(budget), main, every
+        self.bar = tqdm(total=self.budget, initial=int(elapsed), unit="s", desc=out.name, mininterval=5,
+                        disable=not main)
+        self.ema, self.interval = None, []
+
+    def __call__(self, step: int, elapsed: float, lr: float, now: dict) -> None:
+        if not self.main:
+            return
+        self.interval.append(now)
+        ema = self.ema = now if self.ema is None else {k: 0.98 * self.ema[k] + 0.02 * now[k] for k in now}
+        shown = {"loss": f"{ema['loss']:.3f}", "bpp": f"{ema['bpp']:.4f}", "psnr": f"{psnr_from_mse255(ema['mse']):.2f}"}
+        shown |= {name: f"{ema[name]:.3f}" for name in ema if name not in ("loss", "bpp", "mse")}
+        self.bar.update(min(int(elapsed) - self.bar.n, self.budget - self.bar.n))
+        self.bar.set_postfix(step=step, **shown, lr=f"{lr:.0e}")
+        if step % self.every == 0:
+            self.log.info("step %d %s lr %.0e", step, " ".join(f"{k} {v}" for k, v in shown.items()), lr)
+            mean = {k: sum(v[k] for v in self.interval) / len(self.interval) for k in self.interval[0]}
+            with (self.out / "losses.jsonl").open("a") as f:
+                f.write(json.dumps({"step": step, "elapsed_s": round(elapsed, 2), **mean}) + "\n")
+            self.interval = []
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def train(cfg: TrainConfig) -> Path:
     ctx = distributed.start(cfg.device)
     out = _train(cfg, ctx)
@@ -184,11 +242,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
 
     model = build_model(cfg.model).to(ctx.device)
     tap = LatentTap(model)
-    for name in ("entropy_bottleneck", "gaussian_conditional"):
-        if hasattr(model, name):
-            _full_precision(getattr(model, name))
+    keep_entropy_models_fp32(model)
     optimizers = _optimizers(model, cfg)
-    autocast = _precision(cfg, ctx.device)
+    autocast = autocast_factory(cfg.precision, ctx.device)
     modules, gan = {}, None
     if cfg.adversarial > 0:
         gan = Adversarial(latent_channels(model), cfg.adversarial, cfg.adversarial_warmup, cfg.adversarial_loss,
@@ -234,14 +290,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
 
     budget = cfg.minutes * 60
     _training_mode(model, cfg)
-    bar = tqdm(total=int(budget), initial=int(state["elapsed_s"]), unit="s", desc=out.name, mininterval=5,
-               disable=not ctx.is_main)
+    report = Report(out, log, budget, state["elapsed_s"], ctx.is_main, cfg.log_every)
     last_ckpt = time.monotonic()
-    ema, interval = None, []
-    # clip and average only what the main optimizer steps: the quantiles keep the aux loss's
-    # gradient from the previous step, which must not enter the main gradient's norm
-    trainable = [p for group in optimizers["main"].param_groups for p in group["params"]]
-    quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    step = Step(model, tap, loss_fn, optimizers, gan, autocast, cfg.clip)
     while not distributed.any_rank(
         ctx.is_main and (state["elapsed_s"] >= budget or state["step"] >= cfg.max_steps or bool(stop))
     ):
@@ -250,54 +301,17 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
         for g in optimizers["main"].param_groups:
             g["lr"] = lr
         x, captions = sampler.batch_with_captions(cfg.batch) if train_captions else (sampler.batch(cfg.batch), None)
-        x = x.to(ctx.device)
-        with autocast():
-            output = model(x)
-            output["captions"] = captions
-            loss, values = loss_fn(output, x)
-            if gan:
-                weight = gan.weight_at(state["step"])
-                with torch.set_grad_enabled(weight > 0):  # during the warm-up: logged only
-                    values["adv_g"] = gan.generator_term(output["x_hat"], tap.latent)
-                loss = loss + weight * values["adv_g"]
-        if distributed.any_rank(not bool(torch.isfinite(loss))):
+        values = step(x.to(ctx.device), captions, state["step"])
+        if values is None:
             log.info("step %d: non-finite loss, batch skipped", state["step"])
             continue
-        optimizers["main"].zero_grad()
-        loss.backward()
-        distributed.average_gradients(trainable)
-        torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
-        optimizers["main"].step()
-        if "aux" in optimizers:
-            optimizers["aux"].zero_grad()
-            model.aux_loss().backward()
-            distributed.average_gradients(quantiles)
-            optimizers["aux"].step()
-        if gan:
-            with autocast():
-                values["adv_d"] = gan.discriminator_step(x, output["x_hat"], tap.latent)
-
         state["step"] += 1
-        dt = time.monotonic() - t0
-        state["elapsed_s"] += dt
-        now = {"loss": loss.item(), **{name: value.item() for name, value in values.items()}}
-        interval.append(now)
-        ema = now if ema is None else {k: 0.98 * ema[k] + 0.02 * now[k] for k in now}
-        shown = {"loss": f"{ema['loss']:.3f}", "bpp": f"{ema['bpp']:.4f}", "psnr": f"{psnr_from_mse255(ema['mse']):.2f}"}
-        shown |= {name: f"{ema[name]:.3f}" for name in ema if name not in ("loss", "bpp", "mse")}
-        bar.update(min(int(state["elapsed_s"]) - bar.n, int(budget) - bar.n))
-        bar.set_postfix(step=state["step"], **shown, lr=f"{lr:.0e}")
-        if state["step"] % cfg.log_every == 0:
-            if ctx.is_main:  # the loss curve: rank 0's own crops, mean over the interval
-                log.info("step %d %s lr %.0e", state["step"], " ".join(f"{k} {v}" for k, v in shown.items()), lr)
-                mean = {k: sum(v[k] for v in interval) / len(interval) for k in interval[0]}
-                with (out / "losses.jsonl").open("a") as f:
-                    f.write(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed_s"], 2), **mean}) + "\n")
-            interval = []
+        state["elapsed_s"] += time.monotonic() - t0
+        report(state["step"], state["elapsed_s"], lr, values)
         if distributed.any_rank(ctx.is_main and time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60):
             checkpoint()
             last_ckpt = time.monotonic()
-    bar.close()
+    report.close()
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
     final = checkpoint()

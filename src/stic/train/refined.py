@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stic.refine.esrgan import SCALE, VARIANTS, load_network
 from stic.errors import InputError
+from stic.refine.esrgan import SCALE, VARIANTS, load_network
 from stic.train.losses import Term
 
 
