@@ -121,6 +121,7 @@ def bench_model(
     captions = load_captions()
     result = {"model": name, "threads": CODING_THREADS, "torch": torch.__version__}
     result["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
+    result["load_average_start"] = [round(x, 2) for x in os.getloadavg()]  # shared machine?
     if first_load:
         result["load_first_s"] = round(first_load_seconds(name), 2)
     timed_load(name)  # make sure the cache exists, then time a cached load
@@ -133,6 +134,7 @@ def bench_model(
         result["preambles"][preamble] = bench_preamble(
             lm, preamble, captions, decode=preamble in decode_preambles
         )
+        result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         out = RESULTS / f"caption_lm_{name}.json"
         out.write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -162,6 +164,7 @@ def summarise() -> dict:
                     "load_cached_s": data.get("load_cached_s"),
                     "load_first_s": data.get("load_first_s"),
                     "engine": data["engine"],
+                    "load_average": data.get("load_average_start"),
                 }
             )
     best = min(table, key=lambda row: row["bits_per_char"])

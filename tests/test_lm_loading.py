@@ -82,6 +82,19 @@ def test_lean_cache_growth_changes_nothing():
     assert tight.capacity < roomy.capacity
 
 
+def test_rotary_tables_do_not_depend_on_how_far_they_grew():
+    model, tok = tiny_lm(seed=0).model, tiny_tokenizer()
+    grown = LanguageModel("a", model, tok, engine="lean-float32")
+    fresh = LanguageModel("b", model, tok, engine="lean-float32")
+    grown._lean._rope(3000)  # a long text was coded before
+    ids = tok.encode(TEXT, add_special_tokens=False)
+    assert torch.equal(_incremental_logits(grown, ids), _incremental_logits(fresh, ids))
+    for kind, (cos, sin) in fresh._lean._rope(len(ids)).items():
+        big_cos, big_sin = grown._lean._rope_tables[kind]
+        assert big_cos.shape[0] > cos.shape[0]
+        assert torch.equal(big_cos[: cos.shape[0]], cos) and torch.equal(big_sin[: sin.shape[0]], sin)
+
+
 def test_lowbit_engine_stays_close_to_float32():
     ref = tiny_lm(seed=0)
     ids = ref.tokenizer.encode(TEXT[:120], add_special_tokens=False)
