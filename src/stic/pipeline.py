@@ -25,7 +25,7 @@ from stic.container import (
     unpack,
 )
 from stic.errors import FormatError, InputError
-from stic.image.io import MAX_PIXELS
+from stic.image.io import MAX_PIXELS, MAX_SIDE, size_problem
 from stic.image.protocol import ImageCodec
 from stic.image.registry import codec_for_fingerprint, load_image_codec, shipped_models
 from stic.refine.protocol import Refiner
@@ -171,8 +171,9 @@ def _encode_to_target(
 def _check_image(image: np.ndarray) -> None:
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise InputError("image must be an HxWx3 uint8 RGB array (use stic.load_image for files)")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise InputError("image has no pixels")
+    problem = size_problem(image.shape[1], image.shape[0])
+    if problem:
+        raise InputError(f"image {problem}")
 
 
 def resolve_models(file: SticFile, text_model: str | None = None) -> tuple[ImageCodec | None, TextCoder | None]:
@@ -181,6 +182,8 @@ def resolve_models(file: SticFile, text_model: str | None = None) -> tuple[Image
     for section in file.sections:
         if section.kind == SECTION_IMAGE and section.codec_id not in codecs.IMAGE_CODEC_NAMES:
             raise FormatError(f"image section uses unknown codec id {section.codec_id}")
+        if section.kind == SECTION_IMAGE and not section.fingerprint:
+            raise FormatError("corrupt file: the image section names no model (no fingerprint)")
     image_section = file.section(SECTION_IMAGE)
     caption_section = file.section(SECTION_CAPTION)
     image_codec = codec_for_fingerprint(image_section.fingerprint) if image_section else None
@@ -212,12 +215,12 @@ def decode_file(
 ) -> Decoded:
     """Decode a parsed file; every model it names is resolved before anything is decoded.
     `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
-    A declared size above MAX_PIXELS is refused first: a few corrupt header bytes must not make
+    A declared size above MAX_PIXELS or MAX_SIDE is refused first: a few corrupt header bytes must not make
     the decoder allocate gigabytes."""
-    if file.width * file.height > MAX_PIXELS:
+    if file.width * file.height > MAX_PIXELS or max(file.width, file.height) > MAX_SIDE:
         raise FormatError(
             f"file declares a {file.width}x{file.height} image, above the {MAX_PIXELS:,} pixels "
-            "stic codes (corrupt header?)"
+            f"and {MAX_SIDE} a side that stic codes (corrupt header?)"
         )
     image_codec, text_coder = resolve_models(file, text_model)
     refine_section = file.section(SECTION_REFINE) if refine else None

@@ -3,7 +3,7 @@ writing PNGs atomically.
 
 Decisions (documented in the README): greyscale is coded as RGB; alpha is dropped with a warning;
 16-bit samples are scaled to 8 bits; palette and CMYK images are converted; EXIF orientation is
-applied. The pixel limit is checked from the header, before any pixel is decoded.
+applied. The size limits are checked from the header, before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from stic.errors import InputError
 #: Largest image stic codes (width x height). Larger inputs are refused before decoding, so a
 #: huge or malicious header cannot exhaust memory; 4096x4096 codes in well under 8 GB.
 MAX_PIXELS = 4096 * 4096
+#: Longest side stic codes. The codec pads each side to a multiple of 64, so a 1-pixel strip of
+#: MAX_PIXELS would cost 64x its size; with this limit padding at most about doubles the work.
+MAX_SIDE = 16384
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
@@ -48,20 +51,29 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
             raise InputError(f"{name}: image too large ({err})") from err
         except (OSError, SyntaxError, ValueError) as err:
             raise InputError(f"{name} is truncated or corrupt: {err}") from err
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise InputError(
-                f"{name} is {width}x{height} = {width * height:,} pixels; stic codes at most "
-                f"{MAX_PIXELS:,} pixels. Downscale or crop it first."
-            )
-        if width < 1 or height < 1:
-            raise InputError(f"{name} has no pixels ({width}x{height})")
+        problem = size_problem(*image.size)
+        if problem:
+            raise InputError(f"{name} {problem}")
         try:
             image.load()
             image = ImageOps.exif_transpose(image)
             return to_rgb_array(image, name)
         except (OSError, SyntaxError, ValueError) as err:
             raise InputError(f"{name} is truncated or corrupt: {err}") from err
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why stic will not code an image of this size (a phrase after the image's name), or None."""
+    if width * height > MAX_PIXELS:
+        return (
+            f"is {width}x{height} = {width * height:,} pixels; stic codes at most {MAX_PIXELS:,} "
+            "pixels. Downscale or crop it first."
+        )
+    if max(width, height) > MAX_SIDE:
+        return f"is {width}x{height}; stic codes sides of at most {MAX_SIDE} pixels. Crop it first."
+    if width < 1 or height < 1:
+        return f"has no pixels ({width}x{height})"
+    return None
 
 
 def to_rgb_array(image: Image.Image, name: str = "image") -> np.ndarray:
