@@ -125,7 +125,7 @@ def declared_size(rng, seed, layout):
     (legal large sizes decode garbage in time proportional to their pixels: not a fuzz case)."""
     w, h = rng.choice(
         [(rng.randint(0, 200), rng.randint(0, 200)), (4097, 4097), (8000, 8000), (1 << 20, 1 << 20),
-         (1, 1 << 20), (1 << 20, 0), (4096, 4097), (rng.randint(4097, 1 << 20), rng.randint(4097, 1 << 20))]
+         (1, 1 << 20), (1 << 20, 0), (4096, 4097), (16385, 1), (rng.randint(4097, 1 << 20), rng.randint(4097, 1 << 20))]
     )  # fmt: skip
     return replace(layout, width=c.encode_varint(w), height=c.encode_varint(h)).assemble()
 
