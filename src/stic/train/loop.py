@@ -40,6 +40,8 @@ from stic.train.losses import CompositeLoss, psnr_from_mse255, rate_distortion
 from stic.train.precision import autocast_factory, keep_entropy_models_fp32
 
 EXTRA_SCALES = (0.6,)  # load_all's default: each training image also at 0.6x
+#: the gradient-norm clip covers only the main optimizer's parameters (saved in state.json)
+CLIP_SCOPE = "main"
 
 
 def _logger(out: Path, main: bool = True) -> logging.Logger:
@@ -263,9 +265,16 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
         state = load_checkpoint(out, model, optimizers, modules)
         _restore_sampler(sampler, state, ctx, cfg.seed)
         log.info("resumed at step %d (%.1f min)", state["step"], state["elapsed_s"] / 60)
+        if cfg.trainable == "all" and state.get("clip_scope") != CLIP_SCOPE:
+            # saved before clipping left the quantiles out: the stale aux gradient (norm ~100x the
+            # codec's) had scaled the codec's gradient down, so Adam's moments are ~100x too small
+            # for the gradient it now gets and its first steps would wreck the model
+            optimizers["main"].state.clear()
+            log.info("Adam moments restarted: checkpoint made before clipping excluded the quantiles")
     elif cfg.init_from:
         load_weights(model, Path(cfg.init_from))
         log.info("initialised from %s", cfg.init_from)
+    state["clip_scope"] = CLIP_SCOPE
     distributed.broadcast_parameters(model)
     log.info("config %s; %d train / %d val images; %d process(es) on %s", json.dumps(asdict(cfg)),
              len(train_files), len(val_files), ctx.world, ctx.device)
