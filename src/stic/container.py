@@ -226,6 +226,9 @@ def write_file(path: str | os.PathLike, width: int, height: int, sections: list[
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`: readers see the
+    old file or the whole new one, never a part. A failure (full disk, read-only folder, target is
+    a folder) removes the temporary file and raises InputError naming the path."""
     target = Path(path)
     folder = target.parent
     if not folder.is_dir():
@@ -238,6 +241,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, target)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write {target}: {err.strerror or err}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

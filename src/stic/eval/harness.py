@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stic.container import write_bytes_atomic
 from stic.errors import InputError
 from stic.eval.codecs import check_codec, known_codecs, runner_for
 from stic.eval.dataset import caption_for, list_images
@@ -292,7 +293,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> Path:
             for name, png in images.items():
                 target = config.out / "decoded" / name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(png)
+                write_bytes_atomic(target, png)
             failed = sum(r["status"] == "failed" for r in rows)
             bar.update(len(rows))
             if failed:

@@ -4,9 +4,11 @@ reference curves drawn dashed (their bits are theirs to vouch for)."""
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from pathlib import Path
 
+from stic.container import write_bytes_atomic
 from stic.eval.summary import curves
 
 LABELS = {
@@ -78,6 +80,8 @@ def plot_rd(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"rd_{metric}.{ext}" for ext in ("png", "svg")]
     for path in paths:
-        figure.savefig(path, dpi=120)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=path.suffix[1:], dpi=120)
+        write_bytes_atomic(path, buffer.getvalue())
     plt.close(figure)
     return paths

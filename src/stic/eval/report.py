@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from stic.container import write_bytes_atomic
 from stic.errors import InputError
 from stic.eval.bdrate import MIN_OVERLAP, bd_rate
 from stic.eval.harness import CSV_NAME, read_rows
@@ -22,13 +24,14 @@ HIGHER_IS_BETTER = {
 
 
 def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fields, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-            )
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+        )
+    write_bytes_atomic(path, handle.getvalue().encode("utf-8"))
 
 
 def bd_table(means: list[dict], anchor: str, metric: str) -> list:
@@ -197,5 +200,5 @@ def write_report(
             f"Dashed curves: published numbers from `{Path(reference).name}` (their bit counts are theirs).",
         ]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
