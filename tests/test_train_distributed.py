@@ -18,7 +18,9 @@ from stic.train.loop import train
 from stic.train.precision import autocast_factory, keep_entropy_models_fp32
 
 ARGS = ["--model", json.dumps(TINY), "--datasets", "set_a", "--crop", "64", "--batch", "2", "--val-crop", "64",
-        "--threads", "1", "--lr", "3e-3", "--lmbda", "0.01", "--log-every", "1", "--device", "cpu"]
+        "--threads", "1", "--lr", "3e-3", "--lmbda", "0.01", "--log-every", "1", "--device", "cpu",
+        # a discriminator that learns (its gradients averaged over ranks) but, in its warm-up, leaves the codec's loss alone
+        "--adversarial", "0.1", "--adversarial-warmup", "1000", "--disc-channels", "4"]
 STEPS = 30
 
 #: torchrun worker: the CLI twice, the second call resuming the first's checkpoint (one launch, to
@@ -72,6 +74,7 @@ def test_two_processes_learn_like_one_and_resume(tmp_path, monkeypatch):
     state = json.loads((two / "state.json").read_text())
     assert state["step"] == STEPS + 4 and len(state["samplers"]) == 2
     assert state["samplers"][0] != state["samplers"][1]  # each rank has its own crop stream
+    assert (two / "discriminator.safetensors").exists()
 
 
 def test_devices_and_mixed_precision_choices():

@@ -72,7 +72,8 @@ def _add_run(commands) -> None:
     adv.add_argument("--adversarial-warmup", type=int, default=_DEFAULTS.adversarial_warmup,
                      help="the first N steps of this run folder, during which the discriminator learns but the "
                      "codec gets no adversarial gradient")
-    adv.add_argument("--adversarial-loss", choices=("nonsaturating", "hinge"), default=_DEFAULTS.adversarial_loss)
+    adv.add_argument("--adversarial-loss", choices=("nonsaturating", "hinge"), default=_DEFAULTS.adversarial_loss,
+                     help="GAN objective: non-saturating (HiFiC's) or hinge")
     adv.add_argument("--disc-lr", type=float, default=_DEFAULTS.disc_lr, help="discriminator learning rate (Adam)")
     adv.add_argument("--disc-channels", type=int, default=_DEFAULTS.disc_channels,
                      help="discriminator width (its convs have 1, 2, 4, 8 x this many channels)")
