@@ -109,5 +109,8 @@ def test_bf16_autocast_keeps_the_entropy_models_in_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("STIC_DATA", str(make_images(tmp_path / "data")))
     out = tmp_path / "bf16"
     train(TrainConfig(out=str(out), model=TINY, datasets=("set_a",), crop=64, batch=2, val_crop=64, threads=1,
-                      max_steps=2, precision="bf16", device="cpu"))
+                      max_steps=2, precision="bf16", device="cpu", log_every=1, adversarial=0.1, adversarial_warmup=0,
+                      disc_channels=4, perceptual={"lpips-alex": 1.0}))
     assert json.loads((out / "state.json").read_text())["history"][-1]["val_bpp"] > 0
+    curve = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(list(point.values()))).all() for point in curve)

@@ -16,6 +16,8 @@ before its gradient reaches the decoder.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,10 +73,11 @@ class Adversarial:
     name = "adv"
 
     def __init__(self, latent_channels: int, weight: float, warmup: int, loss: str = "nonsaturating",
-                 lr: float = 1e-4, channels: int = 64, device="cpu"):
+                 lr: float = 1e-4, channels: int = 64, device="cpu", autocast=contextlib.nullcontext):
+        """`autocast`: a factory of the mixed-precision context for the discriminator's forward."""
         if loss not in LOSSES:
             raise ValueError(f"adversarial loss must be one of {LOSSES}, got {loss!r}")
-        self.weight, self.warmup, self.loss = weight, warmup, loss
+        self.weight, self.warmup, self.loss, self.autocast = weight, warmup, loss, autocast
         self.discriminator = PatchDiscriminator(latent_channels, channels).to(device)
         distributed.broadcast_parameters(self.discriminator)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -91,7 +94,8 @@ class Adversarial:
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """One update of the discriminator on real crops vs (detached) reconstructions."""
         self.discriminator.requires_grad_(True)
-        both = self.discriminator(torch.cat([real, fake.detach()]), torch.cat([latent, latent]))
+        with self.autocast():
+            both = self.discriminator(torch.cat([real, fake.detach()]), torch.cat([latent, latent]))
         loss = discriminator_loss(*both.float().chunk(2), self.loss)
         self.optimizer.zero_grad()
         loss.backward()

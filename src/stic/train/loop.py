@@ -193,8 +193,7 @@ class Step:
             distributed.average_gradients(self.quantiles)
             self.optimizers["aux"].step()
         if self.gan:
-            with self.autocast():
-                values["adv_d"] = self.gan.discriminator_step(x, output["x_hat"], self.tap.latent)
+            values["adv_d"] = self.gan.discriminator_step(x, output["x_hat"], self.tap.latent)
         return {"loss": loss.item(), **{name: value.item() for name, value in values.items()}}
 
 
@@ -250,7 +249,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
     modules, gan = {}, None
     if cfg.adversarial > 0:
         gan = Adversarial(latent_channels(model), cfg.adversarial, cfg.adversarial_warmup, cfg.adversarial_loss,
-                          cfg.disc_lr, cfg.disc_channels, ctx.device)
+                          cfg.disc_lr, cfg.disc_channels, ctx.device, autocast)
         optimizers["discriminator"], modules["discriminator"] = gan.optimizer, gan.discriminator
     loss_fn = _loss(cfg).to(ctx.device)
 
