@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import TINY, make_images
+from train_helpers import TINY, make_images, one_thread  # noqa: F401 (autouse fixture)
 
 from stic.train.adversarial import (
     Adversarial,

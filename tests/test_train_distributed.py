@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from train_helpers import TINY, make_images
+from train_helpers import TINY, make_images, one_thread  # noqa: F401 (autouse fixture)
 
 from stic.train.config import TrainConfig
 from stic.train.distributed import resolve_device

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from train_helpers import TINY, make_images
+from train_helpers import TINY, make_images, one_thread  # noqa: F401 (autouse fixture)
 
 from stic.errors import ModelNotFoundError
 from stic.train.config import TrainConfig

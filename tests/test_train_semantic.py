@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from train_helpers import TINY, make_images, save_tiny_clip
+from train_helpers import TINY, make_images, one_thread, save_tiny_clip  # noqa: F401 (autouse fixture)
 
 from stic.errors import InputError, ModelNotFoundError
 from stic.paths import data_dir

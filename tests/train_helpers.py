@@ -1,9 +1,21 @@
-"""Shared pieces of the training tests: a tiny codec config, a tiny image set, a tiny random CLIP."""
+"""Shared pieces of the training tests: a tiny codec config, a tiny image set, a tiny random CLIP,
+and a one-thread fixture."""
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 TINY = {"architecture": "mbt2018-mean", "N": 8, "M": 8}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared, loaded machine: more threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_images(root, folders=(("set_a", 12),), seed=0):
