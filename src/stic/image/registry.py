@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from stic.errors import ModelMismatchError, ModelNotFoundError
@@ -76,7 +77,10 @@ def load_model_weights(model, weights_path: Path):
     """Load safetensors weights (any float dtype) into a model and make it ready to code.
 
     If the file carries the entropy tables they are used as is; otherwise they are derived."""
-    tensors = load_file(str(weights_path))
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:  # never falls back to a pickle loader
+        raise ModelNotFoundError(f"cannot read image model weights {weights_path}: not a safetensors file ({exc})") from exc
     has_tables = any(k.endswith("_quantized_cdf") for k in tensors)
     if not has_tables:
         tensors.update({k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFERS)})

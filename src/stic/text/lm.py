@@ -21,6 +21,7 @@ import inspect
 import json
 import logging
 import os
+import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -287,6 +288,11 @@ def _load_transformers(name_or_dir: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
         model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=torch.float32)
+    except pickle.UnpicklingError as exc:  # transformers reads .bin weights with weights_only=True
+        raise ModelNotFoundError(
+            f"refusing language model {name_or_dir!r}: its weights file is a pickle that holds more "
+            "than tensors (only safetensors or tensors-only checkpoints are loaded)"
+        ) from exc
     except (OSError, ValueError) as exc:
         known = ", ".join(OFFLINE_MODELS)
         raise ModelNotFoundError(
