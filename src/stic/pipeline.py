@@ -190,10 +190,12 @@ def resolve_models(file: SticFile, text_model: str | None = None) -> tuple[Image
     if caption_section is None:
         return image_codec, None
     if caption_section.codec_id in (codecs.TEXT_VLM_ARITHMETIC, codecs.TEXT_VLM_XHAT_ARITHMETIC):
-        from stic.text.vlm_coder import require_vlm, vlm_coder_for_section
+        from stic.text.vlm_coder import check_vlm_section, vlm_coder_for_section
 
+        if not caption_section.fingerprint:
+            raise FormatError("corrupt caption section: a VLM-coded caption without a model fingerprint")
         if caption_section.codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC:
-            require_vlm(text_model, caption_section.fingerprint)  # fail before decoding anything
+            check_vlm_section(caption_section.codec_id, caption_section.fingerprint, text_model)  # before x̂ is decoded
             return image_codec, None
         return image_codec, vlm_coder_for_section(
             caption_section.codec_id, caption_section.fingerprint, text_model, None

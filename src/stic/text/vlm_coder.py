@@ -89,12 +89,17 @@ class VLMArithmeticCoder(LMArithmeticCoder):
         of the text-only prompt (VLM weights, tokenizer, prompt, quantisation, stream version),
         combined with the mode."""
         if self._mode_fingerprint is None:
-            text_only = LMArithmeticCoder(VLMPromptedLM(self.vlm, None, self.prompt))
-            h = hashlib.blake2b(digest_size=4)
-            h.update(text_only.fingerprint())
-            h.update(f"|{self.codec_id}".encode())
-            self._mode_fingerprint = h.digest()
+            self._mode_fingerprint = mode_fingerprint(self.vlm, self.codec_id, self.prompt)
         return self._mode_fingerprint
+
+
+def mode_fingerprint(vlm: VisionLanguageModel, codec_id: int, prompt: str = CODING_PROMPT) -> bytes:
+    """A VLM caption section's fingerprint, computable before x̂ exists (see `fingerprint`)."""
+    text_only = LMArithmeticCoder(VLMPromptedLM(vlm, None, prompt))
+    h = hashlib.blake2b(digest_size=4)
+    h.update(text_only.fingerprint())
+    h.update(f"|{codec_id}".encode())
+    return h.digest()
 
 
 #: text-coder names the pipeline accepts for VLM coding: "vlm:MODEL" and "vlm-xhat:MODEL"
@@ -121,13 +126,21 @@ def require_vlm(model: str | None, fingerprint: bytes) -> VisionLanguageModel:
     return cached_vlm(model)
 
 
-def vlm_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None, xhat: np.ndarray | None):
-    """The coder that decodes a VLM caption section (given x̂ for the conditioned mode)."""
+def check_vlm_section(codec_id: int, fingerprint: bytes, model: str | None) -> VisionLanguageModel:
+    """The VLM a caption section needs, or ModelMismatchError: checked before anything is decoded
+    (the fingerprint does not depend on x̂)."""
     method = "vlm-xhat" if codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC else "vlm"
-    coder = VLMArithmeticCoder(require_vlm(model, fingerprint), xhat if method == "vlm-xhat" else None)
-    if coder.fingerprint() != fingerprint:
+    vlm = require_vlm(model, fingerprint)
+    found = mode_fingerprint(vlm, codec_id)
+    if found != fingerprint:
         raise ModelMismatchError(
             f"the caption was coded with {method} and a model of fingerprint {fingerprint.hex()}, "
-            f"not with {model!r} ({coder.fingerprint().hex()})"
+            f"not with {model!r} ({found.hex()})"
         )
-    return coder
+    return vlm
+
+
+def vlm_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None, xhat: np.ndarray | None):
+    """The coder that decodes a VLM caption section (given x̂ for the conditioned mode)."""
+    vlm = check_vlm_section(codec_id, fingerprint, model)
+    return VLMArithmeticCoder(vlm, xhat if codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC else None)
