@@ -44,9 +44,9 @@ DECODER_MUTATORS = ["payload_damage", "declared_size", "section_codec", "section
 def template(message: str) -> str:
     """An error message with its numbers, hex digests and quoted values blanked: one line per kind."""
     message = message.splitlines()[0]
-    message = re.sub(r"\b[0-9a-f]{8}\b", "<hex>", message)
-    message = re.sub(r"\d[\d,]*", "<n>", message)
-    return message
+    message = re.sub(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{8}\b", "<hex>", message)  # fingerprints
+    message = re.sub(r"\b\d+x\d+\b", "<w>x<h>", message)
+    return re.sub(r"(?<![\w-])\d+(?:,\d{3})*", "<n>", message)  # not in names (stic-q1, bz2, UTF-8)
 
 
 class Tally:
