@@ -253,7 +253,7 @@ class Outcome:
 
 def run_case(data: bytes, decode=None, time_limit: float = 0.0) -> Outcome:
     """Parse `data` (and describe it, as `stic info` does); if it parses and `decode` is given,
-    call decode(file) -> image and check the image has the declared size. A SticError with a
+    call decode(file) -> image (or text) and check an image has the declared size. A SticError with a
     message is the expected failure; any other exception, an empty message, a wrong-size image or
     running past `time_limit` seconds (0 = no limit) is a bug."""
     started = time.perf_counter()
@@ -268,6 +268,8 @@ def run_case(data: bytes, decode=None, time_limit: float = 0.0) -> Outcome:
             return Outcome("parsed", seconds=time.perf_counter() - started)
         reached = True
         image = decode(file)
+        if isinstance(image, str):  # a caption-only file's text
+            return Outcome("decoded", seconds=time.perf_counter() - started, reached_decoder=reached)
         if not (isinstance(image, np.ndarray) and image.shape == (file.height, file.width, 3) and image.dtype == np.uint8):
             shape = getattr(image, "shape", None)
             return Outcome("crash", f"decoded image {shape} differs from declared {file.width}x{file.height}", time.perf_counter() - started, reached)
@@ -315,6 +317,10 @@ def make_seeds(with_lm: bool = False) -> dict[str, bytes]:
     seeds["64x48-unknown-optional"] = c.pack(base.width, base.height, [*base.sections, extra])
     seeds["caption-only-zstd"] = c.pack(0, 0, [c.Section(c.SECTION_CAPTION, 5, __import__("zstandard").compress(caption.encode()))])
     if with_lm:
+        from stic.text.registry import get_text_coder
+
+        lm = get_text_coder("lm")
+        seeds["caption-only-lm"] = c.pack(0, 0, [c.Section(c.SECTION_CAPTION, lm.codec_id, lm.encode(caption), lm.fingerprint())])
         seeds["64x48-lm"] = pipeline.encode(sample_image(48, 64, 4), quality=1, caption=caption).data
         seeds["48x40-lm-refine"] = pipeline.encode(sample_image(40, 48, 5), quality=2, caption=caption,
                                                    refiner="realesrgan-compact").data  # fmt: skip
@@ -322,7 +328,15 @@ def make_seeds(with_lm: bool = False) -> dict[str, bytes]:
 
 
 def decoder(refine: bool = True):
-    """The full decoder as a fuzz target: pipeline.decode_file with the shipped models."""
+    """The full decoder as a fuzz target: pipeline.decode_file with the shipped models, or for a
+    caption-only file the caption decoder, as `stic text decode` runs it."""
     from stic import pipeline
+    from stic.text.registry import text_coder_for_section
 
-    return lambda file: pipeline.decode_file(file, refine=refine).image
+    def decode(file: c.SticFile) -> np.ndarray | str:
+        caption = file.section(c.SECTION_CAPTION)
+        if file.section(c.SECTION_IMAGE) is None and caption is not None:
+            return text_coder_for_section(caption.codec_id, caption.fingerprint).decode(caption.payload)
+        return pipeline.decode_file(file, refine=refine).image
+
+    return decode
