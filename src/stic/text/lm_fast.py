@@ -313,12 +313,12 @@ class LeanDecoder:
         q_shape, kv_shape = (n_kv, heads // n_kv, self.head_dim), (n_kv, self.head_dim)
         for i, layer in enumerate(self.layers):
             # bfloat16 (integer kernels) until rotated and cached: promotion to float32 is exact
-            qk, v = layer.qkv.raw(layer.input_norm(x)).split(layer.qk_v, -1)
+            qk, v = layer.qkv.raw(layer.input_norm(x)).split_with_sizes(layer.qk_v, -1)
             qk = qk.view(heads + n_kv, self.head_dim)
             if self.gemma:
                 qk = self._qk_norm(qk.float(), layer)
             qk = self._rotate(qk, *rope[self.layer_rope[i]])
-            q, k = qk.split((heads, n_kv))
+            q, k = qk.split_with_sizes((heads, n_kv))
             keys, values = state.keys[i], state.values[i]
             keys[:, :, pos] = k
             values[:, pos] = v.view(kv_shape)
