@@ -1,5 +1,6 @@
 """Turn a training run into a shipped model: fp16 weights plus the int32 entropy tables built
-from exactly those fp16 weights, and a JSON config with the training summary."""
+from exactly those fp16 weights, and a JSON config with the training summary and the model's
+family (perceptual when any perceptual, adversarial or semantic term was on, else mse)."""
 
 import json
 from pathlib import Path
@@ -29,9 +30,11 @@ def export_weights(run: Path, name: str, dest: Path) -> Path:
     state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()}
     dest.mkdir(parents=True, exist_ok=True)
     save_file(state, str(dest / f"{name}.safetensors"))
+    perceptual = bool(train_cfg.get("perceptual") or train_cfg.get("adversarial") or train_cfg.get("semantic"))
     summary = {
         "model": model_cfg,
         "lmbda": train_cfg["lmbda"],
+        "family": "perceptual" if perceptual else "mse",
         "training": {
             "steps": progress["step"],
             "train_minutes": round(progress["elapsed_s"] / 60, 1),
@@ -40,6 +43,8 @@ def export_weights(run: Path, name: str, dest: Path) -> Path:
             "lr": train_cfg["lr"],
             "datasets": train_cfg["datasets"],
             "init_from": train_cfg["init_from"],
+            "trainable": train_cfg.get("trainable", "all"),
+            **{key: train_cfg[key] for key in ("perceptual", "adversarial", "semantic") if train_cfg.get(key)},
             "last_validation": progress["history"][-1] if progress["history"] else None,
         },
     }
