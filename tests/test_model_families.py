@@ -61,3 +61,19 @@ def test_unknown_family_is_refused(weights):
         registry.shipped_models("fancy")
     with pytest.raises(ModelNotFoundError, match="no shipped image model 'nope'"):
         registry.model_family("nope")
+
+
+def test_shipped_perceptual_models_share_the_mse_bitstreams():
+    from skimage import data
+
+    mse, perceptual = registry.shipped_models("mse"), registry.shipped_models("perceptual")
+    if not perceptual:
+        pytest.skip("no perceptual models shipped")
+    assert len(mse) == len(perceptual)
+    image = np.ascontiguousarray(data.astronaut()[:192, :256])
+    for plain, tuned in zip(mse, perceptual):
+        a, b = registry.load_image_codec(plain), registry.load_image_codec(tuned)
+        payload = a.compress(image)
+        assert b.compress(image) == payload, (plain, tuned)
+        assert a.fingerprint() != b.fingerprint()
+        assert not np.array_equal(a.decompress(payload, 256, 192), b.decompress(payload, 256, 192))
