@@ -6,11 +6,11 @@ message (tests/fuzz_cases.py: `run_case`).
 
 import random
 
+import fuzz_cases as fc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fuzz_cases as fc
 from stic import container as c
 from stic import pipeline
 from stic.errors import FormatError
@@ -56,7 +56,7 @@ def test_stacked_mutations_of_real_files(seeds, layouts, case_seed, rounds):
 
 
 def test_every_truncation_and_bit_flip_is_a_format_error(seeds):
-    for name, seed in seeds.items():
+    for seed in seeds.values():
         for cut in range(len(seed)):
             with pytest.raises(FormatError):
                 c.unpack(seed[:cut])

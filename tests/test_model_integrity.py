@@ -3,10 +3,10 @@ before anything is decoded, and the error names the model the file needs."""
 
 import json
 
+import fuzz_cases as fc
 import pytest
 from safetensors.torch import save_file
 
-import fuzz_cases as fc
 from stic import pipeline
 from stic.errors import ModelMismatchError
 from stic.image.learned import LearnedImageCodec

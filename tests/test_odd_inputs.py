@@ -31,7 +31,7 @@ WORKS = {
     "grey-alpha.png": (Image.merge("LA", [Image.fromarray(_gradient(30, 50)[:, :, 0])] * 2), {}, (50, 30), "alpha channel dropped"),
     "rgba.png": (Image.fromarray(np.dstack([_gradient(30, 50), np.full((30, 50), 128, np.uint8)])), {}, (50, 30), "alpha channel dropped"),
     "palette.png": (Image.fromarray(_gradient(30, 50)).convert("P"), {}, (50, 30), None),
-    "16bit.png": (Image.fromarray((_gradient(30, 50)[:, :, 0].astype(np.uint16) * 257)), {}, (50, 30), None),
+    "16bit.png": (Image.fromarray(_gradient(30, 50)[:, :, 0].astype(np.uint16) * 257), {}, (50, 30), None),
     "cmyk.jpg": (Image.fromarray(_gradient(30, 50)).convert("CMYK"), {"quality": 95}, (50, 30), None),
     "progressive.jpg": (Image.fromarray(_gradient(30, 50)), {"progressive": True, "quality": 90}, (50, 30), None),
     "exif-rotated.jpg": (*_exif_rotated(), (24, 40), None),

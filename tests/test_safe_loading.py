@@ -115,15 +115,18 @@ def test_every_loader_in_src_is_weights_only():
                 value = keywords.get("weights_only")
                 if not (isinstance(value, ast.Constant) and value.value is True):
                     problems.append(f"{where}:{call.lineno} {name} without weights_only=True")
-            if name.endswith("np.load") or name.endswith("numpy.load"):
+            if name.endswith(("np.load", "numpy.load")):
                 value = keywords.get("allow_pickle")
                 if value is not None and not (isinstance(value, ast.Constant) and value.value is False):
                     problems.append(f"{where}:{call.lineno} np.load with allow_pickle")
             if name in ("pickle.load", "pickle.loads", "pickle.Unpickler", "dill.load", "joblib.load") and str(where) != "metrics/weights.py":
                 problems.append(f"{where}:{call.lineno} {name}")
         for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and str(where) != "metrics/weights.py":
-                if any(ast.unparse(base).endswith("Unpickler") for base in node.bases):
-                    problems.append(f"{where}:{node.lineno} an Unpickler subclass")
+            if (
+                isinstance(node, ast.ClassDef)
+                and str(where) != "metrics/weights.py"
+                and any(ast.unparse(base).endswith("Unpickler") for base in node.bases)
+            ):
+                problems.append(f"{where}:{node.lineno} an Unpickler subclass")
     assert problems == []
     assert checked >= 5  # the scan does see the loaders there are (metrics, training, CompressAI zoo)
