@@ -7,10 +7,13 @@ good checkpoint.
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from stic.errors import ModelNotFoundError
 
 #: CompressAI derives these from the weights with model.update(); they are empty while training
 DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
@@ -60,7 +63,13 @@ def load_checkpoint(folder: Path, model, optimizers: dict, modules: dict | None 
     An auxiliary module (and its optimizer, same name) absent from an older checkpoint keeps its
     fresh initialisation, so a run saved before e.g. the adversarial term existed still resumes."""
     load_weights(model, folder)
-    saved = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")
+    try:
+        saved = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise ModelNotFoundError(
+            f"refusing checkpoint {folder / 'optim.pt'}: it holds more than tensors (stic writes "
+            "tensors-only optimizer states and never unpickles arbitrary objects)"
+        ) from exc
     optional = set(modules or {})
     for name, module in (modules or {}).items():
         if (folder / f"{name}.safetensors").exists():
