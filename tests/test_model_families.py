@@ -77,3 +77,13 @@ def test_shipped_perceptual_models_share_the_mse_bitstreams():
         assert b.compress(image) == payload, (plain, tuned)
         assert a.fingerprint() != b.fingerprint()
         assert not np.array_equal(a.decompress(payload, 256, 192), b.decompress(payload, 256, 192))
+
+
+def test_default_refiner_follows_the_family():
+    from stic.pipeline import DEFAULT_REFINERS, default_refiner
+
+    assert default_refiner(family="mse") == DEFAULT_REFINERS["mse"] == "realesrgan-compact"
+    assert default_refiner(family="perceptual") == DEFAULT_REFINERS["perceptual"] == "identity"
+    for name in registry.all_shipped_models():
+        assert default_refiner(model=name) == DEFAULT_REFINERS[registry.model_family(name)]
+    assert default_refiner(model="some/local/folder") == DEFAULT_REFINERS["mse"]

@@ -57,9 +57,10 @@ def _caption_for(args, image) -> tuple[str | None, dict]:
 
 def _refiner_for(args):
     """The refiner named by --refiner (None: no refine section), with the diffusion settings."""
-    from stic.refine.registry import DEFAULT_REFINER, get_refiner
+    from stic.pipeline import default_refiner
+    from stic.refine.registry import get_refiner
 
-    name = args.refiner or DEFAULT_REFINER
+    name = args.refiner or default_refiner(args.model, args.family)
     if name in ("identity", "none"):
         return None
 
@@ -163,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--bpp", type=float, help="largest model whose real file is <= this many bits per pixel")
     rate.add_argument("--quality", type=int, help="shipped rate point, 1 = lowest rate")
     rate.add_argument("--model", help="image model: a shipped name or a local model directory")
-    enc.add_argument("--family", help="model family --quality/--bpp choose from: perceptual (default where shipped: "
-                     "decoders fine-tuned for LPIPS) or mse (higher PSNR, blurrier look); both reach the same rates")
+    enc.add_argument("--family", help="model family --quality/--bpp choose from: mse (default) or perceptual "
+                     "(decoders fine-tuned for LPIPS; docs/training.md); twins share encoder and rates")
     enc.add_argument("--captioner", metavar="MODEL", help="caption the image with this vision-language model (id or local directory)")
     enc.add_argument("--caption-prompt", help="prompt for --captioner (default: a short description of at most ~50 words)")
     enc.add_argument("--caption", help="caption text to code with the image")
@@ -179,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enc.add_argument(
         "--refiner",
-        help="refiner the decoder applies: realesrgan-compact (default: lowered LPIPS and DISTS at every "
-        "measured rate, ~1 CPU-second for 768x512), realesrgan (x4plus: much lower LPIPS/DISTS, ~25x the compute), diffusion[:MODEL], identity",
+        help="refiner the decoder applies: realesrgan-compact (default for MSE models: lowered LPIPS and DISTS "
+        "at every measured rate, ~1 CPU-second for 768x512; perceptual models default to none), realesrgan (x4plus: much lower LPIPS/DISTS, ~25x the compute), diffusion[:MODEL], identity",
     )
     enc.add_argument("--refiner-model", help="diffusion model id or local directory (default: $STIC_DIFFUSION_MODEL or SD 1.5)")
     enc.add_argument("--seed", type=int, default=0, help="refiner seed stored in the file (default: 0)")

@@ -27,12 +27,23 @@ from stic.container import (
 from stic.errors import FormatError, InputError
 from stic.image.io import MAX_PIXELS, MAX_SIDE, size_problem
 from stic.image.protocol import ImageCodec
-from stic.image.registry import codec_for_fingerprint, load_image_codec, shipped_models
+from stic.image.registry import (
+    all_shipped_models,
+    codec_for_fingerprint,
+    default_family,
+    load_image_codec,
+    model_family,
+    shipped_models,
+)
 from stic.refine.protocol import Refiner
 from stic.text.protocol import TextCoder
 from stic.text.registry import get_text_coder, text_coder_for_section
 
 DEFAULT_TEXT_CODER = "lm"
+#: the refiner `stic encode` writes unless told otherwise, per image-model family: Real-ESRGAN-compact
+#: lowers both LPIPS-Alex and DISTS of the MSE models' x̂ at every rate point on Kodak, and raises
+#: LPIPS-Alex of the perceptual ones (results/refine_kodak_compact*.md)
+DEFAULT_REFINERS = {"mse": "realesrgan-compact", "perceptual": "identity"}
 
 
 @dataclass
@@ -58,6 +69,14 @@ class Decoded:
 def default_quality(family: str | None = None) -> int:
     """The middle shipped rate point: a balanced default (1 = lowest rate)."""
     return (len(shipped_models(family)) + 1) // 2
+
+
+def default_refiner(model: str | None = None, family: str | None = None) -> str:
+    """The refiner to write for a shipped `model`, or for a family's ladder; models from outside
+    the package get the MSE models' refiner."""
+    if model is not None:
+        family = model_family(model) if model in all_shipped_models() else "mse"
+    return DEFAULT_REFINERS[family or default_family()]
 
 
 def _image_codec_for_quality(quality: int, family: str | None) -> ImageCodec:

@@ -17,8 +17,6 @@ from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
 
 REFINER_CHOICES = ("identity", "realesrgan", "realesrgan-compact", "diffusion")
-#: what `stic encode` and the stic codec in `stic eval` write unless told otherwise (results/refine_kodak_*)
-DEFAULT_REFINER = "realesrgan-compact"
 _ALIASES = {"none": "identity", "gan": "realesrgan"}
 
 
