@@ -1,0 +1,73 @@
+"""How long `stic decode` takes on Kodak with the default settings (MSE model, LM-coded caption,
+Real-ESRGAN-compact refiner): a cold `stic decode` process (imports and model loads included) and
+a warm in-process decode (models already loaded), refined and x̂ only.
+
+    python bench/decode_time.py [--images kodim01 kodim02 kodim03] [--quality 2]
+
+Writes results/decode_time.json. Run it on a quiet machine: the load average is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from stic.caption.fixed import PrecomputedCaptioner
+from stic.image.io import load_image
+from stic.paths import data_dir
+from stic.pipeline import decode, default_refiner, encode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", nargs="+", default=["kodim01", "kodim02", "kodim03"])
+    parser.add_argument("--quality", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "decode_time.json")
+    args = parser.parse_args()
+
+    captioner = PrecomputedCaptioner(data_dir() / "captions" / "kodak_llava15.csv")
+    rows, loads = [], [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.images:
+            image = load_image(data_dir() / "kodak" / f"{name}.png")
+            caption = captioner.caption(image, name).text  # fitted to CLIP's window, as `stic encode` does
+            encoded = encode(image, quality=args.quality, caption=caption, refiner=default_refiner())
+            path = Path(tmp) / f"{name}.stic"
+            path.write_bytes(encoded.data)
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "stic.cli", "decode", str(path), "-o", str(Path(tmp) / f"{name}.png")],
+                           check=True, capture_output=True)  # fmt: skip
+            cold = time.perf_counter() - started
+            decode(encoded.data)  # loads and caches every model the file names
+            refined = _timed(lambda: decode(encoded.data))
+            xhat = _timed(lambda: decode(encoded.data, refine=False))
+            rows.append({"image": name, "size": f"{image.shape[1]}x{image.shape[0]}", "model": encoded.image_model,
+                         "bytes": len(encoded.data), "cold_cli_decode_s": round(cold, 2),
+                         "warm_refined_wall_s": round(refined[0], 2), "warm_refined_cpu_s": round(refined[1], 2),
+                         "warm_xhat_wall_s": round(xhat[0], 2), "warm_xhat_cpu_s": round(xhat[1], 2)})  # fmt: skip
+            loads.append(os.getloadavg()[0])
+            print(rows[-1])
+    means = {key: round(statistics.mean(r[key] for r in rows), 2) for key in rows[0] if key.endswith("_s")}
+    result = {"command": "python bench/decode_time.py " + " ".join(sys.argv[1:]), "refiner": default_refiner(),
+              "cpu_count": os.cpu_count(), "load_average_1min": [round(x, 2) for x in loads], "means": means, "images": rows}  # fmt: skip
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(means))
+
+
+if __name__ == "__main__":
+    main()
