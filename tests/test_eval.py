@@ -327,3 +327,23 @@ def test_stic_codec_without_models_fails_before_running(tmp_path, monkeypatch):
     monkeypatch.setattr(stic.image.registry, "shipped_models", list)
     with pytest.raises(ModelNotFoundError, match="no shipped image models"):
         run_eval(_config(tmp_path, _folder(tmp_path), codecs=["stic"]), progress=False)
+
+
+def test_an_interrupted_rerun_keeps_old_values_and_a_cut_row_is_ignored(tmp_path, monkeypatch):
+    folder = _folder(tmp_path)
+    config = _config(tmp_path, folder)
+    run_eval(config, progress=False)
+    first = _rows(config.out)
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness, "run_local", lambda tasks, cfg: map(killed, tasks))
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(_config(tmp_path, folder, metrics=["psnr", "lpips-alex"]), progress=False)
+    kept = harness.read_rows(config.out / "per_image.csv")
+    assert sorted(map(harness.row_key, kept)) == sorted(map(harness.row_key, first))  # nothing lost
+    with open(config.out / "per_image.csv", "a", encoding="utf-8") as handle:
+        handle.write(f"{first[0]['image']},{first[0]['codec']},0.0")  # a row cut by a kill
+    again = harness.read_rows(config.out / "per_image.csv")
+    assert len(again) == len(first) and all(r["status"] for r in again)

@@ -5,7 +5,9 @@ codec's encodes are shared between targets. `run_task` is a plain function of it
 same code runs in-process, in a process pool, or on Ray (`stic.eval.ray_runner`).
 
 Resumable: rows already in `per_image.csv` with status "unreachable", or "ok" with every requested
-metric filled in, are kept and skipped; other rows (failures, missing metrics) are redone.
+metric filled in, are skipped; other rows (failures, missing metrics) are redone. A redone row is
+appended and supersedes the old one (the last row per image, codec and target wins), so an
+interrupted run never loses a value it had; a row cut short by a kill is ignored.
 A failure on one image is recorded as a row with status "failed" and the run goes on.
 """
 
@@ -126,11 +128,23 @@ def run_task(
     return rows, images
 
 
+def row_key(row: dict) -> tuple[str, str, float]:
+    return row["image"], row["codec"], float(row["target_bpp"])
+
+
 def read_rows(path: Path) -> list[dict]:
+    """The CSV's rows, the last one per (image, codec, target); a truncated row is dropped."""
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        rows = [r for r in csv.DictReader(handle) if None not in r.values() and None not in r]
+    latest = {}
+    for row in rows:
+        try:
+            latest[row_key(row)] = row
+        except ValueError:  # a target cut mid-number
+            continue
+    return list(latest.values())
 
 
 def _row_done(row: dict, metrics: list[str]) -> bool:
@@ -211,17 +225,10 @@ def validate(config: EvalConfig) -> None:
 
 
 def plan(config: EvalConfig) -> tuple[list[Task], list[dict]]:
-    """Tasks still to run, and the finished rows to keep."""
+    """Tasks still to run, and the rows to keep (all existing ones: redone rows supersede them)."""
     images = list_images(config.data)[: config.limit]
-    existing = read_rows(config.out / CSV_NAME)
-    done = {
-        (r["image"], r["codec"], float(r["target_bpp"]))
-        for r in existing
-        if _row_done(r, config.metrics)
-    }
-    kept = [
-        r for r in existing if (r["image"], r["codec"], float(r["target_bpp"])) in done
-    ]
+    kept = read_rows(config.out / CSV_NAME)
+    done = {row_key(r) for r in kept if _row_done(r, config.metrics)}
     tasks = []
     for path in images:
         for codec in config.codecs:
