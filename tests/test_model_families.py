@@ -59,6 +59,10 @@ def test_quality_picks_within_the_family_and_every_model_decodes(weights):
 def test_unknown_family_is_refused(weights):
     with pytest.raises(ModelNotFoundError, match="unknown model family 'fancy'"):
         registry.shipped_models("fancy")
+    from stic.pipeline import default_refiner
+
+    with pytest.raises(ModelNotFoundError, match="unknown model family 'fancy'"):
+        default_refiner(family="fancy")
     with pytest.raises(ModelNotFoundError, match="no shipped image model 'nope'"):
         registry.model_family("nope")
 

@@ -29,6 +29,7 @@ from stic.image.io import MAX_PIXELS, MAX_SIDE, size_problem
 from stic.image.protocol import ImageCodec
 from stic.image.registry import (
     all_shipped_models,
+    check_family,
     codec_for_fingerprint,
     default_family,
     load_image_codec,
@@ -76,7 +77,7 @@ def default_refiner(model: str | None = None, family: str | None = None) -> str:
     the package get the MSE models' refiner."""
     if model is not None:
         family = model_family(model) if model in all_shipped_models() else "mse"
-    return DEFAULT_REFINERS[family or default_family()]
+    return DEFAULT_REFINERS[check_family(family or default_family())]
 
 
 def _image_codec_for_quality(quality: int, family: str | None) -> ImageCodec:

@@ -51,11 +51,15 @@ def all_shipped_models() -> list[str]:
 def shipped_models(family: str | None = None) -> list[str]:
     """The rate ladder of one family (default: DEFAULT_FAMILY if shipped, else mse), lowest rate first."""
     configs = _shipped_configs()
-    family = family or default_family()
-    if family not in FAMILIES:
-        raise ModelNotFoundError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
+    family = check_family(family or default_family())
     ladder = [name for name, cfg in configs.items() if _family(cfg) == family]
     return sorted(ladder, key=lambda name: (configs[name]["lmbda"], name))
+
+
+def check_family(family: str) -> str:
+    if family not in FAMILIES:
+        raise ModelNotFoundError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
+    return family
 
 
 def default_family() -> str:
