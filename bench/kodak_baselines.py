@@ -31,6 +31,7 @@ def main() -> None:
             Path(__file__).resolve().parents[1] / "results" / "kodak_baselines"
         ),
     )
+    parser.add_argument("--workers", type=int, default=1, help="processes (one core each)")
     args = parser.parse_args()
     out = Path(args.out)
     config = EvalConfig(
@@ -39,6 +40,7 @@ def main() -> None:
         targets=TARGETS,
         out=out,
         metrics=args.metrics.split(","),
+        workers=args.workers,
     )
     run_eval(config)
     reference = data_dir() / "published" / "kodak_peers.csv"

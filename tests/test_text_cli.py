@@ -126,6 +126,41 @@ def test_lm_coders_round_trip_and_need_their_model(tmp_path, capsys, tiny_models
         _one_line_error(code, err, "coded with", str(Path(model_a).resolve()), "not with")
 
 
+def test_adapt_trains_a_prefix_that_encode_and_decode_use(tmp_path, capsys, tiny_models):
+    from tiny_lm import CORPUS
+
+    corpus = tmp_path / "captions.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n\n")
+    prefix = tmp_path / "prefix.safetensors"
+    code, out, err = _stic(
+        capsys, "adapt", str(corpus), "-o", str(prefix), "--model", tiny_models[0],
+        "--length", "4", "--steps", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "prefix of 4 positions" in out and "trained on 18 captions; held-out 2" in out
+    path = tmp_path / "tuned.stic"
+    args = ("--model", tiny_models[0], "--prefix", str(prefix))
+    assert _stic(capsys, "encode", CAPTION, "-o", str(path), *args)[0] == 0
+    assert _stic(capsys, "decode", str(path), *args)[1] == CAPTION
+    code, _, err = _stic(capsys, "decode", str(path), "--model", tiny_models[0])
+    _one_line_error(code, err, "coded with")  # without the prefix it cannot be decoded
+    code, _, err = _stic(capsys, "decode", str(path), "--model", tiny_models[1], "--prefix", str(prefix))
+    _one_line_error(code, err, "another language model")
+    code, _, err = _stic(capsys, "adapt", str(tmp_path / "c.csv"), "-o", str(prefix))
+    _one_line_error(code, err, "--column")
+
+
+def test_a_caption_coded_with_another_named_preamble_still_decodes(tmp_path, capsys, tiny_models):
+    from stic.container import Section, write_file
+    from stic.text.lm import load_lm
+    from stic.text.lm_coder import LMArithmeticCoder
+
+    coder = LMArithmeticCoder(load_lm(tiny_models[0]), preamble="plain")  # not the default
+    path = tmp_path / "plain.stic"
+    write_file(path, 0, 0, [Section(SECTION_CAPTION, coder.codec_id, coder.encode(CAPTION), coder.fingerprint())])
+    assert _stic(capsys, "decode", str(path), "--model", tiny_models[0])[1] == CAPTION
+
+
 def test_registry_names_and_errors():
     assert registry.list_text_coders()[:7] == ["raw", "zlib", "bz2", "lzma", "brotli", "zstd", "zstd-dict"]
     assert registry.get_text_coder("brotli").codec_id == codecs.TEXT_BROTLI

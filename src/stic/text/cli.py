@@ -1,4 +1,5 @@
-"""`stic text encode|decode|bench`: code a caption on its own, and compare caption coders.
+"""`stic text encode|decode|bench|adapt`: code a caption on its own, compare caption coders,
+and train a learned prefix for the caption LM.
 
 A caption-only .stic file is an ordinary .stic file (width = height = 0) holding one caption
 section, so `stic info` describes it and the same fingerprint checks guard its decoding.
@@ -37,7 +38,10 @@ def _cmd_encode(args) -> None:
     from stic.text.registry import get_text_coder
 
     text = _read_text(args.text)
-    coder = get_text_coder(_coder_name(args))
+    name = _coder_name(args)
+    if args.prefix is not None and not name.startswith("lm"):
+        raise InputError(f"--prefix is for the lm coder, not {args.coder!r}")
+    coder = get_text_coder(name, **({} if args.prefix is None else {"prefix": args.prefix}))
     payload = coder.encode(text)
     written = write_file(args.output, 0, 0, [Section(SECTION_CAPTION, coder.codec_id, payload, coder.fingerprint())])
     per_char = f", {8 * len(payload) / len(text):.3f} bits/char" if text else ""
@@ -55,7 +59,9 @@ def _cmd_decode(args) -> None:
     section = file.section(SECTION_CAPTION)
     if section is None:
         raise FormatError(f"{args.file} holds no caption section")
-    coder = text_coder_for_section(section.codec_id, section.fingerprint, model=args.model)
+    coder = text_coder_for_section(
+        section.codec_id, section.fingerprint, model=args.model, prefix=args.prefix
+    )
     text = coder.decode(section.payload)
     if args.output:
         write_bytes_atomic(Path(args.output), text.encode("utf-8"))
@@ -79,6 +85,46 @@ def _cmd_bench(args) -> None:
         print(f"wrote {args.json}")
 
 
+def _read_corpus(paths: list[str], column: str | None) -> list[str]:
+    from stic.text.bench import read_texts
+
+    texts: list[str] = []
+    for path in paths:
+        if Path(path).suffix.lower() == ".csv":
+            if column is None:
+                raise InputError(f"{path}: give --column to read captions from a CSV file")
+            texts += read_texts(path, column)
+            continue
+        try:
+            texts += [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as err:
+            raise InputError(f"cannot read {path}: {err.strerror or err}") from err
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+    return texts
+
+
+def _cmd_adapt(args) -> None:
+    from stic.text.adapt import AdaptConfig, train_prefix
+    from stic.text.lm import load_lm
+    from stic.text.registry import default_model
+
+    texts = _read_corpus(args.corpus, args.column)
+    lm = load_lm(args.model or default_model())
+    config = AdaptConfig(
+        length=args.length, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, threads=args.threads,
+    )  # fmt: skip
+    prefix, report = train_prefix(lm, texts, config)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    prefix.save(Path(args.output))
+    curve = ", ".join(f"step {step}: {bpc:.4f}" for step, bpc in report.validation_bits_per_char)
+    print(
+        f"{args.output}: prefix of {prefix.length} positions for {lm.name}; trained on "
+        f"{report.train_texts} captions; held-out {report.validation_texts}: bits/char {curve}"
+    )
+
+
 def add_parser(subparsers) -> None:
     from stic.text.bench import DEFAULT_METHODS
 
@@ -92,12 +138,15 @@ def add_parser(subparsers) -> None:
     enc.add_argument("-o", "--output", required=True, help="output .stic file")
     enc.add_argument("--coder", default="lm", help=f"{coder_help} (default: lm)")
     enc.add_argument("--model", help=model_help)
+    prefix_help = "a learned prefix made by `stic text adapt` (lm coder; default: the one stic ships for the model)"
+    enc.add_argument("--prefix", help=prefix_help)
     enc.set_defaults(func=_cmd_encode)
 
     dec = sub.add_parser("decode", help="decode the caption of a .stic file")
     dec.add_argument("file")
     dec.add_argument("-o", "--output", help="write the text here (UTF-8) instead of standard output")
     dec.add_argument("--model", help=f"{model_help}; default: the one the file names")
+    dec.add_argument("--prefix", help="the learned prefix the caption was coded with, if not the shipped one")
     dec.set_defaults(func=_cmd_decode)
 
     bench = sub.add_parser("bench", help="compare caption coders on a CSV column of texts")
@@ -108,3 +157,18 @@ def add_parser(subparsers) -> None:
     bench.add_argument("--limit", type=int, help="only the first N texts")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(func=_cmd_bench)
+
+    adapt = sub.add_parser(
+        "adapt", help="train a learned prefix (prefix tuning) for the caption LM on example captions"
+    )
+    adapt.add_argument("corpus", nargs="+", help="caption files: .txt (one per line) or .csv (with --column)")
+    adapt.add_argument("--column", help="the CSV column holding the captions")
+    adapt.add_argument("-o", "--output", required=True, help="prefix file to write (.safetensors)")
+    adapt.add_argument("--model", help=model_help)
+    adapt.add_argument("--length", type=int, default=32, help="prefix positions (default: 32)")
+    adapt.add_argument("--steps", type=int, default=150, help="optimiser steps (default: 150)")
+    adapt.add_argument("--batch-size", type=int, default=8, help="captions per step (default: 8)")
+    adapt.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    adapt.set_defaults(func=_cmd_adapt)

@@ -29,6 +29,7 @@ from typing import Protocol
 import torch
 
 from stic.errors import ModelNotFoundError
+from stic.text.prefix import LearnedPrefix
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,17 @@ class LMSession(Protocol):
     def push(self, token_id: int) -> None: ...
 
 
+def cache_argument(model: torch.nn.Module, cache) -> dict:
+    """Keyword arguments that pass a KV cache to `model.forward` (the name changed in
+    transformers 5: `cache`, formerly `past_key_values`)."""
+    params = inspect.signature(model.forward).parameters
+    return {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
+
+
 def _forward_last(model: torch.nn.Module, ids: Sequence[int], cache) -> torch.Tensor:
     """Float32 logits after `ids`, extending the KV `cache` in place (fixed thread count)."""
     params = inspect.signature(model.forward).parameters
-    kwargs = {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
+    kwargs = cache_argument(model, cache)
     if "logits_to_keep" in params:
         kwargs["logits_to_keep"] = 1
     with torch.inference_mode(), fixed_threads(CODING_THREADS):
@@ -186,6 +194,7 @@ class LanguageModel:
         if engine.startswith("lean-"):
             self._lean = lm_fast.LeanDecoder(self.model, weights=engine.removeprefix("lean-"))
         self._fingerprint: bytes | None = None
+        self._digest: bytes | None = None
         self._prefix_memo: tuple[tuple[int, ...], object] | None = None
 
     @property
@@ -202,37 +211,51 @@ class LanguageModel:
             raise ModelNotFoundError(f"model {self.name!r}: tokenizer has neither BOS nor EOS")
         return [int(start)]
 
-    def session(self, prefix_ids: Sequence[int]) -> LMSession:
+    def session(self, prefix_ids: Sequence[int], learned: LearnedPrefix | None = None) -> LMSession:
         """Run `prefix_ids` (at least one token) in one pass and return an incremental session.
 
-        The prefix's state is memoised, so coding many texts after one preamble runs it once.
+        With a `learned` prefix its key/value states come first (positions 0..P-1) and
+        `prefix_ids` follow. The prefix's state is memoised, so coding many texts after one
+        preamble runs it once.
         """
         prefix = tuple(int(t) for t in prefix_ids)
         if not prefix:
             raise ValueError("session needs a non-empty prefix (e.g. BOS)")
-        if self._prefix_memo is None or self._prefix_memo[0] != prefix:
-            self._prefix_memo = (prefix, self._run_prefix(list(prefix)))
+        key = (prefix, None if learned is None else learned.digest())
+        if self._prefix_memo is None or self._prefix_memo[0] != key:
+            if learned is not None:
+                learned.check_model(self.model, self.digest(), self.name)
+            self._prefix_memo = (key, self._run_prefix(list(prefix), learned))
         state = self._prefix_memo[1]
         if self._lean is not None:
             return _LeanSession(self._lean, state.clone())
         cache, logits = state
         return _HFSession(self.model, copy.deepcopy(cache), logits.clone())
 
-    def _run_prefix(self, prefix: list[int]):
+    def _run_prefix(self, prefix: list[int], learned: LearnedPrefix | None):
         with fixed_threads(CODING_THREADS):
             if self._lean is not None:
-                return self._lean.start(prefix)
+                return self._lean.start(prefix, learned=learned)
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
+        if learned is not None:
+            for layer, (keys, values) in enumerate(zip(learned.keys, learned.values, strict=True)):
+                cache.update(keys[None].clone(), values[None].clone(), layer)
         return cache, _forward_last(self.model, prefix, cache)
+
+    def digest(self) -> bytes:
+        """`model_digest` of this model (memoised): what a learned prefix is checked against."""
+        if self._digest is None:
+            self._digest = model_digest(self.model, self.tokenizer)
+        return self._digest
 
     def fingerprint(self) -> bytes:
         """4 bytes over the architecture, the tokenizer, every weight and the engine (and its version)."""
         if self._fingerprint is None:
             from stic.text.lm_fast import NUMERICS_VERSION
 
-            digest = model_digest(self.model, self.tokenizer)
+            digest = self.digest()
             engine = self.engine
             if self._lean is not None:
                 engine += f"|v{NUMERICS_VERSION}"

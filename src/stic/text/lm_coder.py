@@ -34,12 +34,18 @@ from stic.codecs import TEXT_LM_ARITHMETIC
 from stic.errors import FormatError, InputError
 from stic.text.lm import LanguageModel
 from stic.text.preamble import Preamble, get_preamble
+from stic.text.prefix import LearnedPrefix, has_shipped_prefix, shipped_prefix
 
 #: The offline default, chosen by bench/caption_lm.py on bits *and* speed (docs/caption_coding.md):
 #: Gemma-3-270M saves ~19 bits per Kodak caption (0.00005 bpp) but costs 1.7x the CPU time, a
 #: 238 MB extra install and a non-free licence. "gemma3-270m" stays selectable.
 DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_PREAMBLE = "examples"
+
+
+def default_preamble(model_name: str) -> str:
+    """The preamble stic codes with unless told otherwise (chosen by bench/caption_lm.py): the
+    learned prefix where one ships for the model (fewer bits and faster), else written examples."""
+    return "tuned" if has_shipped_prefix(model_name) else "examples"
 
 #: Total of every quantised frequency table (constriction's default categorical precision).
 FREQ_TOTAL = 1 << 24
@@ -188,9 +194,21 @@ class LMArithmeticCoder:
 
     codec_id = TEXT_LM_ARITHMETIC
 
-    def __init__(self, lm: LanguageModel, preamble: Preamble | str = "none"):
+    def __init__(
+        self,
+        lm: LanguageModel,
+        preamble: Preamble | str = "none",
+        learned: LearnedPrefix | None = None,
+    ):
+        """`learned`: the prefix for a learned preamble ("tuned"); default: the one stic ships
+        for the model."""
         self.lm = lm
         self.preamble = get_preamble(preamble) if isinstance(preamble, str) else preamble
+        if self.preamble.learned and learned is None:
+            learned = shipped_prefix(lm.name)
+        self._learned = learned if self.preamble.learned else None
+        if self._learned is not None:
+            self._learned.check_model(lm.model, lm.digest(), lm.name)
         self.name = f"lm:{lm.name}"
         tok = lm.tokenizer
         try:
@@ -212,6 +230,8 @@ class LMArithmeticCoder:
                 f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self._end}|".encode()
             )
             h.update(np.asarray(self._prefix, dtype=np.int64).tobytes())
+            if self._learned is not None:
+                h.update(self._learned.digest())
             self._fingerprint = h.digest()
         return self._fingerprint
 
@@ -260,7 +280,7 @@ class LMArithmeticCoder:
             return EncodeResult(self._finish(log), ideal, len(raw), MODE_BYTES)
         log.add(quantise(_MODE_FREQS), MODE_TOKENS)
         self._log_length(log, len(ids))
-        session = self.lm.session(self._prefix)
+        session = self.lm.session(self._prefix, self._learned)
         ideal = 0.0
         end_flags = quantise(_END_FLAG_FREQS)
         for position, token in enumerate([*ids, self._end]):
@@ -313,7 +333,7 @@ class LMArithmeticCoder:
         limit = 1 << read(quantise(_CLASS_FREQS))  # at most limit - 1 tokens / bytes
         if mode == MODE_BYTES:
             return self._decode_bytes(read, limit)
-        session = self.lm.session(self._prefix)
+        session = self.lm.session(self._prefix, self._learned)
         end_flags = quantise(_END_FLAG_FREQS)
         ids: list[int] = []
         for _ in range(limit):
@@ -353,8 +373,9 @@ class LMArithmeticCoder:
         raise FormatError(f"LM-coded caption: no end of text within {limit - 1} bytes")
 
 
-def default_coder(model: str | None = None, preamble: str = DEFAULT_PREAMBLE) -> LMArithmeticCoder:
+def default_coder(model: str | None = None, preamble: str | None = None) -> LMArithmeticCoder:
     """The LM coder stic uses unless told otherwise: `model` is any name load_lm accepts."""
     from stic.text.lm import load_lm
 
-    return LMArithmeticCoder(load_lm(model or DEFAULT_MODEL), preamble=preamble)
+    lm = load_lm(model or DEFAULT_MODEL)
+    return LMArithmeticCoder(lm, preamble=preamble or default_preamble(lm.name))

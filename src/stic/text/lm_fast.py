@@ -216,8 +216,16 @@ class LeanDecoder:
             self.inv_freq[layer_type] = inv_freq
         self._rope_tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def start(self, prefix_ids: list[int], capacity: int = 256) -> LeanState:
-        state = LeanState(self, len(prefix_ids) + capacity)
+    def start(self, prefix_ids: list[int], capacity: int = 256, learned=None) -> LeanState:
+        """State after `prefix_ids`, which follow a learned prefix's key/value states if given
+        (a stic.text.prefix.LearnedPrefix: its keys are already rotated, so they are copied)."""
+        skip = 0 if learned is None else learned.length
+        state = LeanState(self, skip + len(prefix_ids) + capacity)
+        if learned is not None:
+            for i, (keys, values) in enumerate(zip(learned.keys, learned.values, strict=True)):
+                state.keys[i][:, :, :skip] = keys.transpose(1, 2)
+                state.values[i][:, :skip] = values
+            state.length = skip
         state.logits = self.forward(state, prefix_ids)
         return state
 

@@ -79,8 +79,8 @@ EXAMPLE_DESCRIPTIONS = (
 class Preamble:
     """What the LM reads before a caption, and the token that ends a caption.
 
-    The prefix is BOS, `header`, then each example as `lead` + example + terminator, then `lead`
-    again; the caption follows and is coded up to its own terminator. Each piece is tokenized on
+    The prefix is BOS (or a learned prefix), `header`, then each example as `lead` + example +
+    terminator, then `lead` again; the caption follows and is coded up to its own terminator. Each piece is tokenized on
     its own, exactly as the caption will be, so the examples show the LM the coded pattern.
     `terminator` None (or text that is not one token for the tokenizer) means its EOS token.
     """
@@ -90,6 +90,8 @@ class Preamble:
     examples: tuple[str, ...] = ()
     lead: str = ""
     terminator: str | None = None
+    #: True: a learned prefix (stic.text.prefix) stands in for BOS, header and examples.
+    learned: bool = False
 
     def terminator_id(self, tokenizer) -> int:
         """The terminator's token id; EOS when there is none or it is not a single token."""
@@ -106,7 +108,7 @@ class Preamble:
             return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
 
         end = self.terminator_id(tokenizer)
-        ids = list(start_ids) + tokens(self.header)
+        ids = ([] if self.learned else list(start_ids)) + tokens(self.header)
         for example in self.examples:
             ids += tokens(self.lead) + tokens(example) + [end]
         return ids + tokens(self.lead)
@@ -125,6 +127,7 @@ PREAMBLES = {
             lead="Description:",
             terminator="\n\n",
         ),
+        Preamble("tuned", lead="Description:", learned=True),
     )
 }
 

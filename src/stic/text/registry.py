@@ -21,6 +21,7 @@ from stic import codecs
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
 from stic.paths import cache_dir
 from stic.text import baselines
+from stic.text.prefix import has_shipped_prefix
 from stic.text.protocol import TextCoder
 
 BASELINES = {
@@ -79,9 +80,14 @@ def _lm_coder(method: str, model: str, **opts) -> TextCoder:
 
         coder = RankZlibCoder(lm, **opts)
     else:
-        from stic.text.lm_coder import DEFAULT_PREAMBLE, LMArithmeticCoder
+        from stic.text.lm_coder import LMArithmeticCoder, default_preamble
 
-        coder = LMArithmeticCoder(lm, **{"preamble": DEFAULT_PREAMBLE, **opts})
+        prefix = opts.pop("prefix", None)  # a learned-prefix file (`stic text adapt`)
+        if prefix is not None:
+            from stic.text.prefix import load_prefix
+
+            opts = {"preamble": "tuned", "learned": load_prefix(prefix), **opts}
+        coder = LMArithmeticCoder(lm, **{"preamble": default_preamble(lm.name), **opts})
     if not opts:  # only default coders are worth remembering: sections name no options
         _remember(coder.codec_id, coder.fingerprint(), _model_reference(model))
     return coder
@@ -127,11 +133,23 @@ def model_for_fingerprint(codec_id: int, fingerprint: bytes) -> str | None:
 
 
 # -- decoding a section --------------------------------------------------------------------------
-def text_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None = None) -> TextCoder:
-    """The coder that decodes a caption section, or a clear error naming what is missing."""
+def text_coder_for_section(
+    codec_id: int, fingerprint: bytes, model: str | None = None, prefix: str | None = None
+) -> TextCoder:
+    """The coder that decodes a caption section, or a clear error naming what is missing.
+    `prefix`: the learned-prefix file the caption was coded with, if not the shipped one."""
     method = _METHOD_OF_CODEC.get(codec_id)
     if method is None:
         raise FormatError(f"caption section uses unknown codec id {codec_id} (written by a newer stic?)")
+    if method == "lm" and prefix is not None:
+        model = model or model_for_fingerprint(codec_id, fingerprint) or default_model()
+        coder = get_text_coder(f"lm:{model}", prefix=prefix)
+        if coder.fingerprint() != fingerprint:
+            raise ModelMismatchError(
+                f"the caption was not coded with learned prefix {prefix} and model {model!r} "
+                f"(fingerprint {fingerprint.hex()}, theirs {coder.fingerprint().hex()})"
+            )
+        return coder
     if method in LM_METHODS:
         return _lm_coder_for_section(method, codec_id, fingerprint, model)
     coder = get_text_coder(method)  # a `model` is irrelevant here: these coders use no LM
@@ -150,8 +168,8 @@ def _lm_coder_for_section(method: str, codec_id: int, fingerprint: bytes, model:
         raise FormatError(f"corrupt caption section: {method} without a model fingerprint")
     needed = model_for_fingerprint(codec_id, fingerprint)
     if model is not None:
-        coder = get_text_coder(f"{method}:{model}")
-        if coder.fingerprint() == fingerprint:
+        coder = _coder_with_fingerprint(method, model, fingerprint)
+        if coder is not None:
             return coder
         raise ModelMismatchError(
             f"the caption was coded with {_describe(method, needed, fingerprint)}, not with {model!r}"
@@ -159,24 +177,45 @@ def _lm_coder_for_section(method: str, codec_id: int, fingerprint: bytes, model:
     from stic.text.lm import OFFLINE_MODELS
 
     if needed is not None:  # known: try exactly that model first; if it is gone, say how to get it
-        coder = get_text_coder(f"{method}:{needed}")
-        if coder.fingerprint() == fingerprint:
+        coder = _coder_with_fingerprint(method, needed, fingerprint)
+        if coder is not None:
             return coder
     tried = [] if needed is None else [needed]
     for candidate in dict.fromkeys([default_model(), *OFFLINE_MODELS]):
         if candidate in tried:
             continue
         try:
-            coder = get_text_coder(f"{method}:{candidate}")
+            coder = _coder_with_fingerprint(method, candidate, fingerprint)
         except ModelNotFoundError:
             continue
         tried.append(candidate)
-        if coder.fingerprint() == fingerprint:
+        if coder is not None:
             return coder
     raise ModelMismatchError(
         f"the caption was coded with {_describe(method, None, fingerprint)}"
         f"{'; not ' + ', '.join(tried) if tried else ''}: give the model that made it (--model)"
     )
+
+
+def _coder_with_fingerprint(method: str, model: str, fingerprint: bytes) -> TextCoder | None:
+    """The model's default coder if it has this fingerprint, else the same model with another
+    named preamble (files written with an earlier default preamble still decode), else None."""
+    coder = get_text_coder(f"{method}:{model}")
+    if coder.fingerprint() == fingerprint:
+        return coder
+    if method != "lm":
+        return None
+    from stic.text.lm_coder import LMArithmeticCoder
+    from stic.text.preamble import PREAMBLES
+
+    lm = _load_lm(model)
+    for name, preamble in PREAMBLES.items():
+        if name == coder.preamble.name or (preamble.learned and not has_shipped_prefix(lm.name)):
+            continue
+        other = LMArithmeticCoder(lm, preamble=name)
+        if other.fingerprint() == fingerprint:
+            return other
+    return None
 
 
 def _describe(method: str, model: str | None, fingerprint: bytes) -> str:

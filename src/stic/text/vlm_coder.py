@@ -53,10 +53,10 @@ class VLMPromptedLM:
     def fingerprint(self) -> bytes:
         return self.vlm.fingerprint()
 
-    def session(self, prefix_ids: Sequence[int]) -> _HFSession:
+    def session(self, prefix_ids: Sequence[int], learned=None) -> _HFSession:
         """Run the prompt (with the image) once, then continue token by token like LanguageModel."""
-        if tuple(int(t) for t in prefix_ids) != self._prefix:
-            raise ValueError("a VLM session starts only from its own prompt")
+        if tuple(int(t) for t in prefix_ids) != self._prefix or learned is not None:
+            raise ValueError("a VLM session starts only from its own prompt (no learned prefix)")
         if self._memo is None:
             from transformers import DynamicCache
 

@@ -1,0 +1,113 @@
+"""Learned prefixes: key/value states trained to prime a caption LM (prefix tuning).
+
+A caption is cheap to code when the LM has just read a few texts like it, but a written preamble
+of ten example captions is ~770 tokens the LM attends to at every step. A learned prefix puts the
+same kind of priming into a few dozen positions of every layer's KV cache, trained on an
+in-domain corpus with the model's weights frozen (see stic.text.adapt): fewer bits and faster
+steps than the examples preamble. A prefix belongs to one model: it records that model's digest
+and is refused by any other. Stored as safetensors, never pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
+
+#: Prefixes that ship with stic, trained on corpus/llava_style/ (docs/caption_coding.md).
+SHIPPED_DIR = Path(__file__).resolve().parent / "prefixes"
+_FORMAT = "stic-lm-prefix/1"
+
+
+@dataclass(frozen=True)
+class LearnedPrefix:
+    """Per-layer keys and values [layers, kv heads, positions, head dim] (keys after rotary
+    embedding), and the digest of the model they were trained for."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    model_digest: str  # hex of stic.text.lm.model_digest
+
+    @property
+    def length(self) -> int:
+        return int(self.keys.shape[2])
+
+    def digest(self) -> bytes:
+        """What the coder's fingerprint covers: the exact numbers the LM will see."""
+        h = hashlib.blake2b(digest_size=8)
+        for tensor in (self.keys, self.values):
+            h.update(str(tuple(tensor.shape)).encode())
+            h.update(tensor.to(torch.float32).contiguous().numpy().tobytes())
+        return h.digest()
+
+    def check_model(self, model: torch.nn.Module, digest: bytes, name: str) -> None:
+        """Refuse a prefix trained for another model (or of the wrong shape for this one)."""
+        if self.model_digest != digest.hex():
+            raise ModelMismatchError(
+                f"the learned prefix was trained for another language model than {name!r} "
+                f"(its model digest {self.model_digest[:12]}..., this model's {digest.hex()[:12]}...)"
+            )
+        config = model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        expected = (config.num_hidden_layers, config.num_key_value_heads, self.length, head_dim)
+        if tuple(self.keys.shape) != expected or tuple(self.values.shape) != expected:
+            raise ModelMismatchError(
+                f"learned prefix has shape {tuple(self.keys.shape)}; model {name!r} needs "
+                f"(layers, kv heads, positions, head dim) = {expected}"
+            )
+
+    def save(self, path: Path) -> None:
+        """fp16 safetensors with the model digest in the metadata (written atomically)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        save_file(
+            {"keys": self.keys.to(torch.float16).contiguous(),
+             "values": self.values.to(torch.float16).contiguous()},
+            str(partial),
+            metadata={"format": _FORMAT, "model_digest": self.model_digest},
+        )  # fmt: skip
+        partial.replace(path)
+
+
+def load_prefix(path: Path | str) -> LearnedPrefix:
+    """Read a prefix file; float32 tensors (rounded through fp16 exactly as stored)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"learned prefix not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not a learned-prefix file (safetensors): {exc}") from exc
+    if metadata.get("format") != _FORMAT or set(tensors) != {"keys", "values"}:
+        raise InputError(f"{path} is not a stic learned-prefix file (format {_FORMAT})")
+    keys, values = tensors["keys"].to(torch.float32), tensors["values"].to(torch.float32)
+    if keys.ndim != 4 or keys.shape != values.shape:
+        raise InputError(f"{path}: keys and values must share one 4-d shape")
+    return LearnedPrefix(keys, values, metadata.get("model_digest", ""))
+
+
+def has_shipped_prefix(model_name: str) -> bool:
+    return (SHIPPED_DIR / f"{model_name}.safetensors").is_file()
+
+
+def shipped_prefix(model_name: str) -> LearnedPrefix:
+    """The prefix stic ships for an offline default model."""
+    path = SHIPPED_DIR / f"{model_name}.safetensors"
+    if not path.is_file():
+        known = sorted(p.stem for p in SHIPPED_DIR.glob("*.safetensors"))
+        raise ModelNotFoundError(
+            f"no learned prefix ships for language model {model_name!r} (shipped: "
+            f"{', '.join(known) or 'none'}); train one with `stic text adapt` or use another preamble"
+        )
+    return load_prefix(path)
