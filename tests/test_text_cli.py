@@ -149,6 +149,21 @@ def test_adapt_trains_a_prefix_that_encode_and_decode_use(tmp_path, capsys, tiny
     code, _, err = _stic(capsys, "adapt", str(tmp_path / "c.csv"), "-o", str(prefix))
     _one_line_error(code, err, "--column")
 
+    # the image pipeline takes the same prefix
+    import numpy as np
+    from PIL import Image
+
+    photo, coded, png = tmp_path / "p.png", tmp_path / "p.stic", tmp_path / "d.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(photo)
+    lm_coder = ("--text-coder", f"lm:{tiny_models[0]}")
+    assert main(["encode", str(photo), "-o", str(coded), "--caption", CAPTION, "--refiner", "none",
+                 *lm_coder, "--text-prefix", str(prefix)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["decode", str(coded), "-o", str(png), "--text-model", tiny_models[0], "--text-prefix", str(prefix)]) == 0
+    assert CAPTION in capsys.readouterr().out
+    assert main(["decode", str(coded), "-o", str(png), "--text-model", tiny_models[0]]) == 1
+    assert main(["encode", str(photo), "-o", str(coded), "--text-coder", "zlib", "--text-prefix", str(prefix)]) == 1
+
 
 def test_a_caption_coded_with_another_named_preamble_still_decodes(tmp_path, capsys, tiny_models):
     from stic.container import Section, write_file

@@ -74,6 +74,17 @@ def _refiner_for(args):
     return get_refiner(name, model=args.refiner_model, settings=settings)
 
 
+def _text_coder_for(args):
+    """The --text-coder name, or with --text-prefix the LM coder primed by that prefix."""
+    if args.text_prefix is None:
+        return args.text_coder
+    from stic.text.registry import get_text_coder
+
+    if args.text_coder.partition(":")[0] != "lm":
+        raise InputError(f"--text-prefix is for the lm coder, not {args.text_coder!r}")
+    return get_text_coder(args.text_coder, prefix=args.text_prefix)
+
+
 def _summary(info: dict) -> str:
     parts = [f"{s['kind']} {s['bytes']} B" for s in info["sections"]]
     parts.append(f"header {info['header_overhead_bytes']} B")
@@ -96,7 +107,7 @@ def _cmd_encode(args) -> None:
         bpp=args.bpp,
         model=args.model,
         caption=caption,
-        text_coder=args.text_coder,
+        text_coder=_text_coder_for(args),
         refiner=_refiner_for(args),
         seed=args.seed,
         family=args.family,
@@ -119,7 +130,11 @@ def _cmd_decode(args) -> None:
     source = Path(args.input)
     file = read_file(source)
     decoded = decode_file(
-        file, text_model=args.text_model, refine=not args.no_refine, refiner_model=args.refiner_model
+        file,
+        text_model=args.text_model,
+        text_prefix=args.text_prefix,
+        refine=not args.no_refine,
+        refiner_model=args.refiner_model,
     )
     out = Path(args.output) if args.output else source.with_suffix(".png")
     save_png(out, decoded.image)
@@ -178,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="lm",
         help="caption coder, e.g. lm, lm:gemma3-270m, zlib, vlm:MODEL, vlm-xhat:MODEL (the VLM also sees the decoded image) (default: lm)",
     )
+    enc.add_argument("--text-prefix", help="learned prefix for the lm coder, made by `stic text adapt` (default: the shipped one)")
     enc.add_argument(
         "--refiner",
         help="refiner the decoder applies: realesrgan-compact (default for MSE models: lowered LPIPS and DISTS "
@@ -197,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("-o", "--output", help="output PNG (default: INPUT with .png suffix)")
     dec.add_argument("--caption-output", help="also write the decoded caption to this file")
     dec.add_argument("--text-model", help="caption LM (or VLM) to use when the file names a custom model")
+    dec.add_argument("--text-prefix", help="the learned prefix the caption was coded with, if not the shipped one")
     dec.add_argument("--no-refine", action="store_true", help="output x̂ as decoded, ignoring the file's refiner")
     dec.add_argument("--refiner-model", help="diffusion model for a diffusion-refined file (id or local directory)")
     dec.set_defaults(func=_cmd_decode)

@@ -196,9 +196,12 @@ def _check_image(image: np.ndarray) -> None:
         raise InputError(f"image {problem}")
 
 
-def resolve_models(file: SticFile, text_model: str | None = None) -> tuple[ImageCodec | None, TextCoder | None]:
+def resolve_models(
+    file: SticFile, text_model: str | None = None, text_prefix: str | None = None
+) -> tuple[ImageCodec | None, TextCoder | None]:
     """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them.
-    A VLM coder conditioned on x̂ is returned as None: `decode_file` builds it once x̂ exists."""
+    A VLM coder conditioned on x̂ is returned as None: `decode_file` builds it once x̂ exists.
+    `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one."""
     for section in file.sections:
         if section.kind == SECTION_IMAGE and section.codec_id not in codecs.IMAGE_CODEC_NAMES:
             raise FormatError(f"image section uses unknown codec id {section.codec_id}")
@@ -220,20 +223,35 @@ def resolve_models(file: SticFile, text_model: str | None = None) -> tuple[Image
         return image_codec, vlm_coder_for_section(
             caption_section.codec_id, caption_section.fingerprint, text_model, None
         )
-    text_coder = text_coder_for_section(caption_section.codec_id, caption_section.fingerprint, model=text_model)
+    text_coder = text_coder_for_section(
+        caption_section.codec_id, caption_section.fingerprint, model=text_model, prefix=text_prefix
+    )
     return image_codec, text_coder
 
 
 def decode(
-    data: bytes, *, text_model: str | None = None, refine: bool = True, refiner_model: str | None = None
+    data: bytes,
+    *,
+    text_model: str | None = None,
+    text_prefix: str | None = None,
+    refine: bool = True,
+    refiner_model: str | None = None,
 ) -> Decoded:
     """Decode .stic bytes to the RGB image (exact original size) and the caption, if any; the
     refiner the file names is applied unless `refine` is False (then x̂ is returned)."""
-    return decode_file(unpack(data), text_model=text_model, refine=refine, refiner_model=refiner_model)
+    return decode_file(
+        unpack(data), text_model=text_model, text_prefix=text_prefix, refine=refine,
+        refiner_model=refiner_model,
+    )  # fmt: skip
 
 
 def decode_file(
-    file: SticFile, *, text_model: str | None = None, refine: bool = True, refiner_model: str | None = None
+    file: SticFile,
+    *,
+    text_model: str | None = None,
+    text_prefix: str | None = None,
+    refine: bool = True,
+    refiner_model: str | None = None,
 ) -> Decoded:
     """Decode a parsed file; every model it names is resolved before anything is decoded.
     `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
@@ -244,7 +262,7 @@ def decode_file(
             f"file declares a {file.width}x{file.height} image, above the {MAX_PIXELS:,} pixels "
             f"and {MAX_SIDE} a side that stic codes (corrupt header?)"
         )
-    image_codec, text_coder = resolve_models(file, text_model)
+    image_codec, text_coder = resolve_models(file, text_model, text_prefix)
     refine_section = file.section(SECTION_REFINE) if refine else None
     refiner, seed = (None, 0)
     if refine_section is not None:
