@@ -10,6 +10,7 @@ and is refused by any other. Stored as safetensors, never pickled.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ class LearnedPrefix:
 
     def digest(self) -> bytes:
         """What the coder's fingerprint covers: the exact numbers the LM will see."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> bytes:  # every session start asks: hash the ~1.5 MB once
         h = hashlib.blake2b(digest_size=8)
         for tensor in (self.keys, self.values):
             h.update(str(tuple(tensor.shape)).encode())
@@ -101,8 +106,9 @@ def has_shipped_prefix(model_name: str) -> bool:
     return (SHIPPED_DIR / f"{model_name}.safetensors").is_file()
 
 
+@functools.lru_cache(maxsize=4)
 def shipped_prefix(model_name: str) -> LearnedPrefix:
-    """The prefix stic ships for an offline default model."""
+    """The prefix stic ships for an offline default model (read once per process)."""
     path = SHIPPED_DIR / f"{model_name}.safetensors"
     if not path.is_file():
         known = sorted(p.stem for p in SHIPPED_DIR.glob("*.safetensors"))
