@@ -328,14 +328,18 @@ class LeanDecoder:
             qk = self._rotate(qk, *rope[self.layer_rope[i]])
             q, k = qk.split_with_sizes((heads, n_kv))
             keys, values = state.keys[i], state.values[i]
-            keys[:, :, pos] = k
-            values[:, pos] = v.view(kv_shape)
+            keys.select(2, pos).copy_(k)  # select/narrow: same as indexing, less overhead
+            values.select(1, pos).copy_(v.view(kv_shape))
             window = self.windows[i]
             first = 0 if window is None or pos < window else pos - window + 1
             scores = torch.baddbmm(
-                self._no_bias, q.view(q_shape), keys[:, :, first:end], beta=0.0, alpha=self.scaling
+                self._no_bias,
+                q.view(q_shape),
+                keys.narrow(2, first, end - first),
+                beta=0.0,
+                alpha=self.scaling,
             )  # [n_kv, groups, s]: a single new token may see every cached key in its window
-            attn = torch.bmm(torch.softmax(scores, dim=-1), values[:, first:end])
+            attn = torch.bmm(torch.softmax(scores, dim=-1), values.narrow(1, first, end - first))
             x = self._finish_layer(layer, x, attn.view(1, -1))
         state.length = end
         return self._logits(x)
@@ -373,7 +377,7 @@ class LeanDecoder:
         if self.head_exact is not None:
             # bf16 logits are rounded to ~0.4%: redo the likeliest tokens in float32
             top = torch.topk(logits, HEAD_REFINE_TOP).indices
-            logits[top] = F.linear(last, self.head_exact[top])[0]
+            logits[top] = F.linear(last, self.head_exact.index_select(0, top))[0]
         return logits
 
 
