@@ -32,3 +32,20 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder not found at {path} (set STIC_DATA to run this test)")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Coding runs on one thread; tiny models are also fastest so on a busy machine."""
+    from stic.text.lm import fixed_threads
+
+    with fixed_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def lm():
+    """A tiny random Llama (tests/tiny_lm.py), shared by a module's tests."""
+    from tiny_lm import tiny_lm
+
+    return tiny_lm(seed=0)

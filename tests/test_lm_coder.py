@@ -10,7 +10,7 @@ from tiny_lm import CORPUS, tiny_lm, tiny_tokenizer
 
 from stic.codecs import TEXT_LM_ARITHMETIC
 from stic.errors import FormatError
-from stic.text.lm import LanguageModel, fixed_threads
+from stic.text.lm import LanguageModel
 from stic.text.lm_coder import (
     _CLASS_FREQS,
     COMMON_LENGTH_CLASS,
@@ -21,17 +21,7 @@ from stic.text.lm_coder import (
 from stic.text.preamble import Preamble
 from stic.text.protocol import TextCoder
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Coding runs on one thread; tiny models are also fastest so on a busy machine."""
-    with fixed_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return tiny_lm(seed=0)
+pytestmark = pytest.mark.usefixtures("one_thread")  # coding runs on one thread
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,10 @@ from tiny_lm import tiny_lm, tiny_tokenizer
 
 from stic.errors import ModelNotFoundError
 from stic.text import lm as lm_module
-from stic.text.lm import LanguageModel, fixed_threads, load_lm
+from stic.text.lm import LanguageModel, load_lm
 from stic.text.lm_coder import LMArithmeticCoder
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Coding runs on one thread; tiny models are also fastest so on a busy machine."""
-    with fixed_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # coding runs on one thread
 
 
 TEXT = "The image features a red barn with a white roof, next to mountains and boats. " * 2

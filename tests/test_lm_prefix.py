@@ -9,7 +9,7 @@ from tiny_lm import CORPUS, tiny_lm
 
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
 from stic.text.adapt import AdaptConfig, train_prefix
-from stic.text.lm import LanguageModel, fixed_threads, load_lm
+from stic.text.lm import LanguageModel, load_lm
 from stic.text.lm_coder import LMArithmeticCoder, default_preamble
 from stic.text.prefix import LearnedPrefix, load_prefix, shipped_prefix
 
@@ -21,15 +21,7 @@ CAPTIONS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with fixed_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return tiny_lm(seed=0)
+pytestmark = pytest.mark.usefixtures("one_thread")  # coding runs on one thread
 
 
 @pytest.fixture(scope="module")
