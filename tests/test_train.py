@@ -111,6 +111,32 @@ def test_fine_tune_starts_from_another_run(data, tmp_path):
     assert "initialised from" in (tuned / "train.log").read_text()
 
 
+def test_decoder_from_takes_the_synthesis_transform_of_another_run(data, tmp_path):
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, seed in (("encoder", 0), ("decoder", 1)):
+        runs[name] = tmp_path / name
+        train(TrainConfig(out=str(runs[name]), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=2,
+                          val_crop=64, threads=1, seed=seed, lr=1e-2))
+    mixed = tmp_path / "mixed"
+    train(TrainConfig(out=str(mixed), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=1, val_crop=64,
+                      threads=1, init_from=str(runs["encoder"]), decoder_from=str(runs["decoder"]), lr=0.0,
+                      trainable="decoder"))
+    weights = {name: load_file(str(folder / "model.safetensors")) for name, folder in {**runs, "mixed": mixed}.items()}
+    for key, value in weights["mixed"].items():
+        source = "decoder" if key.startswith("g_s.") else "encoder"
+        assert torch.equal(value, weights[source][key]), key
+    assert any(not torch.equal(weights["encoder"][k], weights["decoder"][k]) for k in weights["mixed"] if k.startswith("g_s."))
+
+    other = tmp_path / "other"
+    train(TrainConfig(out=str(other), model={**TINY, "N": TINY["N"] * 2}, datasets=("set_a",), crop=64, batch=2,
+                      max_steps=1, val_crop=64, threads=1))
+    with pytest.raises(RuntimeError, match="decoder of .*other does not fit"):
+        train(TrainConfig(out=str(tmp_path / "bad"), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=1,
+                          val_crop=64, threads=1, init_from=str(runs["encoder"]), decoder_from=str(other)))
+
+
 def test_decoder_only_perceptual_tuning_keeps_the_bitstream(data, tmp_path):
     base = tmp_path / "base"
     train(TrainConfig(out=str(base), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=2, val_crop=64, threads=1))

@@ -57,6 +57,16 @@ def load_weights(model, folder: Path) -> None:
         raise RuntimeError(f"checkpoint does not fit model: missing {bad_missing}, unexpected {unexpected}")
 
 
+def load_synthesis(model, folder: Path) -> None:
+    """Replace the synthesis transform g_s with another run's (same architecture)."""
+    weights = load_file(str(Path(folder) / "model.safetensors"))
+    synthesis = {k.removeprefix("g_s."): v for k, v in weights.items() if k.startswith("g_s.")}
+    try:
+        model.g_s.load_state_dict(synthesis, strict=True)
+    except RuntimeError as exc:
+        raise RuntimeError(f"decoder of {folder} does not fit this model: {exc}") from exc
+
+
 def load_checkpoint(folder: Path, model, optimizers: dict, modules: dict | None = None) -> dict:
     """Restore weights and optimizer states; return the saved progress state.
 

@@ -61,6 +61,9 @@ def _add_run(commands) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS.checkpoint_minutes)
     p.add_argument("--val-crop", type=int, default=_DEFAULTS.val_crop)
     p.add_argument("--init-from", default=None, help="run folder whose weights start this run (fine-tuning)")
+    p.add_argument("--decoder-from", default=None,
+                   help="with --init-from: take the synthesis transform (decoder) from this run instead, e.g. "
+                   "to re-fit a perceptual decoder to its MSE twin's newer encoder")
     p.add_argument("--perceptual", default="{}",
                    help='extra loss terms as JSON {metric: weight}, metrics from stic.metrics, e.g. \'{"lpips-alex": 1.0}\'')
     p.add_argument("--trainable", choices=("all", "decoder"), default=_DEFAULTS.trainable,
@@ -108,6 +111,7 @@ def run(args) -> int:
         lr=args.lr, minutes=args.minutes, max_steps=args.max_steps, lr_drop_at=args.lr_drop_at,
         datasets=tuple(args.datasets), seed=args.seed, threads=args.threads,
         checkpoint_minutes=args.checkpoint_minutes, val_crop=args.val_crop, init_from=args.init_from,
+        decoder_from=args.decoder_from,
         perceptual=json.loads(args.perceptual), trainable=args.trainable,
         adversarial=args.adversarial, adversarial_warmup=args.adversarial_warmup,
         adversarial_loss=args.adversarial_loss, disc_lr=args.disc_lr, disc_channels=args.disc_channels,

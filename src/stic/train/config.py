@@ -21,6 +21,9 @@ class TrainConfig:
     checkpoint_minutes: float = 4.0
     val_crop: int = 512
     init_from: str | None = None  # fine-tune: start from another run's weights
+    #: with init_from: the synthesis transform g_s starts from this run instead (e.g. a perceptual
+    #: decoder re-fitted to its MSE twin's encoder after that twin trained on)
+    decoder_from: str | None = None
     clip: float = 1.0
     perceptual: dict = field(default_factory=dict)  # metric name -> weight, e.g. {"lpips-alex": 1.0}
     #: "all", or "decoder": only the synthesis transform learns, so the bitstream (and rate) of the

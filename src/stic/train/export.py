@@ -43,6 +43,7 @@ def export_weights(run: Path, name: str, dest: Path) -> Path:
             "lr": train_cfg["lr"],
             "datasets": train_cfg["datasets"],
             "init_from": train_cfg["init_from"],
+            **({"decoder_from": train_cfg["decoder_from"]} if train_cfg.get("decoder_from") else {}),
             "trainable": train_cfg.get("trainable", "all"),
             **{key: train_cfg[key] for key in ("perceptual", "adversarial", "semantic") if train_cfg.get(key)},
             "last_validation": progress["history"][-1] if progress["history"] else None,

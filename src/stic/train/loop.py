@@ -23,6 +23,7 @@ from stic.train.adversarial import Adversarial, latent_channels
 from stic.train.checkpoint import (
     has_checkpoint,
     load_checkpoint,
+    load_synthesis,
     load_weights,
     save_checkpoint,
 )
@@ -273,6 +274,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
     elif cfg.init_from:
         load_weights(model, Path(cfg.init_from))
         log.info("initialised from %s", cfg.init_from)
+        if cfg.decoder_from:
+            load_synthesis(model, Path(cfg.decoder_from))
+            log.info("synthesis transform from %s", cfg.decoder_from)
     state["clip_scope"] = CLIP_SCOPE
     distributed.broadcast_parameters(model)
     log.info("config %s; %d train / %d val images; %d process(es) on %s", json.dumps(asdict(cfg)),
