@@ -132,6 +132,10 @@ def test_decoder_from_takes_the_synthesis_transform_of_another_run(data, tmp_pat
     other = tmp_path / "other"
     train(TrainConfig(out=str(other), model={**TINY, "N": TINY["N"] * 2}, datasets=("set_a",), crop=64, batch=2,
                       max_steps=1, val_crop=64, threads=1))
+    with pytest.raises(InputError, match="decoder_from needs init_from"):
+        train(TrainConfig(out=str(tmp_path / "alone"), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=1,
+                          val_crop=64, threads=1, decoder_from=str(runs["decoder"])))
+    assert not (tmp_path / "alone").exists()
     with pytest.raises(RuntimeError, match="decoder of .*other does not fit"):
         train(TrainConfig(out=str(tmp_path / "bad"), model=TINY, datasets=("set_a",), crop=64, batch=2, max_steps=1,
                           val_crop=64, threads=1, init_from=str(runs["encoder"]), decoder_from=str(other)))

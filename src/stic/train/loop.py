@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stic.errors import InputError
 from stic.image.architectures import build_model
 from stic.paths import data_dir
 from stic.train import distributed
@@ -236,6 +237,8 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
+    if cfg.decoder_from and not cfg.init_from:
+        raise InputError("decoder_from needs init_from: the run whose encoder and entropy models start this one")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log = _logger(out, ctx.is_main)
