@@ -115,3 +115,11 @@ def test_bad_inputs(tmp_path, capsys, photo):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     assert main(["encode", str(photo), "--caption-file", str(tmp_path / "latin1.txt"), "--text-coder", "zlib"]) == 1
     assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_building_the_parser_imports_no_torch():
+    """`stic --help` and argument errors answer at once: torch (~2 s to import) loads only in the
+    commands that need it."""
+    code = "import sys, stic.cli; stic.cli.build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -72,12 +72,12 @@ def _cmd_decode(args) -> None:
 
 def _cmd_bench(args) -> None:
     from stic.container import write_bytes_atomic
-    from stic.text.bench import format_table, read_texts, run_bench
+    from stic.text.bench import DEFAULT_METHODS, format_table, read_texts, run_bench
 
     texts = read_texts(args.csv, args.column)
     if args.limit is not None:
         texts = texts[: args.limit]
-    results = run_bench(texts, args.methods, show_progress=not args.no_progress)
+    results = run_bench(texts, args.methods or DEFAULT_METHODS, show_progress=not args.no_progress)
     print(format_table(results))
     if args.json:
         report = {"csv": str(args.csv), "column": args.column, "results": results}
@@ -126,8 +126,6 @@ def _cmd_adapt(args) -> None:
 
 
 def add_parser(subparsers) -> None:
-    from stic.text.bench import DEFAULT_METHODS
-
     text = subparsers.add_parser("text", help="code a caption on its own; compare caption coders")
     sub = text.add_subparsers(dest="text_command", required=True)
     coder_help = "caption coder: raw, zlib, bz2, lzma, brotli, zstd, zstd-dict, rank-zlib[:MODEL], lm[:MODEL]"
@@ -152,7 +150,7 @@ def add_parser(subparsers) -> None:
     bench = sub.add_parser("bench", help="compare caption coders on a CSV column of texts")
     bench.add_argument("csv")
     bench.add_argument("--column", required=True, help="the CSV column holding the texts")
-    bench.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="NAME", help=f"{coder_help} (default: all)")
+    bench.add_argument("--methods", nargs="+", metavar="NAME", help=f"{coder_help} (default: all)")
     bench.add_argument("--json", help="also write the full results (per text too) as JSON here")
     bench.add_argument("--limit", type=int, help="only the first N texts")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
