@@ -22,7 +22,7 @@ from pathlib import Path
 from stic.caption.fixed import PrecomputedCaptioner
 from stic.image.io import load_image
 from stic.paths import data_dir
-from stic.pipeline import decode, default_refiner, encode
+from stic.pipeline import AUTO, decode, default_refiner, encode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def main() -> None:
         for name in args.images:
             image = load_image(data_dir() / "kodak" / f"{name}.png")
             caption = captioner.caption(image, name).text  # fitted to CLIP's window, as `stic encode` does
-            encoded = encode(image, quality=args.quality, caption=caption, refiner=default_refiner())
+            encoded = encode(image, quality=args.quality, caption=caption, refiner=AUTO)
             path = Path(tmp) / f"{name}.stic"
             path.write_bytes(encoded.data)
             started = time.perf_counter()
@@ -57,13 +57,13 @@ def main() -> None:
             refined = _timed(lambda: decode(encoded.data))
             xhat = _timed(lambda: decode(encoded.data, refine=False))
             rows.append({"image": name, "size": f"{image.shape[1]}x{image.shape[0]}", "model": encoded.image_model,
-                         "bytes": len(encoded.data), "cold_cli_decode_s": round(cold, 2),
+                         "refiner": default_refiner(encoded.image_model), "bytes": len(encoded.data), "cold_cli_decode_s": round(cold, 2),
                          "warm_refined_wall_s": round(refined[0], 2), "warm_refined_cpu_s": round(refined[1], 2),
                          "warm_xhat_wall_s": round(xhat[0], 2), "warm_xhat_cpu_s": round(xhat[1], 2)})  # fmt: skip
             loads.append(os.getloadavg()[0])
             print(rows[-1])
     means = {key: round(statistics.mean(r[key] for r in rows), 2) for key in rows[0] if key.endswith("_s")}
-    result = {"command": "python bench/decode_time.py " + " ".join(sys.argv[1:]), "refiner": default_refiner(),
+    result = {"command": "python bench/decode_time.py " + " ".join(sys.argv[1:]), "refiner": "each model's default",
               "cpu_count": os.cpu_count(), "load_average_1min": [round(x, 2) for x in loads], "means": means, "images": rows}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(means))

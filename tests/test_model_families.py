@@ -16,11 +16,12 @@ from stic.pipeline import decode, encode
 TINY = {"architecture": "mbt2018-mean", "N": 8, "M": 8}
 
 
-def _ship(folder, name, lmbda, family=None, seed=0):
+def _ship(folder, name, lmbda, family=None, seed=0, refiner=None):
     torch.manual_seed(seed)
     state = {k: v for k, v in build_model(TINY).state_dict().items() if v.numel() > 0}
     save_file(state, str(folder / f"{name}.safetensors"))
     config = {"model": TINY, "lmbda": lmbda} | ({"family": family} if family else {})
+    config |= {"refiner": refiner} if refiner else {}
     (folder / f"{name}.json").write_text(json.dumps(config))
 
 
@@ -89,5 +90,22 @@ def test_default_refiner_follows_the_family():
     assert default_refiner(family="mse") == DEFAULT_REFINERS["mse"] == "realesrgan-compact"
     assert default_refiner(family="perceptual") == DEFAULT_REFINERS["perceptual"] == "identity"
     for name in registry.all_shipped_models():
-        assert default_refiner(model=name) == DEFAULT_REFINERS[registry.model_family(name)]
+        family_default = DEFAULT_REFINERS[registry.model_family(name)]
+        assert default_refiner(model=name) == (registry.recommended_refiner(name) or family_default)
     assert default_refiner(model="some/local/folder") == DEFAULT_REFINERS["mse"]
+
+
+def test_auto_refiner_is_the_default_of_the_model_that_codes_the_image(tmp_path, monkeypatch):
+    from stic.container import SECTION_REFINE
+    from stic.pipeline import AUTO
+
+    monkeypatch.setattr(registry, "weights_dir", lambda: tmp_path)
+    _ship(tmp_path, "m-lo", 0.001)
+    _ship(tmp_path, "m-hi", 0.01, refiner="identity")  # where the family's refiner did not help
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    for options, model, refined in (({"quality": 1}, "m-lo", True), ({"quality": 2}, "m-hi", False),
+                                    ({"bpp": 100.0}, "m-hi", False)):  # fmt: skip
+        encoded = encode(image, refiner=AUTO, **options)
+        assert encoded.image_model == model
+        assert (encoded.file.section(SECTION_REFINE) is not None) == refined, options
+    assert encode(image, quality=2, refiner="realesrgan-compact").file.section(SECTION_REFINE) is not None

@@ -56,11 +56,14 @@ def _caption_for(args, image) -> tuple[str | None, dict]:
 
 
 def _refiner_for(args):
-    """The refiner named by --refiner (None: no refine section), with the diffusion settings."""
-    from stic.pipeline import default_refiner
+    """The refiner named by --refiner (None: no refine section; AUTO: the default of whichever model
+    codes the image), with the diffusion settings."""
+    from stic.pipeline import AUTO
     from stic.refine.registry import get_refiner
 
-    name = args.refiner or default_refiner(args.model, args.family)
+    name = args.refiner
+    if name is None:
+        return AUTO
     if name in ("identity", "none"):
         return None
 
@@ -196,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--text-prefix", help="learned prefix for the lm coder, made by `stic text adapt` (default: the shipped one)")
     enc.add_argument(
         "--refiner",
-        help="refiner the decoder applies: realesrgan-compact (default for MSE models: lowered LPIPS and DISTS "
-        "at every measured rate, ~1 CPU-second for 768x512; perceptual models default to none), realesrgan (x4plus: much lower LPIPS/DISTS, ~25x the compute), diffusion[:MODEL], identity",
+        help="refiner the decoder applies: realesrgan-compact (default for the MSE models where it lowered LPIPS "
+        "and DISTS on Kodak: stic-q1, stic-q2; ~1 CPU-second for 768x512; stic-q3 and the perceptual models default "
+        "to none), realesrgan (x4plus: much lower LPIPS/DISTS, ~25x the compute), diffusion[:MODEL], identity",
     )
     enc.add_argument("--refiner-model", help="diffusion model id or local directory (default: $STIC_DIFFUSION_MODEL or SD 1.5)")
     enc.add_argument("--seed", type=int, default=0, help="refiner seed stored in the file (default: 0)")

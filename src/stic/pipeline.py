@@ -34,6 +34,7 @@ from stic.image.registry import (
     default_family,
     load_image_codec,
     model_family,
+    recommended_refiner,
     shipped_models,
 )
 from stic.refine.protocol import Refiner
@@ -42,9 +43,11 @@ from stic.text.registry import get_text_coder, text_coder_for_section
 
 DEFAULT_TEXT_CODER = "lm"
 #: the refiner `stic encode` writes unless told otherwise, per image-model family: Real-ESRGAN-compact
-#: lowers both LPIPS-Alex and DISTS of the MSE models' x̂ at every rate point on Kodak, and raises
-#: LPIPS-Alex of the perceptual ones (results/refine_kodak_compact*.md)
+#: lowers LPIPS-Alex and DISTS of the MSE models' x̂ on Kodak (not at the highest rate: that model's
+#: JSON names "identity"), and raises LPIPS-Alex of the perceptual ones (results/refine_kodak_compact*.md)
 DEFAULT_REFINERS = {"mse": "realesrgan-compact", "perceptual": "identity"}
+#: `encode(refiner=AUTO)`: the default refiner of whichever model codes the image
+AUTO = "auto"
 
 
 @dataclass
@@ -73,10 +76,12 @@ def default_quality(family: str | None = None) -> int:
 
 
 def default_refiner(model: str | None = None, family: str | None = None) -> str:
-    """The refiner to write for a shipped `model`, or for a family's ladder; models from outside
-    the package get the MSE models' refiner."""
+    """The refiner to write for a shipped `model` (its JSON's choice, else its family's), or for a
+    family's ladder; models from outside the package get the MSE models' refiner."""
     if model is not None:
-        family = model_family(model) if model in all_shipped_models() else "mse"
+        if model not in all_shipped_models():
+            return DEFAULT_REFINERS["mse"]
+        return recommended_refiner(model) or DEFAULT_REFINERS[model_family(model)]
     return DEFAULT_REFINERS[check_family(family or default_family())]
 
 
@@ -146,30 +151,38 @@ def encode(
     `quality` and `bpp` choose within a model `family` ("mse" or "perceptual"; default: the
     registry's default family).
     `text_coder` may also be "vlm:MODEL" or "vlm-xhat:MODEL" (a VLM codes the caption, the latter
-    seeing x̂). `refiner` (a name or a Refiner) and `seed` are written for the decoder to apply.
+    seeing x̂). `refiner` (a name, a Refiner, or AUTO: the chosen model's default) and `seed` are
+    written for the decoder to apply.
     """
     if sum(option is not None for option in (quality, bpp, model)) > 1:
         raise InputError("give at most one of quality, bpp and model")
     _check_image(image)
     caption_section = _CaptionSection(caption, text_coder)
-    refine_section = _refine_section(refiner, seed)
+    refine = _RefineSection(refiner, seed)
     if bpp is not None:
-        return _encode_to_target(image, bpp, caption_section, refine_section, family)
+        return _encode_to_target(image, bpp, caption_section, refine, family)
     codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
-    data = _pack_with(codec, image, caption_section, refine_section)
+    data = _pack_with(codec, image, caption_section, refine.for_model(codec.name))
     return Encoded(data, unpack(data), codec.name, caption)
 
 
-def _refine_section(refiner: str | Refiner | None, seed: int) -> Section | None:
-    if refiner is None:
-        return None
-    from stic.refine.registry import get_refiner, refine_section
+class _RefineSection:
+    """The refine section for the model that ends up coding the image (AUTO: that model's default)."""
 
-    return refine_section(get_refiner(refiner) if isinstance(refiner, str) else refiner, seed)
+    def __init__(self, refiner: str | Refiner | None, seed: int):
+        self.refiner, self.seed = refiner, seed
+
+    def for_model(self, model: str) -> Section | None:
+        refiner = default_refiner(model) if self.refiner == AUTO else self.refiner
+        if refiner is None:
+            return None
+        from stic.refine.registry import get_refiner, refine_section
+
+        return refine_section(get_refiner(refiner) if isinstance(refiner, str) else refiner, self.seed)
 
 
 def _encode_to_target(
-    image: np.ndarray, target: float, caption: _CaptionSection, refine_section: Section | None, family: str | None
+    image: np.ndarray, target: float, caption: _CaptionSection, refine: _RefineSection, family: str | None
 ) -> Encoded:
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
@@ -177,7 +190,7 @@ def _encode_to_target(
     achieved = {}
     for name in reversed(shipped_models(family)):
         codec = load_image_codec(name)
-        data = _pack_with(codec, image, caption, refine_section)
+        data = _pack_with(codec, image, caption, refine.for_model(codec.name))
         achieved[name] = 8 * len(data) / pixels
         if achieved[name] <= target:
             return Encoded(data, unpack(data), codec.name, caption.caption)

@@ -95,11 +95,11 @@ class SticRunner:
     defaults to the one `stic encode` writes, and decoding applies it, as `stic decode` does."""
 
     def __init__(self, rgb: np.ndarray, caption: str | None, options: dict | None = None):
-        from stic.pipeline import default_refiner
+        from stic.pipeline import AUTO
 
         self.rgb, self.caption = rgb, caption
         self.options = {k: v for k, v in (options or {}).items() if v is not None}
-        self.options.setdefault("refiner", default_refiner(family=self.options.get("family")))
+        self.options.setdefault("refiner", AUTO)
 
     def __call__(self, target: float) -> Outcome:
         from stic.container import SECTION_CAPTION, SECTION_IMAGE

@@ -75,6 +75,12 @@ def model_family(name: str) -> str:
     return _family(configs[name])
 
 
+def recommended_refiner(name: str) -> str | None:
+    """The refiner a shipped model's JSON names (`"refiner"`, set from the Kodak refine benchmark
+    where its family's default does not help), or None to use the family's default."""
+    return _shipped_configs().get(name, {}).get("refiner")
+
+
 def _family(config: dict) -> str:
     return config.get("family", "mse")  # models shipped before families existed are MSE-trained
 
