@@ -167,13 +167,25 @@ def encode(
 
 
 class _RefineSection:
-    """The refine section for the model that ends up coding the image (AUTO: that model's default)."""
+    """The refine section for the model that ends up coding the image (AUTO: that model's default).
+    A named refiner is built once, up front (a bad name fails before any coding); AUTO's sections
+    are built once per refiner name, however many models `--bpp` tries."""
 
     def __init__(self, refiner: str | Refiner | None, seed: int):
-        self.refiner, self.seed = refiner, seed
+        self.seed = seed
+        self.auto = isinstance(refiner, str) and refiner == AUTO
+        self._by_name: dict[str, Section | None] = {}
+        self._fixed = None if self.auto else self._build(refiner)
 
     def for_model(self, model: str) -> Section | None:
-        refiner = default_refiner(model) if self.refiner == AUTO else self.refiner
+        if not self.auto:
+            return self._fixed
+        name = default_refiner(model)
+        if name not in self._by_name:
+            self._by_name[name] = self._build(name)
+        return self._by_name[name]
+
+    def _build(self, refiner: str | Refiner | None) -> Section | None:
         if refiner is None:
             return None
         from stic.refine.registry import get_refiner, refine_section
