@@ -4,10 +4,12 @@ For each model (each in its own process, so peak memory is its own): real .stic 
 image-payload bytes per image, PSNR, MS-SSIM, encode/decode seconds on the 768x512 images with
 2 threads (model loading timed separately, after one warm-up image), peak RSS. Timings on a
 shared machine depend on its load: the JSON records the load average.
-Writes results/image_kodak.{json,csv,png}; the plot adds published VTM/BPG points and the
-project's classic-codec baselines where they exist.
+Writes results/image_kodak.{json,csv,png} (rewritten after each model, so a long run keeps what
+it has done); the plot adds published VTM/BPG points and the project's classic-codec baselines
+where they exist. `--search-steps N` codes with encoder-side latent search (N steps per image)
+and writes results/image_kodak_search<N>.* instead.
 
-    python bench/image_kodak.py [--models stic-q1 stic-q2 ...] [--limit N]
+    python bench/image_kodak.py [--models stic-q1 stic-q2 ...] [--limit N] [--search-steps N]
 """
 
 import argparse
@@ -24,7 +26,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def bench_one(name: str, limit: int | None) -> dict:
+def bench_one(name: str, limit: int | None, search_steps: int = 0) -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -50,7 +52,7 @@ def bench_one(name: str, limit: int | None) -> dict:
         image = np.asarray(Image.open(path).convert("RGB"))
         h, w = image.shape[:2]
         t = time.perf_counter()
-        payload = codec.compress(image)
+        payload = codec.compress(image, search_steps)
         enc_s = time.perf_counter() - t
         file_bytes = len(pack(w, h, [Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())]))
         t = time.perf_counter()
@@ -68,6 +70,7 @@ def bench_one(name: str, limit: int | None) -> dict:
     mean = lambda key, rs=rows: sum(r[key] for r in rs) / len(rs)  # noqa: E731
     return {
         "model": name,
+        "search_steps": search_steps,
         "fingerprint": codec.fingerprint().hex(),
         "images": len(rows),
         "image_bpp": mean("image_bpp"), "file_bpp": mean("file_bpp"),
@@ -129,37 +132,44 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def write_results(results: list[dict], stem: str, command: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": 2,
+            "load_average_at_end": os.getloadavg(), "command": command}
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "models": results}, indent=2) + "\n")
+    keys = [k for k in results[0] if k != "per_image"]
+    with open(RESULTS / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in keys} for r in results)
+    plot(results, RESULTS / f"{stem}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=None, help="default: every shipped model")
     parser.add_argument("--limit", type=int, default=None, help="only the first N Kodak images")
+    parser.add_argument("--search-steps", type=int, default=0, help="encoder-side latent search steps (default: 0)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: bench one model, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(bench_one(args.one, args.limit)))
+        print(json.dumps(bench_one(args.one, args.limit, args.search_steps)))
         return
     from stic.image.registry import shipped_models
 
+    options = (["--limit", str(args.limit)] if args.limit else []) + (
+        ["--search-steps", str(args.search_steps)] if args.search_steps else [])
+    stem = f"image_kodak_search{args.search_steps}" if args.search_steps else "image_kodak"
+    command = " ".join(["python bench/image_kodak.py", *(["--models", *args.models] if args.models else []), *options])
     results = []
     for name in args.models or shipped_models():
-        cmd = [sys.executable, __file__, "--one", name] + (["--limit", str(args.limit)] if args.limit else [])
-        child = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        child = subprocess.run([sys.executable, __file__, "--one", name, *options], capture_output=True, text=True, check=True)
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(f"{name}: {r['image_bpp']:.4f} bpp image ({r['file_bpp']:.4f} file), PSNR {r['psnr']:.2f} dB, "
               f"MS-SSIM {r['msssim']:.4f}, enc {r['encode_s_768x512']:.2f} s, dec {r['decode_s_768x512']:.2f} s, "
               f"load {r['load_s']:.2f} s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": 2,
-            "load_average_at_end": os.getloadavg(),
-            "command": "python bench/image_kodak.py" + (f" --limit {args.limit}" if args.limit else "")}
-    (RESULTS / "image_kodak.json").write_text(json.dumps({"meta": meta, "models": results}, indent=2) + "\n")
-    keys = [k for k in results[0] if k != "per_image"]
-    with open(RESULTS / "image_kodak.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows({k: r[k] for k in keys} for r in results)
-    plot(results, RESULTS / "image_kodak.png")
+        write_results(results, stem, command)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,15 @@ def test_encode_info_decode_round_trip(photo, tmp_path, capsys):
     assert Image.open(png).size == (300, 200)
 
 
+def test_search_steps_change_the_image_payload_not_the_decoder(photo, tmp_path):
+    plain = _encode(photo, tmp_path, "--quality", "1").read_bytes()
+    searched_path = _encode(photo, tmp_path, "--quality", "1", "--search-steps", "3")
+    assert searched_path.read_bytes() != plain
+    png = tmp_path / "s.png"
+    assert main(["decode", str(searched_path), "-o", str(png)]) == 0
+    assert Image.open(png).size == (300, 200)
+
+
 def test_bpp_picks_the_largest_model_that_fits(photo, tmp_path, capsys):
     rates = {}
     for quality in range(1, len(shipped_models()) + 1):

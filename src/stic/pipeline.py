@@ -121,11 +121,19 @@ class _CaptionSection:
         return Section(SECTION_CAPTION, coder.codec_id, coder.encode(self.caption), coder.fingerprint())
 
 
+@dataclass(frozen=True)
+class _Search:
+    """Encoder-side latent search settings (stic.image.latent_search); 0 steps = none."""
+
+    steps: int = 0
+    progress: bool = False
+
+
 def _pack_with(
-    codec: ImageCodec, image: np.ndarray, caption: _CaptionSection, refine_section: Section | None
+    codec: ImageCodec, image: np.ndarray, caption: _CaptionSection, refine_section: Section | None, search: _Search
 ) -> bytes:
     height, width = image.shape[:2]
-    payload = codec.compress(image)
+    payload = codec.compress(image, search.steps, search.progress)
     sections = [Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())]
     caption_section = caption.for_image(codec, payload, width, height)
     sections += [s for s in (caption_section, refine_section) if s is not None]
@@ -143,6 +151,8 @@ def encode(
     refiner: str | Refiner | None = None,
     seed: int = 0,
     family: str | None = None,
+    search_steps: int = 0,
+    progress: bool = False,
 ) -> Encoded:
     """Code an HxWx3 uint8 RGB image (and optionally a caption) into .stic bytes.
 
@@ -152,17 +162,22 @@ def encode(
     registry's default family).
     `text_coder` may also be "vlm:MODEL" or "vlm-xhat:MODEL" (a VLM codes the caption, the latter
     seeing x̂). `refiner` (a name, a Refiner, or AUTO: the chosen model's default) and `seed` are
-    written for the decoder to apply.
+    written for the decoder to apply. `search_steps` > 0 optimises the image latents for this
+    image before coding (slower encoding, same decoder; docs/latent_search.md); `progress` shows
+    a progress bar for it.
     """
     if sum(option is not None for option in (quality, bpp, model)) > 1:
         raise InputError("give at most one of quality, bpp and model")
+    if search_steps < 0:
+        raise InputError(f"search_steps must be >= 0, got {search_steps}")
+    search = _Search(search_steps, progress)
     _check_image(image)
     caption_section = _CaptionSection(caption, text_coder)
     refine = _RefineSection(refiner, seed)
     if bpp is not None:
-        return _encode_to_target(image, bpp, caption_section, refine, family)
+        return _encode_to_target(image, bpp, caption_section, refine, family, search)
     codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
-    data = _pack_with(codec, image, caption_section, refine.for_model(codec.name))
+    data = _pack_with(codec, image, caption_section, refine.for_model(codec.name), search)
     return Encoded(data, unpack(data), codec.name, caption)
 
 
@@ -194,7 +209,8 @@ class _RefineSection:
 
 
 def _encode_to_target(
-    image: np.ndarray, target: float, caption: _CaptionSection, refine: _RefineSection, family: str | None
+    image: np.ndarray, target: float, caption: _CaptionSection, refine: _RefineSection, family: str | None,
+    search: _Search,
 ) -> Encoded:
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
@@ -202,7 +218,7 @@ def _encode_to_target(
     achieved = {}
     for name in reversed(shipped_models(family)):
         codec = load_image_codec(name)
-        data = _pack_with(codec, image, caption, refine.for_model(codec.name))
+        data = _pack_with(codec, image, caption, refine.for_model(codec.name), search)
         achieved[name] = 8 * len(data) / pixels
         if achieved[name] <= target:
             return Encoded(data, unpack(data), codec.name, caption.caption)

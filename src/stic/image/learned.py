@@ -19,6 +19,7 @@ from stic.codecs import IMAGE_LEARNED
 from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
 from stic.image.architectures import PAD_MULTIPLE
+from stic.image.latent_search import compress_latents, search_latents
 
 #: intra-op threads used by compress/decompress: fixed so that results never depend on the host's default
 CODEC_THREADS = 2
@@ -82,21 +83,32 @@ class LearnedImageCodec:
 
     codec_id = IMAGE_LEARNED
 
-    def __init__(self, name: str, model: torch.nn.Module, weights_digest: bytes):
+    def __init__(self, name: str, model: torch.nn.Module, weights_digest: bytes, lmbda: float | None = None):
         self.name = name
         self.model = model.eval()
         self._digest = weights_digest
+        #: the rate-distortion trade-off the weights were trained for; latent search optimises it
+        self.lmbda = lmbda
         #: channels of the main latent (the hyperprior's are fewer per position)
         self.latent_channels = int(getattr(model, "M", getattr(model, "N", 0)))
 
     def fingerprint(self) -> bytes:
         return self._digest[:4]
 
-    @torch.no_grad()
-    def compress(self, image: np.ndarray) -> bytes:
+    def compress(self, image: np.ndarray, search_steps: int = 0, progress: bool = False) -> bytes:
+        """`search_steps` > 0 first optimises the latents for this image (stic.image.latent_search):
+        slower encoding, the same decoder."""
         x = to_tensor(image)
         with fixed_threads(CODEC_THREADS):
-            out = self.model.compress(x)
+            if search_steps:
+                if self.lmbda is None:
+                    raise InputError(f"image model {self.name} does not say its training λ, which latent search needs")
+                height, width = image.shape[:2]
+                latents = search_latents(self.model, x, self.lmbda, search_steps, height, width, progress=progress)
+                with torch.no_grad():
+                    return pack_strings(compress_latents(self.model, latents))
+            with torch.no_grad():
+                out = self.model.compress(x)
         strings = [s[0] for s in out["strings"]]
         return pack_strings(strings)
 

@@ -21,6 +21,8 @@ from stic.image.learned import LearnedImageCodec, file_digest
 from stic.train.checkpoint import DERIVED_BUFFERS
 
 ZOO_PREFIX = "compressai:"
+#: λ of CompressAI's MSE zoo models by quality 1-8 (its documented training setup: loss = rate + λ·255²·MSE)
+ZOO_MSE_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 
 
 def weights_dir() -> Path:
@@ -107,7 +109,7 @@ def load_model_weights(model, weights_path: Path):
 def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImageCodec:
     model = build_model(config["model"])
     load_model_weights(model, weights_path)
-    return LearnedImageCodec(name, model, file_digest(weights_path))
+    return LearnedImageCodec(name, model, file_digest(weights_path), config.get("lmbda"))
 
 
 def _load_zoo(spec: str) -> LearnedImageCodec:
@@ -136,7 +138,8 @@ def _load_zoo(spec: str) -> LearnedImageCodec:
     model = model_architectures[arch].from_state_dict(load_pretrained(state))
     model.update(force=True)
     digest = hashlib.sha256(url.encode()).digest()
-    return LearnedImageCodec(spec, model.eval(), digest)
+    lmbda = ZOO_MSE_LAMBDAS[quality - 1] if metric == "mse" and 1 <= quality <= len(ZOO_MSE_LAMBDAS) else None
+    return LearnedImageCodec(spec, model.eval(), digest, lmbda)
 
 
 def load_image_codec(name: str) -> LearnedImageCodec:
@@ -150,7 +153,10 @@ def load_image_codec(name: str) -> LearnedImageCodec:
     folder = Path(name)
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         config = json.loads((folder / "config.json").read_text())
-        config = config if "model" in config else {"model": config}  # training runs store the bare architecture
+        if "model" not in config:  # training runs store the bare architecture, and λ beside it
+            train_config = folder / "train_config.json"
+            lmbda = json.loads(train_config.read_text()).get("lmbda") if train_config.is_file() else None
+            config = {"model": config, "lmbda": lmbda}
         return _load_from_files(folder.name, folder / "model.safetensors", config)
     raise ModelNotFoundError(
         f"no image model {name!r}: shipped models are {', '.join(all_shipped_models()) or 'none'}; "

@@ -1,0 +1,139 @@
+"""Encoder-side latent search: spend encode time to find latents that code *this* image better.
+
+The analysis transform g_a is a one-shot guess of good latents, trained to be right on average;
+for one image, gradient descent on the latents y and z themselves lowers rate + λ·MSE further
+(the "amortization gap"). Rounding is relaxed by stochastic Gumbel annealing (SGA: Yang, Bamler
+and Mandt, "Improving Inference for Neural Image Compression", NeurIPS 2020): each latent is a
+soft, random mix of its floor and ceiling that hardens as the temperature falls. The decoder and
+the file format do not change: a searched file decodes with any stic. Only the hyperprior
+architectures are supported (their latents are independent given z; the autoregressive ones are not).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from compressai.models import MeanScaleHyperprior, ScaleHyperprior
+from tqdm import tqdm
+
+from stic.errors import InputError
+
+#: Adam step on the latents and the temperature schedule (linear from TAU_START to TAU_END);
+#: chosen on two Kodak images with stic-q3 (docs/latent_search.md)
+LEARNING_RATE = 0.01
+TAU_START, TAU_END = 0.5, 0.05
+
+
+@dataclass
+class Latents:
+    y: torch.Tensor
+    z: torch.Tensor
+
+
+def check_searchable(model) -> None:
+    # exact types: the autoregressive models (mbt2018, cheng2020-*) derive from MeanScaleHyperprior
+    if type(model) not in (ScaleHyperprior, MeanScaleHyperprior):
+        raise InputError(
+            f"latent search supports the hyperprior architectures (bmshj2018-hyperprior, mbt2018-mean), "
+            f"not {type(model).__name__}"
+        )
+
+
+def initial_latents(model, x: torch.Tensor) -> Latents:
+    y = model.g_a(x)
+    z = model.h_a(y if isinstance(model, MeanScaleHyperprior) else torch.abs(y))
+    return Latents(y, z)
+
+
+def hyper_params(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scales and means (None for the scale-only hyperprior) of y given the decoded z."""
+    params = model.h_s(z_hat)
+    if isinstance(model, MeanScaleHyperprior):
+        scales, means = params.chunk(2, 1)
+        return scales, means
+    return params, None
+
+
+def compress_latents(model, latents: Latents) -> list[bytes]:
+    """CompressAI's compress() from given latents instead of g_a's: strings [y, z]."""
+    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
+    z_strings = eb.compress(latents.z)
+    z_hat = eb.decompress(z_strings, latents.z.shape[-2:])
+    scales, means = hyper_params(model, z_hat)
+    y_strings = gc.compress(latents.y, gc.build_indexes(scales), means=means)
+    return [y_strings[0], z_strings[0]]
+
+
+def _soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
+    """SGA: floor(v) + a Gumbel-softmax draw between 0 and 1, sharper as tau falls."""
+    floor = torch.floor(v)
+    frac = (v - floor).clamp(1e-5, 1 - 1e-5)
+    logits = torch.stack([-torch.atanh(frac), -torch.atanh(1 - frac)], -1) / tau
+    uniform = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1 - 1e-10)
+    weights = torch.softmax(logits - torch.log(-torch.log(uniform)), -1)
+    return floor + weights[..., 1]
+
+
+def _hard_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
+    return torch.round(v)
+
+
+def rd_cost(model, x: torch.Tensor, latents: Latents, lmbda: float, height: int, width: int,
+            rounding=_hard_round, tau: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """rate (bits per pixel) + λ·MSE (on the 0-255 scale, the image's own pixels only), the loss the
+    models were trained with; with hard rounding the rate is what the coder writes, to within ~1 %."""
+    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
+    medians = eb._get_medians().detach()
+    z_hat = rounding(latents.z - medians, tau, generator) + medians
+    channels = z_hat.shape[1]
+    z_lik = eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(channels, 1, -1))[0]
+    scales, means = hyper_params(model, z_hat)
+    offset = means if means is not None else torch.zeros_like(latents.y)
+    y_hat = rounding(latents.y - offset, tau, generator) + offset
+    y_lik = gc._likelihood(y_hat, scales, means)
+    if eb.use_likelihood_bound:
+        z_lik = eb.likelihood_lower_bound(z_lik)
+    if gc.use_likelihood_bound:
+        y_lik = gc.likelihood_lower_bound(y_lik)
+    bits = -torch.log2(z_lik).sum() - torch.log2(y_lik).sum()
+    x_hat = model.g_s(y_hat)[..., :height, :width]
+    mse = torch.mean((x_hat - x[..., :height, :width]) ** 2) * 255**2
+    return bits / (height * width) + lmbda * mse
+
+
+def search_latents(model, x: torch.Tensor, lmbda: float, steps: int, height: int, width: int,
+                   seed: int = 0, progress: bool = False) -> Latents:
+    """`steps` SGA steps from g_a's latents; returns whichever of the start and the result codes at
+    the lower rate + λ·MSE, so a search never makes the file worse by the model's own measure."""
+    check_searchable(model)
+    if steps < 1:
+        raise InputError(f"latent search needs at least 1 step, got {steps}")
+    if not lmbda > 0:
+        raise InputError(f"latent search needs the model's rate-distortion λ > 0, got {lmbda}")
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            start = initial_latents(model, x)
+        found = _descend(model, x, start, lmbda, steps, height, width, seed, progress)
+        with torch.no_grad():
+            better = rd_cost(model, x, found, lmbda, height, width) < rd_cost(model, x, start, lmbda, height, width)
+        return found if better else start
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+@torch.enable_grad()  # callers may be inside no_grad
+def _descend(model, x, start: Latents, lmbda: float, steps: int, height: int, width: int,
+             seed: int, progress: bool) -> Latents:
+    generator = torch.Generator().manual_seed(seed)
+    latents = Latents(start.y.clone().requires_grad_(True), start.z.clone().requires_grad_(True))
+    optimizer = torch.optim.Adam([latents.y, latents.z], lr=LEARNING_RATE)
+    for step in tqdm(range(steps), desc="latent search", unit="step", disable=not progress, leave=False):
+        tau = TAU_START + (TAU_END - TAU_START) * step / max(steps - 1, 1)
+        loss = rd_cost(model, x, latents, lmbda, height, width, _soft_round, tau, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return Latents(latents.y.detach(), latents.z.detach())

@@ -1,0 +1,103 @@
+"""Encoder-side latent search: it lowers the real rate + λ·MSE, the unchanged decoder reads what
+it writes, it is deterministic, and it refuses what it cannot do."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from stic.errors import InputError
+from stic.image.architectures import build_model
+from stic.image.latent_search import compress_latents, initial_latents, rd_cost, search_latents
+from stic.image.learned import LearnedImageCodec, pack_strings, to_tensor
+from stic.image.registry import load_image_codec
+from stic.pipeline import decode, encode
+
+
+def _photo(h=128, w=160):
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[100 : 100 + h, 150 : 150 + w])
+
+
+def _real_cost(codec, image, payload):
+    """rate from the payload's length + λ·MSE of what the decoder makes of it."""
+    h, w = image.shape[:2]
+    out = codec.decompress(payload, w, h).astype(np.float64)
+    return 8 * len(payload) / (h * w) + codec.lmbda * np.mean((out - image) ** 2)
+
+
+@pytest.fixture(scope="module")
+def q2():
+    return load_image_codec("stic-q2")
+
+
+def test_without_search_the_latents_code_exactly_as_compressai(q2):
+    image = _photo()
+    with torch.no_grad():
+        strings = compress_latents(q2.model, initial_latents(q2.model, to_tensor(image)))
+    assert pack_strings(strings) == q2.compress(image)
+
+
+def test_search_lowers_the_real_rate_distortion_cost(q2):
+    image = _photo()
+    plain, searched = q2.compress(image), q2.compress(image, search_steps=40)
+    assert searched != plain
+    assert _real_cost(q2, image, searched) < _real_cost(q2, image, plain)
+
+
+def test_search_is_deterministic_and_leaves_the_model_as_it_was(q2):
+    image = _photo(64, 64)
+    before = {k: v.clone() for k, v in q2.model.state_dict().items()}
+    assert q2.compress(image, search_steps=5) == q2.compress(image, search_steps=5)
+    after = q2.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.requires_grad for p in q2.model.parameters())
+
+
+def test_search_never_returns_latents_worse_than_the_start(q2):
+    """A huge λ weights distortion only, a zero-ish one rate only: either way the kept latents cost
+    no more (by the model's own measure) than g_a's."""
+    image = _photo(64, 64)
+    x = to_tensor(image)
+    with torch.no_grad():
+        start = initial_latents(q2.model, x)
+        for lmbda in (1e-9, 10.0):
+            found = search_latents(q2.model, x, lmbda, 3, 64, 64)
+            assert rd_cost(q2.model, x, found, lmbda, 64, 64) <= rd_cost(q2.model, x, start, lmbda, 64, 64)
+
+
+def test_pipeline_files_with_search_decode_with_the_plain_decoder():
+    image = _photo()
+    encoded = encode(image, model="stic-q1", search_steps=10)
+    assert encoded.image_model == "stic-q1"
+    decoded = decode(encoded.data, refine=False)
+    assert decoded.image.shape == image.shape
+
+
+def test_scale_only_hyperprior_is_searchable(tmp_path):
+    torch.manual_seed(0)
+    config = {"architecture": "bmshj2018-hyperprior", "N": 8, "M": 8}
+    model = build_model(config)
+    save_file({k: v for k, v in model.state_dict().items() if v.numel() > 0}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "train_config.json").write_text(json.dumps({"lmbda": 0.01}))
+    codec = load_image_codec(str(tmp_path))
+    assert codec.lmbda == 0.01
+    image = _photo(64, 64)
+    payload = codec.compress(image, search_steps=3)
+    assert codec.decompress(payload, 64, 64).shape == (64, 64, 3)
+
+
+def test_search_refuses_what_it_cannot_do(q2):
+    image = _photo(64, 64)
+    context_model = LearnedImageCodec("ctx", build_model({"architecture": "mbt2018", "N": 8, "M": 8}), b"0000", 0.01)
+    with pytest.raises(InputError, match="hyperprior architectures"):
+        context_model.compress(image, search_steps=2)
+    no_lambda = LearnedImageCodec("nolambda", q2.model, b"0000")
+    with pytest.raises(InputError, match="training λ"):
+        no_lambda.compress(image, search_steps=2)
+    with pytest.raises(InputError, match="search_steps"):
+        encode(image, model="stic-q1", search_steps=-1)
