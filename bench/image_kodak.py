@@ -108,7 +108,9 @@ def reference_curves() -> dict[str, list[tuple[float, float, float]]]:
     return {k: sorted(v) for k, v in curves.items()}
 
 
-def plot(results: list[dict], path: Path) -> None:
+def plot(results: list[dict], path: Path, plain: list[dict] | None = None) -> None:
+    """The results' rate-distortion curves over the reference ones (and, for a latent-search run,
+    the plain encoder's curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +118,12 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "msssim", "MS-SSIM")):
-        ax.plot([r["file_bpp"] for r in results], [r[key] for r in results], "o-", label="stic learned (file bpp)")
+        steps = results[0].get("search_steps", 0)
+        curves = [(results, f"stic, latent search {steps} steps" if steps else "stic learned (file bpp)")]
+        curves += [(plain, "stic, plain encoder")] if plain else []
+        for rows, curve_label in curves:
+            rows = sorted(rows, key=lambda r: r["file_bpp"])
+            ax.plot([r["file_bpp"] for r in rows], [r[key] for r in rows], "o-", label=curve_label)
         for r in results:
             ax.annotate(r["model"], (r["file_bpp"], r[key]), fontsize=8)
         for ref_label, points in reference_curves().items():
@@ -142,7 +149,9 @@ def write_results(results: list[dict], stem: str, command: str) -> None:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows({k: r[k] for k in keys} for r in results)
-    plot(results, RESULTS / f"{stem}.png")
+    plain_json = RESULTS / "image_kodak.json"
+    plain = json.loads(plain_json.read_text())["models"] if stem != "image_kodak" and plain_json.is_file() else None
+    plot(results, RESULTS / f"{stem}.png", plain)
 
 
 def main() -> None:

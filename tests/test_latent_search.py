@@ -77,6 +77,11 @@ def test_pipeline_files_with_search_decode_with_the_plain_decoder():
     assert decoded.image.shape == image.shape
 
 
+def test_search_on_a_perceptual_model_warns_that_it_optimises_mse():
+    with pytest.warns(UserWarning, match="perceptual model stic-p1"):
+        encode(_photo(64, 64), model="stic-p1", search_steps=1)
+
+
 def test_scale_only_hyperprior_is_searchable(tmp_path):
     torch.manual_seed(0)
     config = {"architecture": "bmshj2018-hyperprior", "N": 8, "M": 8}
