@@ -115,7 +115,7 @@ def _cmd_encode(args) -> None:
         seed=args.seed,
         family=args.family,
         search_steps=args.search_steps,
-        progress=args.search_steps > 0,
+        progress=True,  # shown only while a search runs
     )
     write_bytes_atomic(out, encoded.data)
     info = describe(encoded.file)

@@ -9,6 +9,7 @@ the file format do not change: a searched file decodes with any stic. Only the h
 architectures are supported (their latents are independent given z; the autoregressive ones are not).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -73,22 +74,18 @@ def _soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torc
     return floor + weights[..., 1]
 
 
-def _hard_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
-    return torch.round(v)
-
-
 def rd_cost(model, x: torch.Tensor, latents: Latents, lmbda: float, height: int, width: int,
-            rounding=_hard_round, tau: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+            rounding: Callable[[torch.Tensor], torch.Tensor] = torch.round) -> torch.Tensor:
     """rate (bits per pixel) + λ·MSE (on the 0-255 scale, the image's own pixels only), the loss the
     models were trained with; with hard rounding the rate is what the coder writes, to within ~1 %."""
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     medians = eb._get_medians().detach()
-    z_hat = rounding(latents.z - medians, tau, generator) + medians
+    z_hat = rounding(latents.z - medians) + medians
     channels = z_hat.shape[1]
     z_lik = eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(channels, 1, -1))[0]
     scales, means = hyper_params(model, z_hat)
     offset = means if means is not None else torch.zeros_like(latents.y)
-    y_hat = rounding(latents.y - offset, tau, generator) + offset
+    y_hat = rounding(latents.y - offset) + offset
     y_lik = gc._likelihood(y_hat, scales, means)
     if eb.use_likelihood_bound:
         z_lik = eb.likelihood_lower_bound(z_lik)
@@ -132,7 +129,7 @@ def _descend(model, x, start: Latents, lmbda: float, steps: int, height: int, wi
     optimizer = torch.optim.Adam([latents.y, latents.z], lr=LEARNING_RATE)
     for step in tqdm(range(steps), desc="latent search", unit="step", disable=not progress, leave=False):
         tau = TAU_START + (TAU_END - TAU_START) * step / max(steps - 1, 1)
-        loss = rd_cost(model, x, latents, lmbda, height, width, _soft_round, tau, generator)
+        loss = rd_cost(model, x, latents, lmbda, height, width, lambda v: _soft_round(v, tau, generator))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -100,17 +100,15 @@ class LearnedImageCodec:
         slower encoding, the same decoder."""
         x = to_tensor(image)
         with fixed_threads(CODEC_THREADS):
-            if search_steps:
-                if self.lmbda is None:
-                    raise InputError(f"image model {self.name} does not say its training λ, which latent search needs")
-                height, width = image.shape[:2]
-                latents = search_latents(self.model, x, self.lmbda, search_steps, height, width, progress=progress)
+            if not search_steps:
                 with torch.no_grad():
-                    return pack_strings(compress_latents(self.model, latents))
+                    return pack_strings([s[0] for s in self.model.compress(x)["strings"]])
+            if self.lmbda is None:
+                raise InputError(f"image model {self.name} does not say its training λ, which latent search needs")
+            height, width = image.shape[:2]
+            latents = search_latents(self.model, x, self.lmbda, search_steps, height, width, progress=progress)
             with torch.no_grad():
-                out = self.model.compress(x)
-        strings = [s[0] for s in out["strings"]]
-        return pack_strings(strings)
+                return pack_strings(compress_latents(self.model, latents))
 
     @torch.no_grad()
     def decompress(self, data: bytes, width: int, height: int) -> np.ndarray:
