@@ -41,6 +41,8 @@ def stic_means(refine_json: Path) -> list[dict]:
     entries = []
     for row in run["summary"]:
         family = family_of(row["rate_point"])
+        if run.get("search_steps"):
+            family += f" search {run['search_steps']}"
         for label, suffix, bpp in (("x̂", "xhat", row["bpp"]), (f"+ {run['refiner']}", "refined", row["bpp_refined_file"])):
             entry = {"codec": f"stic {family} {label}", "model": row["rate_point"], "complete": row["images"] == 24,
                      "images": row["images"], "bpp": bpp}  # fmt: skip

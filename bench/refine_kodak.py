@@ -4,12 +4,14 @@ of the refined image, the real file size (image + caption + refine section), and
     python bench/refine_kodak.py --models stic-q1 stic-q2 ...   # shipped names or run folders
     python bench/refine_kodak.py --proxy 8 16                   # no codec: x̂ = box-downscale by F, bicubic up
     python bench/refine_kodak.py --models stic-q1 --refiner diffusion:SD_DIR --prompt empty   # caption ablation
+    python bench/refine_kodak.py --models stic-p2 --search-steps 100 --out results/refine_kodak_p_search100
 
 Captions are the published LLaVA-1.5 Kodak captions (../shared/data/captions), fitted to CLIP's
 window and LM-coded (`--text-coder`); the GAN refiner does not read them, but they are part of the
 file whose bits are reported. Writes results/refine_kodak[_SUFFIX].json (every image) and .md (means)
 after each image, so an interrupted run keeps what it measured. Timings: wall and process CPU
 seconds with torch limited to --threads threads; the load average is recorded beside them.
+`--search-steps N` encodes with encoder-side latent search (the model's own objective, N steps).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _summary_rows(rows: list[dict]) -> list[dict]:
         group = [r for r in rows if r["rate_point"] == point]
         row = {"rate_point": point, "images": len(group)}
         for key in ("bpp", "bpp_refined_file", *(f"{m}_{v}" for m in METRICS for v in ("xhat", "refined")),
-                    "decode_xhat_s", "refine_wall_s", "refine_cpu_s"):  # fmt: skip
+                    "encode_s", "decode_xhat_s", "refine_wall_s", "refine_cpu_s"):  # fmt: skip
             values = [r.get(key) for r in group]
             row[key] = None if None in values else float(np.mean(values))
         row["helps"] = bool(row["lpips-alex_refined"] < row["lpips-alex_xhat"] and row["dists_refined"] < row["dists_xhat"])
@@ -72,7 +74,8 @@ def _write(out: Path, meta: dict, rows: list[dict]) -> None:
     summary = _summary_rows(rows)
     out.with_suffix(".json").write_text(json.dumps({**meta, "summary": summary, "images": rows}, indent=1))
     lines = [
-        f"# Refiner `{meta['refiner']}` on Kodak, per rate point (refiner prompt: {meta['prompt']})",
+        f"# Refiner `{meta['refiner']}` on Kodak, per rate point (refiner prompt: {meta['prompt']}"
+        + (f"; latent search {meta['search_steps']} steps)" if meta.get("search_steps") else ")"),
         "",
         f"Command: `{meta['command']}`  ",
         (
@@ -84,16 +87,17 @@ def _write(out: Path, meta: dict, rows: list[dict]) -> None:
         "",
         (
             "| rate point | images | bpp | bpp with refine section | LPIPS-Alex x̂ | LPIPS-Alex refined | DISTS x̂ "
-            "| DISTS refined | PSNR x̂ | PSNR refined | decode x̂ s | refine wall s | refine CPU s | refiner helps |"
+            "| DISTS refined | PSNR x̂ | PSNR refined | encode s | decode x̂ s | refine wall s | refine CPU s "
+            "| refiner helps |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary:
         lines.append(
             f"| {r['rate_point']} | {r['images']} | {_fmt(r['bpp'])} | {_fmt(r['bpp_refined_file'])} "
             f"| {_fmt(r['lpips-alex_xhat'])} | {_fmt(r['lpips-alex_refined'])} | {_fmt(r['dists_xhat'])} "
             f"| {_fmt(r['dists_refined'])} | {_fmt(r['psnr_xhat'], 2)} | {_fmt(r['psnr_refined'], 2)} "
-            f"| {_fmt(r['decode_xhat_s'], 2)} | {_fmt(r['refine_wall_s'], 1)} | {_fmt(r['refine_cpu_s'], 1)} "
+            f"| {_fmt(r['encode_s'], 1)} | {_fmt(r['decode_xhat_s'], 2)} | {_fmt(r['refine_wall_s'], 1)} | {_fmt(r['refine_cpu_s'], 1)} "
             f"| {'yes' if r['helps'] else 'no'} |"
         )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -112,6 +116,7 @@ def main() -> None:
         help="what the refiner reads: the caption, an empty string, or 'NA' (the published ablation)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--search-steps", type=int, default=0, help="encoder-side latent search steps (default: 0)")
     parser.add_argument("--out", default=str(REPO / "results" / "refine_kodak"))
     args = parser.parse_args()
 
@@ -129,6 +134,7 @@ def main() -> None:
         "prompt": args.prompt,
         "text_coder": text_coder.name,
         "threads": args.threads,
+        "search_steps": args.search_steps,
         "image_names": names,
         "load_average": None,
     }
@@ -158,7 +164,7 @@ def main() -> None:
             prompt = PROMPTS[args.prompt]
             prompt = caption_texts[name] if prompt is None else prompt
             if codec is not None:
-                payload = codec.compress(image)
+                payload, row["encode_s"], _ = _timed(codec.compress, image, args.search_steps)
                 image_section = Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())
                 xhat, row["decode_xhat_s"], _ = _timed(codec.decompress, payload, w, h)
                 refine = refine_section(refiner, 0)
@@ -168,7 +174,7 @@ def main() -> None:
                 row["bpp_refined_file"] = 8 * len(refined_file) / (w * h)
             else:
                 xhat = _proxy_xhat(image, int(point.split("x")[-1]))
-                row["decode_xhat_s"] = row["bpp"] = row["bpp_refined_file"] = None
+                row["encode_s"] = row["decode_xhat_s"] = row["bpp"] = row["bpp_refined_file"] = None
             refined, row["refine_wall_s"], row["refine_cpu_s"] = _timed(refiner.refine, xhat, prompt, 0)
             loads.append(os.getloadavg()[0])
             for label, picture in (("xhat", xhat), ("refined", refined)):

@@ -1,5 +1,5 @@
-"""Encoder-side latent search: it lowers the real rate + λ·MSE, the unchanged decoder reads what
-it writes, it is deterministic, and it refuses what it cannot do."""
+"""Encoder-side latent search: it lowers the real rate + λ·MSE (+ a perceptual model's LPIPS), the
+unchanged decoder reads what it writes, it is deterministic, and it refuses what it cannot do."""
 
 import json
 
@@ -10,8 +10,16 @@ from safetensors.torch import save_file
 
 from stic.errors import InputError
 from stic.image.architectures import build_model
-from stic.image.latent_search import compress_latents, initial_latents, rd_cost, search_latents
+from stic.image.latent_search import (
+    PERCEPTUAL_SEARCH_SCALE,
+    Objective,
+    compress_latents,
+    initial_latents,
+    rd_cost,
+    search_latents,
+)
 from stic.image.learned import LearnedImageCodec, pack_strings, to_tensor
+from stic.metrics import compare
 from stic.image.registry import load_image_codec
 from stic.pipeline import decode, encode
 
@@ -26,7 +34,7 @@ def _real_cost(codec, image, payload):
     """rate from the payload's length + λ·MSE of what the decoder makes of it."""
     h, w = image.shape[:2]
     out = codec.decompress(payload, w, h).astype(np.float64)
-    return 8 * len(payload) / (h * w) + codec.lmbda * np.mean((out - image) ** 2)
+    return 8 * len(payload) / (h * w) + codec.objective.lmbda * np.mean((out - image) ** 2)
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +72,9 @@ def test_search_never_returns_latents_worse_than_the_start(q2):
     x = to_tensor(image)
     with torch.no_grad():
         start = initial_latents(q2.model, x)
-        for lmbda in (1e-9, 10.0):
-            found = search_latents(q2.model, x, lmbda, 3, 64, 64)
-            assert rd_cost(q2.model, x, found, lmbda, 64, 64) <= rd_cost(q2.model, x, start, lmbda, 64, 64)
+        for objective in (Objective(1e-9), Objective(10.0), Objective(1e-9, {"lpips-alex": 100.0})):
+            found = search_latents(q2.model, x, objective, 3, 64, 64)
+            assert rd_cost(q2.model, x, found, objective, 64, 64) <= rd_cost(q2.model, x, start, objective, 64, 64)
 
 
 def test_pipeline_files_with_search_decode_with_the_plain_decoder():
@@ -77,9 +85,26 @@ def test_pipeline_files_with_search_decode_with_the_plain_decoder():
     assert decoded.image.shape == image.shape
 
 
-def test_search_on_a_perceptual_model_warns_that_it_optimises_mse():
-    with pytest.warns(UserWarning, match="perceptual model stic-p1"):
-        encode(_photo(64, 64), model="stic-p1", search_steps=1)
+def test_a_perceptual_model_searches_its_own_training_terms():
+    p1 = load_image_codec("stic-p1")
+    assert p1.objective.metrics == {"lpips-alex": PERCEPTUAL_SEARCH_SCALE * 1.0}
+    assert load_image_codec("stic-q1").objective.metrics == {}
+
+
+def test_perceptual_search_lowers_lpips_where_the_mse_search_does_not():
+    """stic-p2, 30 steps on a 128x160 crop: its own objective (with LPIPS-Alex) gives a decoded
+    image clearly closer by LPIPS than the plain file and than a search for rate + λ·MSE alone."""
+    p2 = load_image_codec("stic-p2")
+    mse_only = LearnedImageCodec("p2-mse", p2.model, b"0000", Objective(p2.objective.lmbda))
+    image = _photo()
+    h, w = image.shape[:2]
+
+    def lpips(payload):
+        return compare(image, p2.decompress(payload, w, h), ("lpips-alex",))["lpips-alex"]
+
+    searched = lpips(p2.compress(image, search_steps=30))
+    assert searched < lpips(p2.compress(image)) - 0.02
+    assert searched < lpips(mse_only.compress(image, search_steps=30)) - 0.02
 
 
 def test_scale_only_hyperprior_is_searchable(tmp_path):
@@ -90,7 +115,7 @@ def test_scale_only_hyperprior_is_searchable(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "train_config.json").write_text(json.dumps({"lmbda": 0.01}))
     codec = load_image_codec(str(tmp_path))
-    assert codec.lmbda == 0.01
+    assert codec.objective == Objective(0.01)
     image = _photo(64, 64)
     payload = codec.compress(image, search_steps=3)
     assert codec.decompress(payload, 64, 64).shape == (64, 64, 3)
@@ -98,7 +123,7 @@ def test_scale_only_hyperprior_is_searchable(tmp_path):
 
 def test_search_refuses_what_it_cannot_do(q2):
     image = _photo(64, 64)
-    context_model = LearnedImageCodec("ctx", build_model({"architecture": "mbt2018", "N": 8, "M": 8}), b"0000", 0.01)
+    context_model = LearnedImageCodec("ctx", build_model({"architecture": "mbt2018", "N": 8, "M": 8}), b"0000", Objective(0.01))
     with pytest.raises(InputError, match="hyperprior architectures"):
         context_model.compress(image, search_steps=2)
     no_lambda = LearnedImageCodec("nolambda", q2.model, b"0000")
@@ -106,3 +131,5 @@ def test_search_refuses_what_it_cannot_do(q2):
         no_lambda.compress(image, search_steps=2)
     with pytest.raises(InputError, match="search_steps"):
         encode(image, model="stic-q1", search_steps=-1)
+    with pytest.raises(InputError, match="λ > 0"):
+        Objective(0.0)

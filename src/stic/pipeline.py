@@ -10,7 +10,6 @@ image, per candidate image model, since x̂ depends on it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,11 +133,6 @@ def _pack_with(
     codec: ImageCodec, image: np.ndarray, caption: _CaptionSection, refine_section: Section | None, search: _Search
 ) -> bytes:
     height, width = image.shape[:2]
-    if search.steps and codec.name in all_shipped_models() and model_family(codec.name) == "perceptual":
-        warnings.warn(
-            f"latent search optimises rate + λ·MSE; on the perceptual model {codec.name} it measured a "
-            f"smaller file but higher LPIPS (docs/latent_search.md)", stacklevel=3,
-        )
     payload = codec.compress(image, search.steps, search.progress)
     sections = [Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())]
     caption_section = caption.for_image(codec, payload, width, height)

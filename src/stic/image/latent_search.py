@@ -10,7 +10,7 @@ architectures are supported (their latents are independent given z; the autoregr
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from compressai.models import MeanScaleHyperprior, ScaleHyperprior
@@ -28,6 +28,42 @@ TAU_START, TAU_END = 0.5, 0.05
 class Latents:
     y: torch.Tensor
     z: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the search minimises: rate (bpp) + λ·MSE (0-255 scale) + Σ weight · metric(x̂, x), the
+    metrics named as in `stic.metrics` (e.g. {"lpips-alex": 1.0} for a perceptual model)."""
+
+    lmbda: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.lmbda > 0:
+            raise InputError(f"latent search needs the model's rate-distortion λ > 0, got {self.lmbda}")
+
+    def distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        from stic.metrics import get_metric
+
+        cost = self.lmbda * torch.mean((x_hat - x) ** 2) * 255**2
+        for name, weight in self.metrics.items():
+            cost = cost + weight * get_metric(name)(x_hat, x).mean()
+        return cost
+
+
+#: weight of a perceptual model's metric terms in its search, relative to its training loss. Its
+#: decoder was fine-tuned alone, so training never traded those terms against rate: at the full
+#: weight the search buys LPIPS with +60 % rate; at 0.3 it spends +15 % (two held-out photos,
+#: stic-p2; docs/latent_search.md)
+PERCEPTUAL_SEARCH_SCALE = 0.3
+
+
+def search_objective(lmbda: float | None, perceptual: dict[str, float] | None = None) -> Objective | None:
+    """The search objective of weights trained with rate + λ·MSE (+ the `perceptual` metric terms);
+    None when λ is unknown."""
+    if lmbda is None:
+        return None
+    return Objective(lmbda, {name: PERCEPTUAL_SEARCH_SCALE * w for name, w in (perceptual or {}).items()})
 
 
 def check_searchable(model) -> None:
@@ -74,10 +110,10 @@ def _soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torc
     return floor + weights[..., 1]
 
 
-def rd_cost(model, x: torch.Tensor, latents: Latents, lmbda: float, height: int, width: int,
+def rd_cost(model, x: torch.Tensor, latents: Latents, objective: Objective, height: int, width: int,
             rounding: Callable[[torch.Tensor], torch.Tensor] = torch.round) -> torch.Tensor:
-    """rate (bits per pixel) + λ·MSE (on the 0-255 scale, the image's own pixels only), the loss the
-    models were trained with; with hard rounding the rate is what the coder writes, to within ~1 %."""
+    """rate (bits per pixel) + the objective's distortion on the image's own pixels (padding
+    excluded); with hard rounding the rate is what the coder writes, to within ~1 %."""
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     medians = eb._get_medians().detach()
     z_hat = rounding(latents.z - medians) + medians
@@ -93,28 +129,25 @@ def rd_cost(model, x: torch.Tensor, latents: Latents, lmbda: float, height: int,
         y_lik = gc.likelihood_lower_bound(y_lik)
     bits = -torch.log2(z_lik).sum() - torch.log2(y_lik).sum()
     x_hat = model.g_s(y_hat)[..., :height, :width]
-    mse = torch.mean((x_hat - x[..., :height, :width]) ** 2) * 255**2
-    return bits / (height * width) + lmbda * mse
+    return bits / (height * width) + objective.distortion(x_hat, x[..., :height, :width])
 
 
-def search_latents(model, x: torch.Tensor, lmbda: float, steps: int, height: int, width: int,
+def search_latents(model, x: torch.Tensor, objective: Objective, steps: int, height: int, width: int,
                    seed: int = 0, progress: bool = False) -> Latents:
-    """`steps` SGA steps from g_a's latents; returns whichever of the start and the result codes at
-    the lower rate + λ·MSE, so a search never makes the file worse by the model's own measure."""
+    """`steps` SGA steps from g_a's latents; returns whichever of the start and the result costs
+    less by the objective, so a search never makes the file worse by that measure."""
     check_searchable(model)
     if steps < 1:
         raise InputError(f"latent search needs at least 1 step, got {steps}")
-    if not lmbda > 0:
-        raise InputError(f"latent search needs the model's rate-distortion λ > 0, got {lmbda}")
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     try:
         with torch.no_grad():
             start = initial_latents(model, x)
-        found = _descend(model, x, start, lmbda, steps, height, width, seed, progress)
+        found = _descend(model, x, start, objective, steps, height, width, seed, progress)
         with torch.no_grad():
-            better = rd_cost(model, x, found, lmbda, height, width) < rd_cost(model, x, start, lmbda, height, width)
+            better = rd_cost(model, x, found, objective, height, width) < rd_cost(model, x, start, objective, height, width)
         return found if better else start
     finally:
         for p in frozen:
@@ -122,14 +155,14 @@ def search_latents(model, x: torch.Tensor, lmbda: float, steps: int, height: int
 
 
 @torch.enable_grad()  # callers may be inside no_grad
-def _descend(model, x, start: Latents, lmbda: float, steps: int, height: int, width: int,
+def _descend(model, x, start: Latents, objective: Objective, steps: int, height: int, width: int,
              seed: int, progress: bool) -> Latents:
     generator = torch.Generator().manual_seed(seed)
     latents = Latents(start.y.clone().requires_grad_(True), start.z.clone().requires_grad_(True))
     optimizer = torch.optim.Adam([latents.y, latents.z], lr=LEARNING_RATE)
     for step in tqdm(range(steps), desc="latent search", unit="step", disable=not progress, leave=False):
         tau = TAU_START + (TAU_END - TAU_START) * step / max(steps - 1, 1)
-        loss = rd_cost(model, x, latents, lmbda, height, width, lambda v: _soft_round(v, tau, generator))
+        loss = rd_cost(model, x, latents, objective, height, width, lambda v: _soft_round(v, tau, generator))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -19,7 +19,7 @@ from stic.codecs import IMAGE_LEARNED
 from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
 from stic.image.architectures import PAD_MULTIPLE
-from stic.image.latent_search import compress_latents, search_latents
+from stic.image.latent_search import Objective, compress_latents, search_latents
 
 #: intra-op threads used by compress/decompress: fixed so that results never depend on the host's default
 CODEC_THREADS = 2
@@ -83,12 +83,12 @@ class LearnedImageCodec:
 
     codec_id = IMAGE_LEARNED
 
-    def __init__(self, name: str, model: torch.nn.Module, weights_digest: bytes, lmbda: float | None = None):
+    def __init__(self, name: str, model: torch.nn.Module, weights_digest: bytes, objective: Objective | None = None):
         self.name = name
         self.model = model.eval()
         self._digest = weights_digest
-        #: the rate-distortion trade-off the weights were trained for; latent search optimises it
-        self.lmbda = lmbda
+        #: what latent search minimises for these weights (from their training loss); None: unknown
+        self.objective = objective
         #: channels of the main latent (the hyperprior's are fewer per position)
         self.latent_channels = int(getattr(model, "M", getattr(model, "N", 0)))
 
@@ -103,10 +103,10 @@ class LearnedImageCodec:
             if not search_steps:
                 with torch.no_grad():
                     return pack_strings([s[0] for s in self.model.compress(x)["strings"]])
-            if self.lmbda is None:
+            if self.objective is None:
                 raise InputError(f"image model {self.name} does not say its training λ, which latent search needs")
             height, width = image.shape[:2]
-            latents = search_latents(self.model, x, self.lmbda, search_steps, height, width, progress=progress)
+            latents = search_latents(self.model, x, self.objective, search_steps, height, width, progress=progress)
             with torch.no_grad():
                 return pack_strings(compress_latents(self.model, latents))
 

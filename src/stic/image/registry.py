@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from stic.errors import ModelMismatchError, ModelNotFoundError
 from stic.image.architectures import ARCHITECTURES, build_model, scale_table
+from stic.image.latent_search import search_objective
 from stic.image.learned import LearnedImageCodec, file_digest
 from stic.train.checkpoint import DERIVED_BUFFERS
 
@@ -109,7 +110,8 @@ def load_model_weights(model, weights_path: Path):
 def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImageCodec:
     model = build_model(config["model"])
     load_model_weights(model, weights_path)
-    return LearnedImageCodec(name, model, file_digest(weights_path), config.get("lmbda"))
+    objective = search_objective(config.get("lmbda"), config.get("training", {}).get("perceptual"))
+    return LearnedImageCodec(name, model, file_digest(weights_path), objective)
 
 
 def _load_zoo(spec: str) -> LearnedImageCodec:
@@ -139,7 +141,7 @@ def _load_zoo(spec: str) -> LearnedImageCodec:
     model.update(force=True)
     digest = hashlib.sha256(url.encode()).digest()
     lmbda = ZOO_MSE_LAMBDAS[quality - 1] if metric == "mse" and 1 <= quality <= len(ZOO_MSE_LAMBDAS) else None
-    return LearnedImageCodec(spec, model.eval(), digest, lmbda)
+    return LearnedImageCodec(spec, model.eval(), digest, search_objective(lmbda))
 
 
 def load_image_codec(name: str) -> LearnedImageCodec:
@@ -153,10 +155,10 @@ def load_image_codec(name: str) -> LearnedImageCodec:
     folder = Path(name)
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         config = json.loads((folder / "config.json").read_text())
-        if "model" not in config:  # training runs store the bare architecture, and λ beside it
+        if "model" not in config:  # training runs store the bare architecture, and the loss beside it
             train_config = folder / "train_config.json"
-            lmbda = json.loads(train_config.read_text()).get("lmbda") if train_config.is_file() else None
-            config = {"model": config, "lmbda": lmbda}
+            training = json.loads(train_config.read_text()) if train_config.is_file() else {}
+            config = {"model": config, "lmbda": training.get("lmbda"), "training": training}
         return _load_from_files(folder.name, folder / "model.safetensors", config)
     raise ModelNotFoundError(
         f"no image model {name!r}: shipped models are {', '.join(all_shipped_models()) or 'none'}; "
