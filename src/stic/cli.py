@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(decoders fine-tuned for LPIPS; docs/training.md); twins share encoder and rates")
     enc.add_argument(
         "--search-steps", type=int, default=0, metavar="N",
-        help="optimise the image latents for this image with N gradient steps before coding: a smaller "
-        "file or a sharper x̂ at the same decoder, ~0.5 s per step for 768x512 (default: 0, off; 100 is a good choice)",
+        help="optimise the image latents for this image with N gradient steps before coding, by the model's "
+        "own training loss (rate + MSE, + LPIPS for the perceptual family): a better file for the same decoder, "
+        "~0.5 s per step for 768x512 (0.8 s perceptual) (default: 0, off; 100 is a good choice)",
     )
     enc.add_argument("--captioner", metavar="MODEL", help="caption the image with this vision-language model (id or local directory)")
     enc.add_argument("--caption-prompt", help="prompt for --captioner (default: a short description of at most ~50 words)")
