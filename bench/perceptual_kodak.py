@@ -5,7 +5,10 @@ classic codecs: a table, an RD plot per metric and LPIPS-Alex BD-rates.
         --threads 1 --out results/refine_kodak_compact
     python bench/refine_kodak.py --models stic-p1 stic-p2 stic-p3 --refiner realesrgan-compact \
         --threads 1 --out results/refine_kodak_compact_perceptual
-    python bench/perceptual_kodak.py results/refine_kodak_compact.json results/refine_kodak_compact_perceptual.json
+    python bench/refine_kodak.py --models stic-p2 stic-p1 stic-p3 --refiner realesrgan-compact \
+        --threads 2 --search-steps 100 --out results/refine_kodak_compact_perceptual_search100
+    python bench/perceptual_kodak.py results/refine_kodak_compact.json results/refine_kodak_compact_perceptual.json \
+        results/refine_kodak_compact_perceptual_search100.json
 
 Reads the per-model means those runs wrote (real file sizes; x̂ and refined metrics on all 24
 images) and the classic codecs' means from results/kodak_baselines (bench/kodak_baselines.py).
