@@ -1,8 +1,8 @@
 """Encoder-side latent search: spend encode time to find latents that code *this* image better.
 
 The analysis transform g_a is a one-shot guess of good latents, trained to be right on average;
-for one image, gradient descent on the latents y and z themselves lowers rate + λ·MSE further
-(the "amortization gap"). Rounding is relaxed by stochastic Gumbel annealing (SGA: Yang, Bamler
+for one image, gradient descent on the latents y and z themselves lowers the model's training loss
+(rate + λ·MSE, + LPIPS for a perceptual model) further (the "amortization gap"). Rounding is relaxed by stochastic Gumbel annealing (SGA: Yang, Bamler
 and Mandt, "Improving Inference for Neural Image Compression", NeurIPS 2020): each latent is a
 soft, random mix of its floor and ceiling that hardens as the temperature falls. The decoder and
 the file format do not change: a searched file decodes with any stic. Only the hyperprior
