@@ -1,16 +1,18 @@
 """Encoder-side latent search: spend encode time to find latents that code *this* image better.
 
 The analysis transform g_a is a one-shot guess of good latents, trained to be right on average;
-for one image, gradient descent on the latents y and z themselves lowers the model's training loss
-(rate + λ·MSE, + LPIPS for a perceptual model) further (the "amortization gap"). Rounding is relaxed by stochastic Gumbel annealing (SGA: Yang, Bamler
-and Mandt, "Improving Inference for Neural Image Compression", NeurIPS 2020): each latent is a
-soft, random mix of its floor and ceiling that hardens as the temperature falls. The decoder and
+for one image, gradient descent on the latents y and z themselves lowers the model's training
+loss (rate + λ·MSE, + LPIPS for a perceptual model) further (the "amortization gap"). Rounding is
+relaxed by stochastic Gumbel annealing (SGA: Yang, Bamler and Mandt, "Improving Inference for
+Neural Image Compression", NeurIPS 2020): each latent is a soft, random mix of its floor and
+ceiling that hardens as the temperature falls. The decoder and
 the file format do not change: a searched file decodes with any stic. Only the hyperprior
 architectures are supported (their latents are independent given z; the autoregressive ones are not).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from compressai.models import MeanScaleHyperprior, ScaleHyperprior
@@ -32,8 +34,9 @@ class Latents:
 
 @dataclass(frozen=True)
 class Objective:
-    """What the search minimises: rate (bpp) + λ·MSE (0-255 scale) + Σ weight · metric(x̂, x), the
-    metrics named as in `stic.metrics` (e.g. {"lpips-alex": 1.0} for a perceptual model)."""
+    """What the search minimises: the training loss `stic.train.losses.rate_distortion` builds,
+    rate (bpp) + λ·MSE (0-255 scale) + Σ weight · metric(x̂, x), the metrics named as in
+    `stic.metrics` (e.g. {"lpips-alex": 1.0} for a perceptual model)."""
 
     lmbda: float
     metrics: dict[str, float] = field(default_factory=dict)
@@ -42,13 +45,12 @@ class Objective:
         if not self.lmbda > 0:
             raise InputError(f"latent search needs the model's rate-distortion λ > 0, got {self.lmbda}")
 
-    def distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        from stic.metrics import get_metric
+    @cached_property
+    def loss(self):
+        """Built on first use, so loading a model never loads metric backbones it may not search with."""
+        from stic.train.losses import rate_distortion
 
-        cost = self.lmbda * torch.mean((x_hat - x) ** 2) * 255**2
-        for name, weight in self.metrics.items():
-            cost = cost + weight * get_metric(name)(x_hat, x).mean()
-        return cost
+        return rate_distortion(self.lmbda, self.metrics)
 
 
 #: weight of a perceptual model's metric terms in its search, relative to its training loss. Its
@@ -112,8 +114,8 @@ def _soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torc
 
 def rd_cost(model, x: torch.Tensor, latents: Latents, objective: Objective, height: int, width: int,
             rounding: Callable[[torch.Tensor], torch.Tensor] = torch.round) -> torch.Tensor:
-    """rate (bits per pixel) + the objective's distortion on the image's own pixels (padding
-    excluded); with hard rounding the rate is what the coder writes, to within ~1 %."""
+    """The objective's loss, its rate in bits per pixel of the image's own pixels and its distortion
+    on them (padding excluded); with hard rounding the rate is what the coder writes, to within ~1 %."""
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     medians = eb._get_medians().detach()
     z_hat = rounding(latents.z - medians) + medians
@@ -127,9 +129,9 @@ def rd_cost(model, x: torch.Tensor, latents: Latents, objective: Objective, heig
         z_lik = eb.likelihood_lower_bound(z_lik)
     if gc.use_likelihood_bound:
         y_lik = gc.likelihood_lower_bound(y_lik)
-    bits = -torch.log2(z_lik).sum() - torch.log2(y_lik).sum()
     x_hat = model.g_s(y_hat)[..., :height, :width]
-    return bits / (height * width) + objective.distortion(x_hat, x[..., :height, :width])
+    output = {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
+    return objective.loss(output, x[..., :height, :width])[0]
 
 
 def search_latents(model, x: torch.Tensor, objective: Objective, steps: int, height: int, width: int,
