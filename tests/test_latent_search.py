@@ -13,6 +13,7 @@ from stic.image.architectures import build_model
 from stic.image.latent_search import (
     PERCEPTUAL_SEARCH_SCALE,
     Objective,
+    coded_bpp,
     compress_latents,
     initial_latents,
     rd_cost,
@@ -74,7 +75,45 @@ def test_search_never_returns_latents_worse_than_the_start(q2):
         start = initial_latents(q2.model, x)
         for objective in (Objective(1e-9), Objective(10.0), Objective(1e-9, {"lpips-alex": 100.0})):
             found = search_latents(q2.model, x, objective, 3, 64, 64)
-            assert rd_cost(q2.model, x, found, objective, 64, 64) <= rd_cost(q2.model, x, start, objective, 64, 64)
+            assert rd_cost(q2.model, x, found, objective, 64, 64)[0] <= rd_cost(q2.model, x, start, objective, 64, 64)[0]
+
+
+def test_a_rate_cap_holds_and_still_lowers_the_cost_within_it(q2):
+    """Capped 3 % below the plain rate (what `--bpp` asks when the plain file just fits), the
+    search returns latents that code within the cap (the coder's bits, not only the estimate) at a
+    lower rate + λ·MSE than the plain file. A cap it cannot meet returns the start unchanged."""
+    image = _photo(256, 256)
+    x = to_tensor(image)
+    with torch.no_grad():
+        start = initial_latents(q2.model, x)
+    plain_rate = coded_bpp(q2.model, start, 256, 256)
+    found = search_latents(q2.model, x, q2.objective, 50, 256, 256, max_bpp=0.97 * plain_rate)
+    assert coded_bpp(q2.model, found, 256, 256) <= 0.97 * plain_rate
+    payload = pack_strings(compress_latents(q2.model, found))
+    assert 8 * len(payload) / 256**2 <= plain_rate
+    assert _real_cost(q2, image, payload) < _real_cost(q2, image, q2.compress(image))
+    unmet = search_latents(q2.model, x, q2.objective, 5, 256, 256, max_bpp=0.2 * plain_rate)
+    assert torch.equal(unmet.y, start.y) and torch.equal(unmet.z, start.z)
+
+
+def test_a_rate_cap_must_be_positive(q2):
+    with pytest.raises(InputError, match="rate cap must be positive"):
+        q2.compress(_photo(64, 64), search_steps=2, max_bpp=0)
+
+
+def test_bpp_target_with_search_keeps_the_plain_choice_of_model_and_the_target():
+    """--bpp with search: the model is the one whose plain file fits, and the searched file
+    (whole file: header and caption too) never exceeds the target."""
+    image = _photo(256, 256)
+    pixels = image.shape[0] * image.shape[1]
+    caption = "an astronaut in a white suit"
+    plain = encode(image, model="stic-q2", caption=caption)
+    target = 8 * len(plain.data) / pixels + 1e-6
+    searched = encode(image, bpp=target, caption=caption, search_steps=50)
+    assert searched.image_model == "stic-q2"
+    assert searched.data != plain.data
+    assert 8 * len(searched.data) <= target * pixels
+    assert decode(searched.data, refine=False).image.shape == image.shape
 
 
 def test_pipeline_files_with_search_decode_with_the_plain_decoder():

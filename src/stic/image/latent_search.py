@@ -10,6 +10,7 @@ the file format do not change: a searched file decodes with any stic. Only the h
 architectures are supported (their latents are independent given z; the autoregressive ones are not).
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +25,10 @@ from stic.errors import InputError
 #: chosen on two Kodak images with stic-q3 (docs/latent_search.md)
 LEARNING_RATE = 0.01
 TAU_START, TAU_END = 0.5, 0.05
+#: a rate cap's multiplier on the rate term grows by exp(RATE_CAP_STEP * relative overshoot) per step;
+#: 2 held a cap 3 % under the plain rate within 50 steps on four crops (stic-q2, stic-p2), where 0.5
+#: was too slow and 5 cost more loss (docs/latent_search.md)
+RATE_CAP_STEP = 2.0
 
 
 @dataclass
@@ -112,10 +117,9 @@ def _soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torc
     return floor + weights[..., 1]
 
 
-def rd_cost(model, x: torch.Tensor, latents: Latents, objective: Objective, height: int, width: int,
-            rounding: Callable[[torch.Tensor], torch.Tensor] = torch.round) -> torch.Tensor:
-    """The objective's loss, its rate in bits per pixel of the image's own pixels and its distortion
-    on them (padding excluded); with hard rounding the rate is what the coder writes, to within ~1 %."""
+def _quantised(model, latents: Latents, rounding: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """y_hat and the likelihoods of y and z, each latent rounded by `rounding` about its entropy
+    model's offset (z's medians, y's predicted means) as the coder does."""
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     medians = eb._get_medians().detach()
     z_hat = rounding(latents.z - medians) + medians
@@ -129,28 +133,52 @@ def rd_cost(model, x: torch.Tensor, latents: Latents, objective: Objective, heig
         z_lik = eb.likelihood_lower_bound(z_lik)
     if gc.use_likelihood_bound:
         y_lik = gc.likelihood_lower_bound(y_lik)
+    return y_hat, {"y": y_lik, "z": z_lik}
+
+
+def rd_cost(model, x: torch.Tensor, latents: Latents, objective: Objective, height: int, width: int,
+            rounding: Callable[[torch.Tensor], torch.Tensor] = torch.round) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective's loss and its rate term, bits per pixel of the image's own pixels (padding
+    excluded, as from the distortion); with hard rounding the rate is what the coder writes, to
+    within ~3 %."""
+    y_hat, likelihoods = _quantised(model, latents, rounding)
     x_hat = model.g_s(y_hat)[..., :height, :width]
-    output = {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
-    return objective.loss(output, x[..., :height, :width])[0]
+    loss, terms = objective.loss({"x_hat": x_hat, "likelihoods": likelihoods}, x[..., :height, :width])
+    return loss, terms["bpp"]
+
+
+@torch.no_grad()
+def coded_bpp(model, latents: Latents, height: int, width: int) -> float:
+    """The rate of hard-rounded latents (what the coder writes, to within ~3 %), without decoding."""
+    bits = sum(-torch.log2(lik).sum() for lik in _quantised(model, latents, torch.round)[1].values())
+    return float(bits) / (height * width)
 
 
 def search_latents(model, x: torch.Tensor, objective: Objective, steps: int, height: int, width: int,
-                   seed: int = 0, progress: bool = False) -> Latents:
+                   seed: int = 0, progress: bool = False, max_bpp: float | None = None) -> Latents:
     """`steps` SGA steps from g_a's latents; returns whichever of the start and the result costs
-    less by the objective, so a search never makes the file worse by that measure."""
+    less by the objective, so a search never makes the file worse by that measure.
+
+    `max_bpp` caps the rate: the search then minimises the objective subject to rate <= max_bpp
+    (the rate term's multiplier rises while the rate is over the cap, by dual ascent), and its
+    result replaces the start only if it is within the cap as well. The start itself is returned
+    whatever its rate: the caller knows whether the plain file fits its budget."""
     check_searchable(model)
     if steps < 1:
         raise InputError(f"latent search needs at least 1 step, got {steps}")
+    if max_bpp is not None and not max_bpp > 0:
+        raise InputError(f"a rate cap must be positive, got {max_bpp} bpp")
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     try:
         with torch.no_grad():
             start = initial_latents(model, x)
-        found = _descend(model, x, start, objective, steps, height, width, seed, progress)
+        found = _descend(model, x, start, objective, steps, height, width, seed, progress, max_bpp)
         with torch.no_grad():
-            better = rd_cost(model, x, found, objective, height, width) < rd_cost(model, x, start, objective, height, width)
-        return found if better else start
+            (found_loss, found_bpp), (start_loss, _) = (rd_cost(model, x, c, objective, height, width) for c in (found, start))
+        fits = max_bpp is None or found_bpp <= max_bpp
+        return found if fits and found_loss < start_loss else start
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -158,14 +186,23 @@ def search_latents(model, x: torch.Tensor, objective: Objective, steps: int, hei
 
 @torch.enable_grad()  # callers may be inside no_grad
 def _descend(model, x, start: Latents, objective: Objective, steps: int, height: int, width: int,
-             seed: int, progress: bool) -> Latents:
+             seed: int, progress: bool, max_bpp: float | None) -> Latents:
+    """The final latents or, under a cap, the last ones whose coded rate fits it. The cap is held
+    against the hard-rounded rate: SGA's soft rate runs up to twice it while the temperature is high."""
     generator = torch.Generator().manual_seed(seed)
     latents = Latents(start.y.clone().requires_grad_(True), start.z.clone().requires_grad_(True))
     optimizer = torch.optim.Adam([latents.y, latents.z], lr=LEARNING_RATE)
+    rate_weight = 1.0  # the objective's own; a cap only ever raises it
+    fitting = None
     for step in tqdm(range(steps), desc="latent search", unit="step", disable=not progress, leave=False):
         tau = TAU_START + (TAU_END - TAU_START) * step / max(steps - 1, 1)
-        loss = rd_cost(model, x, latents, objective, height, width, lambda v: _soft_round(v, tau, generator))
+        loss, bpp = rd_cost(model, x, latents, objective, height, width, lambda v: _soft_round(v, tau, generator))
         optimizer.zero_grad()
-        loss.backward()
+        (loss + (rate_weight - 1.0) * bpp).backward()
         optimizer.step()
-    return Latents(latents.y.detach(), latents.z.detach())
+        if max_bpp is not None:
+            coded = coded_bpp(model, latents, height, width)
+            rate_weight = max(1.0, rate_weight * math.exp(RATE_CAP_STEP * (coded / max_bpp - 1.0)))
+            if coded <= max_bpp:
+                fitting = Latents(latents.y.detach().clone(), latents.z.detach().clone())
+    return fitting or Latents(latents.y.detach(), latents.z.detach())

@@ -95,9 +95,10 @@ class LearnedImageCodec:
     def fingerprint(self) -> bytes:
         return self._digest[:4]
 
-    def compress(self, image: np.ndarray, search_steps: int = 0, progress: bool = False) -> bytes:
+    def compress(self, image: np.ndarray, search_steps: int = 0, progress: bool = False,
+                 max_bpp: float | None = None) -> bytes:
         """`search_steps` > 0 first optimises the latents for this image (stic.image.latent_search):
-        slower encoding, the same decoder."""
+        slower encoding, the same decoder; `max_bpp` caps the searched latents' rate."""
         x = to_tensor(image)
         with fixed_threads(CODEC_THREADS):
             if not search_steps:
@@ -106,7 +107,8 @@ class LearnedImageCodec:
             if self.objective is None:
                 raise InputError(f"image model {self.name} does not say its training λ, which latent search needs")
             height, width = image.shape[:2]
-            latents = search_latents(self.model, x, self.objective, search_steps, height, width, progress=progress)
+            latents = search_latents(self.model, x, self.objective, search_steps, height, width, progress=progress,
+                                     max_bpp=max_bpp)
             with torch.no_grad():
                 return pack_strings(compress_latents(self.model, latents))
 

@@ -15,10 +15,12 @@ class ImageCodec(Protocol):
     def fingerprint(self) -> bytes:
         """4 bytes identifying the weights (and anything else that changes the bits)."""
 
-    def compress(self, image: np.ndarray, search_steps: int = 0, progress: bool = False) -> bytes:
+    def compress(self, image: np.ndarray, search_steps: int = 0, progress: bool = False,
+                 max_bpp: float | None = None) -> bytes:
         """Code an HxWx3 uint8 RGB array. The container stores width and height, so the
         payload need not. `search_steps` > 0 spends encode time on a better payload for the same
-        decoder (a codec that cannot search raises InputError)."""
+        decoder (a codec that cannot search raises InputError), at most `max_bpp` bits per pixel
+        when given."""
 
     def decompress(self, data: bytes, width: int, height: int) -> np.ndarray:
         """Return the HxWx3 uint8 RGB reconstruction, exactly width x height, deterministic."""
