@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--search-steps", type=int, default=0, metavar="N",
         help="optimise the image latents for this image with N gradient steps before coding, by the model's "
         "own training loss (rate + MSE, + LPIPS for the perceptual family): a better file for the same decoder, "
-        "~0.5 s per step for 768x512 (0.8 s perceptual) (default: 0, off; 100 is a good choice)",
+        "~0.5 s per step for 768x512 (0.8 s perceptual); with --bpp the model is the one without search and "
+        "its searched file stays within the target (default: 0, off; 100 is a good choice)",
     )
     enc.add_argument("--captioner", metavar="MODEL", help="caption the image with this vision-language model (id or local directory)")
     enc.add_argument("--caption-prompt", help="prompt for --captioner (default: a short description of at most ~50 words)")
