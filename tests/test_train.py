@@ -111,6 +111,31 @@ def test_fine_tune_starts_from_another_run(data, tmp_path):
     assert "initialised from" in (tuned / "train.log").read_text()
 
 
+def test_fine_tune_starts_from_a_shipped_model(data, tmp_path):
+    from safetensors.torch import load_file
+
+    from stic.errors import ModelNotFoundError
+    from stic.image.registry import weights_dir
+
+    shipped = json.loads((weights_dir() / "stic-q1.json").read_text())["model"]
+    tuned = tmp_path / "tuned"
+    train(TrainConfig(out=str(tuned), model=shipped, datasets=("set_a",), crop=64, batch=2, max_steps=1, val_crop=64,
+                      threads=1, init_from="stic-q1", decoder_from="stic-p1", lr=0.0))
+    start = {name: load_file(str(weights_dir() / f"{name}.safetensors")) for name in ("stic-q1", "stic-p1")}
+    weights = load_file(str(tuned / "model.safetensors"))
+    for key in ("g_a.0.weight", "h_s.0.weight", "g_s.0.weight"):
+        source = start["stic-p1" if key.startswith("g_s.") else "stic-q1"][key]
+        assert weights[key].dtype == torch.float32 and torch.equal(weights[key], source.float()), key
+    assert not torch.equal(start["stic-q1"]["g_s.0.weight"], start["stic-p1"]["g_s.0.weight"])
+
+    with pytest.raises(ModelNotFoundError, match="neither a run folder nor a shipped model"):
+        train(TrainConfig(out=str(tmp_path / "typo"), model=shipped, datasets=("set_a",), crop=64, batch=2,
+                          max_steps=1, val_crop=64, threads=1, init_from="stic-q9"))
+    with pytest.raises(RuntimeError, match="weights of stic-q1 do not fit"):
+        train(TrainConfig(out=str(tmp_path / "small"), model=TINY, datasets=("set_a",), crop=64, batch=2,
+                          max_steps=1, val_crop=64, threads=1, init_from="stic-q1"))
+
+
 def test_decoder_from_takes_the_synthesis_transform_of_another_run(data, tmp_path):
     from safetensors.torch import load_file
 

@@ -46,25 +46,45 @@ def save_checkpoint(folder: Path, model, optimizers: dict, state: dict, config: 
     _atomic(folder / "state.json", lambda p: p.write_text(json.dumps(state, indent=2)))
 
 
-def load_weights(model, folder: Path) -> None:
-    """Load safetensors weights into a freshly built model (derived tables stay empty)."""
-    weights = load_file(str(Path(folder) / "model.safetensors"))
+def weights_file(source) -> Path:
+    """What a run starts from (--init-from, --decoder-from, export): a run folder's weights, or a
+    shipped model's (e.g. ``stic-p2``) so that fine-tuning a shipped model needs no run folder."""
+    path = Path(source)
+    if path.is_dir():
+        return path / "model.safetensors"
+    from stic.image.registry import all_shipped_models, weights_dir
+
+    if str(source) in all_shipped_models():
+        return weights_dir() / f"{source}.safetensors"
+    raise ModelNotFoundError(f"{source} is neither a run folder nor a shipped model ({', '.join(all_shipped_models())})")
+
+
+def _weights(source) -> dict[str, torch.Tensor]:
+    """Trainable weights only: a shipped file's entropy tables are rebuilt by update() on export."""
+    return {k: v for k, v in load_file(str(weights_file(source))).items() if not k.endswith(DERIVED_BUFFERS)}
+
+
+def load_weights(model, source) -> None:
+    """Load weights (fp16 shipped ones are widened) into a freshly built model; its derived tables stay empty."""
+    weights = _weights(source)
     # CompressAI's load_state_dict resizes the derived tables and needs them present: keep the model's own
     derived = {k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFERS)}
-    missing, unexpected = model.load_state_dict({**derived, **weights}, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict({**derived, **weights}, strict=False)
+    except RuntimeError as exc:
+        raise RuntimeError(f"weights of {source} do not fit this model: {exc}") from exc
     bad_missing = [k for k in missing if not k.endswith(DERIVED_BUFFERS)]
     if bad_missing or unexpected:
-        raise RuntimeError(f"checkpoint does not fit model: missing {bad_missing}, unexpected {unexpected}")
+        raise RuntimeError(f"weights of {source} do not fit this model: missing {bad_missing}, unexpected {unexpected}")
 
 
-def load_synthesis(model, folder: Path) -> None:
-    """Replace the synthesis transform g_s with another run's (same architecture)."""
-    weights = load_file(str(Path(folder) / "model.safetensors"))
-    synthesis = {k.removeprefix("g_s."): v for k, v in weights.items() if k.startswith("g_s.")}
+def load_synthesis(model, source) -> None:
+    """Replace the synthesis transform g_s with another run's or shipped model's (same architecture)."""
+    synthesis = {k.removeprefix("g_s."): v for k, v in _weights(source).items() if k.startswith("g_s.")}
     try:
         model.g_s.load_state_dict(synthesis, strict=True)
     except RuntimeError as exc:
-        raise RuntimeError(f"decoder of {folder} does not fit this model: {exc}") from exc
+        raise RuntimeError(f"decoder of {source} does not fit this model: {exc}") from exc
 
 
 def load_checkpoint(folder: Path, model, optimizers: dict, modules: dict | None = None) -> dict:

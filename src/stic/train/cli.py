@@ -60,9 +60,9 @@ def _add_run(commands) -> None:
     p.add_argument("--threads", type=int, default=_DEFAULTS.threads)
     p.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS.checkpoint_minutes)
     p.add_argument("--val-crop", type=int, default=_DEFAULTS.val_crop)
-    p.add_argument("--init-from", default=None, help="run folder whose weights start this run (fine-tuning)")
+    p.add_argument("--init-from", default=None, help="run folder or shipped model (e.g. stic-p2) whose weights start this run (fine-tuning)")
     p.add_argument("--decoder-from", default=None,
-                   help="with --init-from: take the synthesis transform (decoder) from this run instead, e.g. "
+                   help="with --init-from: take the synthesis transform (decoder) from this run or shipped model instead, e.g. "
                    "to re-fit a perceptual decoder to its MSE twin's newer encoder")
     p.add_argument("--perceptual", default="{}",
                    help='extra loss terms as JSON {metric: weight}, metrics from stic.metrics, e.g. \'{"lpips-alex": 1.0}\'')

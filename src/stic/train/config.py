@@ -20,7 +20,7 @@ class TrainConfig:
     threads: int = 2
     checkpoint_minutes: float = 4.0
     val_crop: int = 512
-    init_from: str | None = None  # fine-tune: start from another run's weights
+    init_from: str | None = None  # fine-tune: start from another run's (or a shipped model's) weights
     #: with init_from: the synthesis transform g_s starts from this run instead (e.g. a perceptual
     #: decoder re-fitted to its MSE twin's encoder after that twin trained on)
     decoder_from: str | None = None

@@ -275,10 +275,10 @@ def _train(cfg: TrainConfig, ctx: distributed.Context) -> Path:
             optimizers["main"].state.clear()
             log.info("Adam moments restarted: checkpoint made before clipping excluded the quantiles")
     elif cfg.init_from:
-        load_weights(model, Path(cfg.init_from))
+        load_weights(model, cfg.init_from)
         log.info("initialised from %s", cfg.init_from)
         if cfg.decoder_from:
-            load_synthesis(model, Path(cfg.decoder_from))
+            load_synthesis(model, cfg.decoder_from)
             log.info("synthesis transform from %s", cfg.decoder_from)
     state["clip_scope"] = CLIP_SCOPE
     distributed.broadcast_parameters(model)
