@@ -37,7 +37,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="module")
 def one_thread():
     """Coding runs on one thread; tiny models are also fastest so on a busy machine."""
-    from stic.text.lm import fixed_threads
+    from stic.threads import fixed_threads
 
     with fixed_threads(1):
         yield

@@ -7,7 +7,6 @@ back. Entropy tables ship with the weights, and the network runs with a fixed th
 decoding gives the same pixels on every run.
 """
 
-import contextlib
 import hashlib
 from pathlib import Path
 
@@ -20,19 +19,10 @@ from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
 from stic.image.architectures import PAD_MULTIPLE
 from stic.image.latent_search import Objective, compress_latents, search_latents
+from stic.threads import fixed_threads
 
 #: intra-op threads used by compress/decompress: fixed so that results never depend on the host's default
 CODEC_THREADS = 2
-
-
-@contextlib.contextmanager
-def fixed_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def pack_strings(strings: list[bytes]) -> bytes:

@@ -13,7 +13,6 @@ The offline default models come from PyPI packages (see OFFLINE_MODELS).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -22,7 +21,7 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +29,7 @@ import torch
 
 from stic.errors import ModelNotFoundError
 from stic.text.prefix import LearnedPrefix
+from stic.threads import fixed_threads
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +99,6 @@ OFFLINE_MODELS = {
 def cache_dir() -> Path:
     """Where converted weights are kept: $STIC_CACHE, else ~/.cache/stic."""
     return Path(os.environ.get("STIC_CACHE") or Path.home() / ".cache" / "stic")
-
-
-@contextlib.contextmanager
-def fixed_threads(n: int) -> Iterator[None]:
-    """Run torch with exactly `n` intra-op threads, then restore the caller's setting."""
-    previous = torch.get_num_threads()
-    if previous != n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if previous != n:
-            torch.set_num_threads(previous)
 
 
 class LMSession(Protocol):
