@@ -18,6 +18,7 @@ from stic.image.latent_search import (
     initial_latents,
     rd_cost,
     search_latents,
+    search_objective,
 )
 from stic.image.learned import LearnedImageCodec, pack_strings, to_tensor
 from stic.metrics import compare
@@ -128,6 +129,7 @@ def test_a_perceptual_model_searches_its_own_training_terms():
     p1 = load_image_codec("stic-p1")
     assert p1.objective.metrics == {"lpips-alex": PERCEPTUAL_SEARCH_SCALE * 1.0}
     assert load_image_codec("stic-q1").objective.metrics == {}
+    assert search_objective(0.01, {"lpips-alex": 0.5}, encoder_trained=True).metrics == {"lpips-alex": 0.5}
 
 
 def test_perceptual_search_lowers_lpips_where_the_mse_search_does_not():

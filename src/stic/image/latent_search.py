@@ -58,19 +58,23 @@ class Objective:
         return rate_distortion(self.lmbda, self.metrics)
 
 
-#: weight of a perceptual model's metric terms in its search, relative to its training loss. Its
-#: decoder was fine-tuned alone, so training never traded those terms against rate: at the full
-#: weight the search buys LPIPS with +60 % rate; at 0.3 it spends +15 % (two held-out photos,
-#: stic-p2; docs/latent_search.md)
+#: weight of a decoder-only perceptual model's metric terms in its search, relative to its training
+#: loss. Its decoder was fine-tuned alone, so training never traded those terms against rate: at the
+#: full weight the search buys LPIPS with +60 % rate; at 0.3 it spends +15 % (two held-out photos,
+#: stic-p2 of 2026-11-26; docs/latent_search.md). A model whose encoder trained with the terms
+#: searches with their full weight.
 PERCEPTUAL_SEARCH_SCALE = 0.3
 
 
-def search_objective(lmbda: float | None, perceptual: dict[str, float] | None = None) -> Objective | None:
-    """The search objective of weights trained with rate + λ·MSE (+ the `perceptual` metric terms);
-    None when λ is unknown."""
+def search_objective(
+    lmbda: float | None, perceptual: dict[str, float] | None = None, encoder_trained: bool = False
+) -> Objective | None:
+    """The search objective of weights trained with rate + λ·MSE (+ the `perceptual` metric terms,
+    with the encoder trained on them too if `encoder_trained`); None when λ is unknown."""
     if lmbda is None:
         return None
-    return Objective(lmbda, {name: PERCEPTUAL_SEARCH_SCALE * w for name, w in (perceptual or {}).items()})
+    scale = 1.0 if encoder_trained else PERCEPTUAL_SEARCH_SCALE
+    return Objective(lmbda, {name: scale * w for name, w in (perceptual or {}).items()})
 
 
 def check_searchable(model) -> None:

@@ -110,7 +110,8 @@ def load_model_weights(model, weights_path: Path):
 def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImageCodec:
     model = build_model(config["model"])
     load_model_weights(model, weights_path)
-    objective = search_objective(config.get("lmbda"), config.get("training", {}).get("perceptual"))
+    training = config.get("training", {})
+    objective = search_objective(config.get("lmbda"), training.get("perceptual"), training.get("trainable") == "all")
     return LearnedImageCodec(name, model, file_digest(weights_path), objective)
 
 
