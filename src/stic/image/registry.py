@@ -30,6 +30,10 @@ def weights_dir() -> Path:
     return Path(str(resources.files("stic") / "weights"))
 
 
+def shipped_weights(name: str) -> Path:
+    return weights_dir() / f"{name}.safetensors"
+
+
 def _shipped_configs() -> dict[str, dict]:
     configs = {}
     for cfg_path in weights_dir().glob("*.json"):
@@ -152,7 +156,7 @@ def load_image_codec(name: str) -> LearnedImageCodec:
         return _load_zoo(name)
     configs = _shipped_configs()
     if name in configs:
-        return _load_from_files(name, weights_dir() / f"{name}.safetensors", configs[name])
+        return _load_from_files(name, shipped_weights(name), configs[name])
     folder = Path(name)
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         config = json.loads((folder / "config.json").read_text())
@@ -168,7 +172,7 @@ def load_image_codec(name: str) -> LearnedImageCodec:
 
 
 def shipped_fingerprint(name: str) -> bytes:
-    return file_digest(weights_dir() / f"{name}.safetensors")[:4]
+    return file_digest(shipped_weights(name))[:4]
 
 
 def codec_for_fingerprint(fingerprint: bytes, extra=()) -> LearnedImageCodec:

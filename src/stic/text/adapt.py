@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from stic.errors import InputError
 from stic.text.lm import LanguageModel, cache_argument
-from stic.threads import fixed_threads
 from stic.text.preamble import get_preamble
 from stic.text.prefix import LearnedPrefix
+from stic.threads import fixed_threads
 
 
 @dataclass(frozen=True)

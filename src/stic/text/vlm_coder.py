@@ -24,8 +24,8 @@ from stic import codecs
 from stic.caption.vlm import VisionLanguageModel, cached_vlm
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
 from stic.text.lm import CODING_THREADS, _HFSession
-from stic.threads import fixed_threads
 from stic.text.lm_coder import LMArithmeticCoder
+from stic.threads import fixed_threads
 
 #: the prompt whose answer is the caption (the VLM "writes" the caption after it)
 CODING_PROMPT = "Describe this image."

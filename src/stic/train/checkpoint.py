@@ -52,10 +52,10 @@ def weights_file(source) -> Path:
     path = Path(source)
     if path.is_dir():
         return path / "model.safetensors"
-    from stic.image.registry import all_shipped_models, weights_dir
+    from stic.image.registry import all_shipped_models, shipped_weights
 
     if str(source) in all_shipped_models():
-        return weights_dir() / f"{source}.safetensors"
+        return shipped_weights(str(source))
     raise ModelNotFoundError(f"{source} is neither a run folder nor a shipped model ({', '.join(all_shipped_models())})")
 
 
