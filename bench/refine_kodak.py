@@ -9,8 +9,9 @@ of the refined image, the real file size (image + caption + refine section), and
 Captions are the published LLaVA-1.5 Kodak captions (../shared/data/captions), fitted to CLIP's
 window and LM-coded (`--text-coder`); the GAN refiner does not read them, but they are part of the
 file whose bits are reported. Writes results/refine_kodak[_SUFFIX].json (every image) and .md (means)
-after each image, so an interrupted run keeps what it measured. Timings: wall and process CPU
-seconds with torch limited to --threads threads; the load average is recorded beside them.
+after each image, so an interrupted run keeps what it measured (`--resume` measures only the rows
+it lacks). Timings: wall and process CPU seconds with torch limited to --threads threads; the load
+average is recorded beside them.
 `--search-steps N` encodes with encoder-side latent search (the model's own objective, N steps).
 """
 
@@ -34,6 +35,8 @@ from stic.metrics import compare
 from stic.paths import data_dir
 from stic.refine.registry import get_refiner, refine_section
 from stic.text.registry import get_text_coder
+
+from resume import previous_rows, report_path
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lpips-alex", "dists", "psnr")
@@ -72,7 +75,7 @@ def _fmt(value, digits=4):
 
 def _write(out: Path, meta: dict, rows: list[dict]) -> None:
     summary = _summary_rows(rows)
-    out.with_suffix(".json").write_text(json.dumps({**meta, "summary": summary, "images": rows}, indent=1))
+    report_path(out, ".json").write_text(json.dumps({**meta, "summary": summary, "images": rows}, indent=1))
     lines = [
         f"# Refiner `{meta['refiner']}` on Kodak, per rate point (refiner prompt: {meta['prompt']}"
         + (f"; latent search {meta['search_steps']} steps)" if meta.get("search_steps") else ")"),
@@ -100,7 +103,7 @@ def _write(out: Path, meta: dict, rows: list[dict]) -> None:
             f"| {_fmt(r['encode_s'], 1)} | {_fmt(r['decode_xhat_s'], 2)} | {_fmt(r['refine_wall_s'], 1)} | {_fmt(r['refine_cpu_s'], 1)} "
             f"| {'yes' if r['helps'] else 'no'} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    report_path(out, ".md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--search-steps", type=int, default=0, help="encoder-side latent search steps (default: 0)")
     parser.add_argument("--out", default=str(REPO / "results" / "refine_kodak"))
+    parser.add_argument("--resume", action="store_true", help="keep the report's rows, measure only missing ones")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -139,7 +143,8 @@ def main() -> None:
         "load_average": None,
     }
     points = args.models or [f"proxy-x{f}" for f in args.proxy]
-    rows: list[dict] = []
+    rows: list[dict] = previous_rows(out, meta) if args.resume else []
+    done = {(r["rate_point"], r["image"]) for r in rows}
     loads = []
     caption_sections: dict[str, Section] = {}
     caption_texts: dict[str, str] = {}
@@ -149,7 +154,7 @@ def main() -> None:
             from stic.image.registry import load_image_codec
 
             codec = load_image_codec(point)
-        for name in tqdm(names, desc=f"{point} {args.refiner}"):
+        for name in tqdm([n for n in names if (point, n) not in done], desc=f"{point} {args.refiner}"):
             image = load_image(kodak / f"{name}.png")
             h, w = image.shape[:2]
             row = {"rate_point": point, "image": name}
@@ -183,7 +188,7 @@ def main() -> None:
             rows.append(row)
             meta["load_average"] = f"{min(loads):.1f}-{max(loads):.1f} (1-min, on 2 cores)"
             _write(out, meta, rows)
-    print(out.with_suffix(".md").read_text())
+    print(report_path(out, ".md").read_text())
 
 
 if __name__ == "__main__":
