@@ -28,15 +28,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from stic.caption.fixed import PrecomputedCaptioner
 from stic.container import SECTION_CAPTION, SECTION_IMAGE, Section, pack
 from stic.image.io import load_image
 from stic.metrics import compare
-from stic.paths import data_dir
 from stic.refine.registry import get_refiner, refine_section
 from stic.text.registry import get_text_coder
 
-from resume import previous_rows, report_path
+from kodak_bench import kodak_inputs, load_range, previous_rows, report_path
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lpips-alex", "dists", "psnr")
@@ -125,9 +123,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    kodak = data_dir() / "kodak"
-    names = args.images or [f"kodim{i:02d}" for i in range(1, 25)]
-    captioner = PrecomputedCaptioner(data_dir() / "captions" / "kodak_llava15.csv")
+    kodak, names, captioner = kodak_inputs(args.images)
     text_coder = get_text_coder(args.text_coder)
     refiner = get_refiner(args.refiner)
     out = Path(args.out)
@@ -186,7 +182,7 @@ def main() -> None:
                 for metric, value in compare(image, picture, METRICS).items():
                     row[f"{metric}_{label}"] = value
             rows.append(row)
-            meta["load_average"] = f"{min(loads):.1f}-{max(loads):.1f} (1-min, on 2 cores)"
+            meta["load_average"] = load_range(loads)
             _write(out, meta, rows)
     print(report_path(out, ".md").read_text())
 

@@ -27,12 +27,10 @@ import torch
 from tqdm import tqdm
 
 from stic import pipeline
-from stic.caption.fixed import PrecomputedCaptioner
 from stic.image.io import load_image
 from stic.metrics import compare
-from stic.paths import data_dir
 
-from resume import previous_rows, report_path
+from kodak_bench import kodak_inputs, load_range, previous_rows, report_path
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lpips-alex", "dists", "psnr")
@@ -80,9 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    kodak = data_dir() / "kodak"
-    names = args.images or [f"kodim{i:02d}" for i in range(1, 25)]
-    captioner = PrecomputedCaptioner(data_dir() / "captions" / "kodak_llava15.csv")
+    kodak, names, captioner = kodak_inputs(args.images)
     suffix = f"_search{args.search_steps}" if args.search_steps else ""
     out = Path(args.out or REPO / "results" / f"target_kodak_{args.bpp:g}_{args.family}{suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +105,7 @@ def main() -> None:
         row |= compare(image, xhat, METRICS)
         rows.append(row)
         loads.append(os.getloadavg()[0])
-        meta["load_average"] = f"{min(loads):.1f}-{max(loads):.1f} (1-min, on 2 cores)"
+        meta["load_average"] = load_range(loads)
         _write(out, meta, rows)
     print(report_path(out, ".md").read_text())
 
