@@ -16,10 +16,13 @@ from compressai.models import (
 )
 
 from stic.errors import ModelNotFoundError
+from stic.image.checkerboard import MeanScaleCheckerboard
 
 ARCHITECTURES = {
     "bmshj2018-hyperprior": ScaleHyperprior,
     "mbt2018-mean": MeanScaleHyperprior,
+    #: stic's own: mbt2018-mean + a checkerboard spatial context (stic.image.checkerboard)
+    "stic-mean-checkerboard": MeanScaleCheckerboard,
     "mbt2018": JointAutoregressiveHierarchicalPriors,
     "cheng2020-anchor": Cheng2020Anchor,
     "cheng2020-attn": Cheng2020Attention,
@@ -38,6 +41,12 @@ def build_model(config: dict):
             f"unknown image architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}"
         )
     return ARCHITECTURES[name](**kwargs)
+
+
+def string_count(model) -> int:
+    """How many entropy-coded strings the model's bitstream has: [y, z] for CompressAI's
+    hyperprior family, [anchors, non-anchors, z] for the checkerboard one."""
+    return getattr(type(model), "STRINGS", 2)
 
 
 def scale_table(low: float = 0.11, high: float = 64.0, levels: int = 256) -> torch.Tensor:

@@ -20,6 +20,7 @@ from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 from tqdm import tqdm
 
 from stic.errors import InputError
+from stic.image.checkerboard import MeanScaleCheckerboard
 
 #: Adam step on the latents and the temperature schedule (linear from TAU_START to TAU_END);
 #: chosen on two Kodak images with stic-q3 (docs/latent_search.md)
@@ -79,9 +80,10 @@ def search_objective(
 
 def check_searchable(model) -> None:
     # exact types: the autoregressive models (mbt2018, cheng2020-*) derive from MeanScaleHyperprior
-    if type(model) not in (ScaleHyperprior, MeanScaleHyperprior):
+    if type(model) not in (ScaleHyperprior, MeanScaleHyperprior, MeanScaleCheckerboard):
         raise InputError(
-            f"latent search supports the hyperprior architectures (bmshj2018-hyperprior, mbt2018-mean), "
+            f"latent search supports the hyperprior architectures (bmshj2018-hyperprior, mbt2018-mean, "
+            f"stic-mean-checkerboard), "
             f"not {type(model).__name__}"
         )
 
@@ -102,7 +104,10 @@ def hyper_params(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def compress_latents(model, latents: Latents) -> list[bytes]:
-    """CompressAI's compress() from given latents instead of g_a's: strings [y, z]."""
+    """CompressAI's compress() from given latents instead of g_a's: strings [y, z] (or the
+    checkerboard model's [anchors, non-anchors, z])."""
+    if isinstance(model, MeanScaleCheckerboard):
+        return [s[0] for s in model.compress_latents(latents.y, latents.z)]
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     z_strings = eb.compress(latents.z)
     z_hat = eb.decompress(z_strings, latents.z.shape[-2:])
@@ -129,12 +134,15 @@ def _quantised(model, latents: Latents, rounding: Callable[[torch.Tensor], torch
     z_hat = rounding(latents.z - medians) + medians
     channels = z_hat.shape[1]
     z_lik = eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(channels, 1, -1))[0]
+    if eb.use_likelihood_bound:
+        z_lik = eb.likelihood_lower_bound(z_lik)
+    if isinstance(model, MeanScaleCheckerboard):
+        y_hat, y_lik = model.quantise(latents.y, model.h_s(z_hat), rounding)
+        return y_hat, {"y": y_lik, "z": z_lik}
     scales, means = hyper_params(model, z_hat)
     offset = means if means is not None else torch.zeros_like(latents.y)
     y_hat = rounding(latents.y - offset) + offset
     y_lik = gc._likelihood(y_hat, scales, means)
-    if eb.use_likelihood_bound:
-        z_lik = eb.likelihood_lower_bound(z_lik)
     if gc.use_likelihood_bound:
         y_lik = gc.likelihood_lower_bound(y_lik)
     return y_hat, {"y": y_lik, "z": z_lik}

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from stic.codecs import IMAGE_LEARNED
 from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
-from stic.image.architectures import PAD_MULTIPLE
+from stic.image.architectures import PAD_MULTIPLE, string_count
 from stic.image.latent_search import Objective, compress_latents, search_latents
 from stic.threads import fixed_threads
 
@@ -64,10 +64,6 @@ def to_image(x: torch.Tensor, height: int, width: int) -> np.ndarray:
     return x.permute(1, 2, 0).contiguous().numpy()
 
 
-#: strings CompressAI's hyperprior-family compress() returns: [y, z]
-N_STRINGS = 2
-
-
 class LearnedImageCodec:
     """An ImageCodec around a CompressAI model whose entropy tables are already built."""
 
@@ -112,7 +108,7 @@ class LearnedImageCodec:
         # are never reached by a valid stream, which is read front to back).
         symbols = (ph // 16) * (pw // 16) * (self.latent_channels + 1)
         guard = bytes(4 * symbols + 64)
-        strings = [s + guard for s in unpack_strings(bytes(data), N_STRINGS)]
+        strings = [s + guard for s in unpack_strings(bytes(data), string_count(self.model))]
         shape = (ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
         with fixed_threads(CODEC_THREADS):
             try:

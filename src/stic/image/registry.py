@@ -19,7 +19,7 @@ from stic.errors import ModelMismatchError, ModelNotFoundError
 from stic.image.architectures import ARCHITECTURES, build_model, scale_table
 from stic.image.latent_search import search_objective
 from stic.image.learned import LearnedImageCodec, file_digest
-from stic.train.checkpoint import DERIVED_BUFFERS
+from stic.train.checkpoint import CONSTRUCTED_BUFFERS, DERIVED_BUFFERS
 
 ZOO_PREFIX = "compressai:"
 #: λ of CompressAI's MSE zoo models by quality 1-8 (its documented training setup: loss = rate + λ·255²·MSE)
@@ -104,6 +104,7 @@ def load_model_weights(model, weights_path: Path):
     if not has_tables:
         tensors.update({k: v for k, v in model.state_dict().items() if k.endswith(DERIVED_BUFFERS)})
     own = model.state_dict()
+    tensors.update({k: v for k, v in own.items() if k.endswith(CONSTRUCTED_BUFFERS) and k not in tensors})
     tensors = {k: (v.to(own[k].dtype) if k in own and v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(tensors)
     if not has_tables:
@@ -115,7 +116,9 @@ def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImag
     model = build_model(config["model"])
     load_model_weights(model, weights_path)
     training = config.get("training", {})
-    objective = search_objective(config.get("lmbda"), training.get("perceptual"), training.get("trainable") == "all")
+    # a context run (`stic train context`) searches its base model's transforms with the base's loss
+    transforms = training.get("base", training) if training.get("trainable") == "context" else training
+    objective = search_objective(config.get("lmbda"), transforms.get("perceptual"), transforms.get("trainable") == "all")
     return LearnedImageCodec(name, model, file_digest(weights_path), objective)
 
 
@@ -154,9 +157,17 @@ def load_image_codec(name: str) -> LearnedImageCodec:
     or `compressai:<architecture>:<quality>` from CompressAI's zoo (needs internet once)."""
     if name.startswith(ZOO_PREFIX):
         return _load_zoo(name)
+    config = model_config(name)
+    weights = shipped_weights(name) if name in _shipped_configs() else Path(name) / "model.safetensors"
+    return _load_from_files(Path(name).name, weights, config)
+
+
+def model_config(name: str) -> dict:
+    """The JSON config of a shipped model or of a model folder (a training run's is completed
+    from its train_config.json)."""
     configs = _shipped_configs()
     if name in configs:
-        return _load_from_files(name, shipped_weights(name), configs[name])
+        return configs[name]
     folder = Path(name)
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         config = json.loads((folder / "config.json").read_text())
@@ -164,7 +175,7 @@ def load_image_codec(name: str) -> LearnedImageCodec:
             train_config = folder / "train_config.json"
             training = json.loads(train_config.read_text()) if train_config.is_file() else {}
             config = {"model": config, "lmbda": training.get("lmbda"), "training": training}
-        return _load_from_files(folder.name, folder / "model.safetensors", config)
+        return config
     raise ModelNotFoundError(
         f"no image model {name!r}: shipped models are {', '.join(all_shipped_models()) or 'none'}; "
         f"or give a folder with model.safetensors + config.json, or compressai:<architecture>:<quality>"

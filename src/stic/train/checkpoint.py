@@ -17,6 +17,8 @@ from stic.errors import ModelNotFoundError
 
 #: CompressAI derives these from the weights with model.update(); they are empty while training
 DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+#: constants every constructor makes the same (masked convolutions' masks): shipped files leave them out
+CONSTRUCTED_BUFFERS = (".mask",)
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -73,7 +75,7 @@ def load_weights(model, source) -> None:
         missing, unexpected = model.load_state_dict({**derived, **weights}, strict=False)
     except RuntimeError as exc:
         raise RuntimeError(f"weights of {source} do not fit this model: {exc}") from exc
-    bad_missing = [k for k in missing if not k.endswith(DERIVED_BUFFERS)]
+    bad_missing = [k for k in missing if not k.endswith(DERIVED_BUFFERS + CONSTRUCTED_BUFFERS)]
     if bad_missing or unexpected:
         raise RuntimeError(f"weights of {source} do not fit this model: missing {bad_missing}, unexpected {unexpected}")
 

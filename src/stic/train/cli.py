@@ -1,11 +1,12 @@
 """`stic train run` trains (or resumes, or fine-tunes) a learned image codec on image folders;
-`stic train export` turns a run into a shipped model (fp16 safetensors + JSON)."""
+`stic train export` turns a run into a shipped model (fp16 safetensors + JSON); `stic train
+context` adds a checkerboard spatial context to a trained mbt2018-mean model."""
 
 import argparse
 import json
 from pathlib import Path
 
-from stic.train.config import TrainConfig
+from stic.train.config import ContextConfig, TrainConfig
 
 _DEFAULTS = TrainConfig(out="")
 
@@ -15,7 +16,55 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     commands = group.add_subparsers(dest="train_command", required=True)
     _add_run(commands)
     _add_export(commands)
+    _add_context(commands)
     return group
+
+
+def _add_context(commands) -> None:
+    defaults = ContextConfig(base="", out="")
+    p = commands.add_parser(
+        "context", help="train a checkerboard spatial context on a model's frozen transforms (stic-mean-checkerboard)",
+        description="Fit a checkerboard context to an mbt2018-mean model (shipped name or model folder) with its "
+        "transforms frozen; OUT then holds model.safetensors + config.json, loadable as --image-model OUT, and "
+        "`--name NAME --dest DIR` also writes DIR/NAME.safetensors + .json. Rerunning with the same OUT resumes.",
+    )
+    p.add_argument("base", help="the model whose transforms are kept, e.g. stic-q2")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, then the model)")
+    p.add_argument("--steps", type=int, default=defaults.steps)
+    p.add_argument("--kernel", type=int, default=defaults.kernel, help="context convolution size (odd)")
+    p.add_argument("--hidden", type=int, default=defaults.hidden, help="width of the entropy-parameter MLP")
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--batch", type=int, default=defaults.batch)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--threads", type=int, default=defaults.threads)
+    p.add_argument("--datasets", nargs="+", default=list(defaults.datasets),
+                   help="folders under the data root ($STIC_DATA, default ../shared/data); never Kodak")
+    p.add_argument("--name", default=None, help="also write the model as NAME.safetensors + NAME.json")
+    p.add_argument("--dest", default=None, help="folder for --name (default: the package's weights folder)")
+    p.set_defaults(func=run_context)
+
+
+def run_context(args) -> int:
+    import shutil
+
+    from stic.errors import InputError
+    from stic.image.registry import weights_dir
+    from stic.train.context import train_context
+
+    if args.kernel < 1 or args.kernel % 2 == 0:
+        raise InputError(f"--kernel must be odd and positive, got {args.kernel}")
+    cfg = ContextConfig(base=args.base, out=args.out, steps=args.steps, kernel=args.kernel, hidden=args.hidden,
+                        lr=args.lr, batch=args.batch, seed=args.seed, threads=args.threads,
+                        datasets=tuple(args.datasets))
+    path = train_context(cfg)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if args.name:
+        dest = Path(args.dest) if args.dest else weights_dir()
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest / f"{args.name}.safetensors")
+        shutil.copyfile(path.with_name("config.json"), dest / f"{args.name}.json")
+        print(f"wrote {dest / args.name}.safetensors")
+    return 0
 
 
 def _add_export(commands) -> None:

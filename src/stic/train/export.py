@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from stic.image.architectures import build_model, scale_table
-from stic.train.checkpoint import load_weights
+from stic.train.checkpoint import CONSTRUCTED_BUFFERS, load_weights
 
 
 def export_weights(run: Path, name: str, dest: Path) -> Path:
@@ -19,17 +19,6 @@ def export_weights(run: Path, name: str, dest: Path) -> Path:
     progress = json.loads((run / "state.json").read_text())
     model = build_model(model_cfg)
     load_weights(model, run)
-    # the aux loss converges slowly: set the entropy bottleneck's quantiles by CompressAI's bisection
-    model.update(scale_table(), force=True, update_quantiles=True)
-    with torch.no_grad():  # round to fp16, then build the tables from exactly the weights users load
-        for param in model.parameters():
-            param.copy_(param.half().float())
-    model.update(scale_table(), force=True)
-    # parameters go fp16; buffers (GDN pedestals, bounds, scale table, entropy tables) stay exact
-    params = {k for k, _ in model.named_parameters()}
-    state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()}
-    dest.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(dest / f"{name}.safetensors"))
     perceptual = bool(train_cfg.get("perceptual") or train_cfg.get("adversarial") or train_cfg.get("semantic"))
     summary = {
         "model": model_cfg,
@@ -49,5 +38,23 @@ def export_weights(run: Path, name: str, dest: Path) -> Path:
             "last_validation": progress["history"][-1] if progress["history"] else None,
         },
     }
-    (dest / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return dest / f"{name}.safetensors"
+    return write_model(model, summary, dest / f"{name}.safetensors", dest / f"{name}.json")
+
+
+def write_model(model, summary: dict, weights: Path, config: Path) -> Path:
+    """Save `model` as shipped weights (fp16 parameters + the entropy tables built from exactly
+    them) and `summary` as its JSON config."""
+    # the aux loss converges slowly: set the entropy bottleneck's quantiles by CompressAI's bisection
+    model.update(scale_table(), force=True, update_quantiles=True)
+    with torch.no_grad():  # round to fp16, then build the tables from exactly the weights users load
+        for param in model.parameters():
+            param.copy_(param.half().float())
+    model.update(scale_table(), force=True)
+    # parameters go fp16; buffers (GDN pedestals, bounds, scale table, entropy tables) stay exact
+    params = {k for k, _ in model.named_parameters()}
+    state = {k: (v.half() if k in params else v).contiguous() for k, v in model.state_dict().items()
+             if not k.endswith(CONSTRUCTED_BUFFERS)}
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(weights))
+    config.write_text(json.dumps(summary, indent=2) + "\n")
+    return weights
