@@ -146,3 +146,11 @@ def test_train_context_resumes_and_writes_a_loadable_model(tmp_path, monkeypatch
     assert codec.objective.lmbda == 0.01 and codec.objective.metrics == {}
     image = _photo(64, 64)
     assert codec.decompress(codec.compress(image), 64, 64).shape == image.shape
+
+    twin = tmp_path / "twin"  # a model with the same latents takes the context as is
+    train_context(ContextConfig(**{**cfg, "out": str(twin), "steps": 0, "context_from": str(run)}))
+    copied = load_image_codec(str(twin))
+    assert copied.compress(image) == codec.compress(image)
+    assert json.loads((twin / "config.json").read_text())["training"]["context_from"] == str(run)
+    with pytest.raises(InputError, match="not a checkerboard"):
+        train_context(ContextConfig(**{**cfg, "out": str(tmp_path / "bad"), "steps": 0, "context_from": str(base)}))

@@ -39,6 +39,9 @@ def _add_context(commands) -> None:
     p.add_argument("--threads", type=int, default=defaults.threads)
     p.add_argument("--datasets", nargs="+", default=list(defaults.datasets),
                    help="folders under the data root ($STIC_DATA, default ../shared/data); never Kodak")
+    p.add_argument("--context-from", default=None,
+                   help="start from this checkerboard model's context (e.g. the MSE twin of a decoder-only perceptual "
+                   "model, whose latents are the same); with --steps 0 it is copied as is")
     p.add_argument("--name", default=None, help="also write the model as NAME.safetensors + NAME.json")
     p.add_argument("--dest", default=None, help="folder for --name (default: the package's weights folder)")
     p.set_defaults(func=run_context)
@@ -55,7 +58,7 @@ def run_context(args) -> int:
         raise InputError(f"--kernel must be odd and positive, got {args.kernel}")
     cfg = ContextConfig(base=args.base, out=args.out, steps=args.steps, kernel=args.kernel, hidden=args.hidden,
                         lr=args.lr, batch=args.batch, seed=args.seed, threads=args.threads,
-                        datasets=tuple(args.datasets))
+                        datasets=tuple(args.datasets), context_from=args.context_from)
     path = train_context(cfg)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if args.name:

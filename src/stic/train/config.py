@@ -68,3 +68,6 @@ class ContextConfig:
     datasets: tuple = ("urban100", "unsplash", "coco_mini")
     checkpoint_minutes: float = 3.0
     val_every: int = 1000
+    #: start from this checkerboard model's context (model folder or shipped name), e.g. for a
+    #: perceptual twin whose encoder, hence latents, are its MSE twin's; with steps=0 it is only copied
+    context_from: str | None = None

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from stic.errors import InputError
 from stic.image.architectures import build_model
+from stic.image.checkerboard import MeanScaleCheckerboard
 from stic.image.learned import to_tensor
 from stic.paths import data_dir
 from stic.train.config import ContextConfig
@@ -78,6 +79,15 @@ def rate_saving(model, maps) -> dict:
     return {"y_bits_hyperprior": before, "y_bits_context": after, "saving": 1 - after / before}
 
 
+def _copy_context(model, source, name: str) -> None:
+    if not isinstance(source, MeanScaleCheckerboard):
+        raise InputError(f"--context-from {name}: not a checkerboard model")
+    try:
+        model.context.load_state_dict(source.context.state_dict())
+    except RuntimeError as exc:
+        raise InputError(f"--context-from {name}: its context does not fit (kernel/hidden/channels differ): {exc}") from exc
+
+
 def _save(out: Path, model, optimizer, state: dict) -> None:
     """Context weights (safetensors), Adam's tensors-only state, progress (JSON); each via a rename."""
     for name, write in (
@@ -112,12 +122,21 @@ def train_context(cfg: ContextConfig) -> Path:
     model.requires_grad_(False)
     model.context.requires_grad_(True)
     optimizer = torch.optim.Adam(model.context.parameters(), lr=cfg.lr)
-    state = _resume(out, model, optimizer) or {"step": 0, "elapsed_s": 0.0, "history": []}
+    state = _resume(out, model, optimizer)
+    if state is None:
+        state = {"step": 0, "elapsed_s": 0.0, "history": []}
+        if cfg.context_from:
+            _copy_context(model, load_image_codec(cfg.context_from).model, cfg.context_from)
     (out / "train_context.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     train_files, val_files = split(list_images([data_dir() / d for d in cfg.datasets]))
-    train = [m for m in latent_maps(model, load_all(train_files, EXTRA_SCALES), "latents (train)")
-             if min(m[0].shape[1:]) >= cfg.crop]
+    train = []
+    if state["step"] < cfg.steps:
+        train = [m for m in latent_maps(model, load_all(train_files, EXTRA_SCALES), "latents (train)")
+                 if min(m[0].shape[1:]) >= cfg.crop]
+        if not train:
+            raise InputError(f"no training image gives a latent map of at least {cfg.crop}x{cfg.crop} "
+                             f"({16 * cfg.crop} pixels a side)")
     val = latent_maps(model, load_all(val_files, extra_scales=()), "latents (validation)")
     generator = torch.Generator().manual_seed(cfg.seed + state["step"])  # a resumed run draws new crops
 
@@ -145,6 +164,8 @@ def train_context(cfg: ContextConfig) -> Path:
             _save(out, model, optimizer, state)
             last_save = time.monotonic()
     bar.close()
+    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+        state["history"].append({"step": state["step"], "elapsed_s": state["elapsed_s"], **rate_saving(model, val)})
     summary = {
         **{k: v for k, v in base_config.items() if k not in ("model", "training")},
         "model": {"architecture": "stic-mean-checkerboard", "N": model.N, "M": model.M,
@@ -158,6 +179,7 @@ def train_context(cfg: ContextConfig) -> Path:
             "batch": cfg.batch,
             "lr": cfg.lr,
             "datasets": list(cfg.datasets),
+            **({"context_from": cfg.context_from} if cfg.context_from else {}),
             "last_validation": state["history"][-1] if state["history"] else None,
             "base": base_config.get("training", {}),
         },
