@@ -70,7 +70,7 @@ def test_unknown_family_is_refused(weights):
 
 def _decoder_only(name: str) -> bool:
     config = json.loads((registry.weights_dir() / f"{name}.json").read_text())
-    return config.get("training", {}).get("trainable") == "decoder"
+    return registry.transforms_training(config).get("trainable") == "decoder"
 
 
 def test_shipped_decoder_only_perceptual_models_share_the_mse_bitstreams():
@@ -119,3 +119,9 @@ def test_auto_refiner_is_the_default_of_the_model_that_codes_the_image(tmp_path,
         assert encoded.image_model == model
         assert (encoded.file.section(SECTION_REFINE) is not None) == refined, options
     assert encode(image, quality=2, refiner="realesrgan-compact").file.section(SECTION_REFINE) is not None
+
+
+def test_shipped_weights_fit_the_package_budget():
+    """Issue 3's limit: all shipped weights together at most 30 MB."""
+    total = sum(registry.shipped_weights(name).stat().st_size for name in registry.all_shipped_models())
+    assert registry.all_shipped_models() and total <= 30e6, f"{total / 1e6:.1f} MB of shipped weights"

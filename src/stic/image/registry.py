@@ -112,12 +112,17 @@ def load_model_weights(model, weights_path: Path):
     return model.eval()
 
 
+def transforms_training(config: dict) -> dict:
+    """How a model's transforms were trained: its own training record, or for a context run
+    (`stic train context`, transforms frozen) its base model's."""
+    training = config.get("training", {})
+    return training.get("base", {}) if training.get("trainable") == "context" else training
+
+
 def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImageCodec:
     model = build_model(config["model"])
     load_model_weights(model, weights_path)
-    training = config.get("training", {})
-    # a context run (`stic train context`) searches its base model's transforms with the base's loss
-    transforms = training.get("base", training) if training.get("trainable") == "context" else training
+    transforms = transforms_training(config)
     objective = search_objective(config.get("lmbda"), transforms.get("perceptual"), transforms.get("trainable") == "all")
     return LearnedImageCodec(name, model, file_digest(weights_path), objective)
 
