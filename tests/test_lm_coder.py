@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_lm import CORPUS, tiny_lm, tiny_tokenizer
 
-from stic.codecs import TEXT_LM_ARITHMETIC
+from stic.codecs import TEXT_LM_EXACT
 from stic.errors import FormatError
 from stic.text.lm import LanguageModel
 from stic.text.lm_coder import (
@@ -47,7 +47,7 @@ SAMPLES = [
 
 def test_implements_text_coder_protocol(coder):
     assert isinstance(coder, TextCoder)
-    assert coder.codec_id == TEXT_LM_ARITHMETIC
+    assert coder.codec_id == TEXT_LM_EXACT
     assert len(coder.fingerprint()) == 4
 
 

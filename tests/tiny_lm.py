@@ -1,10 +1,17 @@
-"""A tiny random causal LM + byte-level BPE tokenizer, built offline in a second, for tests."""
+"""Tiny random causal LMs + a byte-level BPE tokenizer, built offline in a second, for tests.
+
+Each model is saved as a transformers-style folder (config.json, model.safetensors,
+tokenizer.json), the form users bring, and read back by the exact engine (`tiny_lm`) or by the
+float engine (`tiny_float_lm`) from the same files, so both share one identity digest.
+"""
 
 from __future__ import annotations
 
-import torch
+import functools
+import tempfile
+from pathlib import Path
 
-from stic.text.lm import LanguageModel
+import torch
 
 CORPUS = [
     "The image features a red barn with a white roof, surrounded by a lush green field.",
@@ -13,6 +20,8 @@ CORPUS = [
     "There are several boats docked in the harbour, and the water is calm.",
     "In the background, mountains rise above a small village with colourful houses.",
 ] * 4
+
+_ROOT = Path(tempfile.mkdtemp(prefix="stic-tiny-lm-"))
 
 
 def tiny_tokenizer():
@@ -33,23 +42,61 @@ def tiny_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>")
 
 
-def tiny_lm(seed: int = 0, extra_vocab: int = 7) -> LanguageModel:
-    """Random 2-layer Llama; `extra_vocab` padding rows beyond the tokenizer, as real models have."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _config(family: str, vocab: int, tok):
+    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
+
+    common = dict(
+        vocab_size=vocab, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    if family == "llama":
+        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, tie_word_embeddings=True, **common)
+    if family == "qwen2":  # biased q/k/v, untied head
+        return Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, tie_word_embeddings=False, **common)
+    if family == "gemma3":  # a 5-token sliding window, so window masking is exercised
+        return Gemma3TextConfig(
+            hidden_size=64, intermediate_size=96, num_hidden_layers=4, head_dim=16, sliding_window=5,
+            layer_types=["sliding_attention", "full_attention"] * 2, query_pre_attn_scalar=16,
+            pad_token_id=0, **common,
+        )  # fmt: skip
+    raise ValueError(family)
+
+
+@functools.cache
+def tiny_folder(family: str = "llama", seed: int = 0, extra_vocab: int = 7) -> Path:
+    """A random model of `family` ("llama", "qwen2", "gemma3") saved as a model folder;
+    `extra_vocab` padding rows beyond the tokenizer, as real models have."""
+    from transformers import AutoModelForCausalLM
 
     tokenizer = tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer) + extra_vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
+    config = _config(family, len(tokenizer) + extra_vocab, tokenizer)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).eval()
-    return LanguageModel("tiny-llama", model, tokenizer)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    if family != "llama":  # default init leaves norms at 0/1 and biases at 0: make every part matter
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.3 if family == "gemma3" else 0.1)
+    folder = _ROOT / f"{family}-{seed}-{extra_vocab}"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_lm(seed: int = 0, extra_vocab: int = 7, family: str = "llama"):
+    """The tiny model on the exact engine (stic.text.exact_model)."""
+    from stic.text.exact_model import from_weights
+    from stic.text.lm_weights import read_folder
+
+    model = from_weights(read_folder(tiny_folder(family, seed, extra_vocab)))
+    model.name = f"tiny-{family}"
+    return model
+
+
+def tiny_float_lm(seed: int = 0, extra_vocab: int = 7, family: str = "llama", engine: str = "auto"):
+    """The same tiny model on a float engine (stic.text.lm.LanguageModel)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from stic.text.lm import LanguageModel
+
+    folder = tiny_folder(family, seed, extra_vocab)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return LanguageModel(f"tiny-{family}", model, AutoTokenizer.from_pretrained(folder), engine=engine, source=folder)

@@ -13,9 +13,11 @@ TEXT_BROTLI = 4
 TEXT_ZSTD = 5
 TEXT_ZSTD_DICT = 6  # zstd with a dictionary trained on a disjoint caption corpus
 TEXT_RANK_ZLIB = 7  # the published method's scheme: LM token ranks over 8-token windows + zlib
-TEXT_LM_ARITHMETIC = 16  # range coding over an LM's next-token distribution
+TEXT_LM_ARITHMETIC = 16  # stic 0.1: range coding over a float LM (machine-bound); no longer read
 TEXT_VLM_ARITHMETIC = 17  # the same, with a vision-language model's LM, text only
 TEXT_VLM_XHAT_ARITHMETIC = 18  # the same, the VLM also seeing the decoded image x̂
+TEXT_LM_EXACT = 19  # range coding over the exact integer LM engine: decodes on every machine
+TEXT_LM_FLOAT = 20  # the same over a float LM engine: its fingerprint names the machine class
 
 # image section
 IMAGE_LEARNED = 1  # stic's learned codec (CompressAI architectures, our weights)
@@ -37,6 +39,8 @@ TEXT_CODEC_NAMES = {
     TEXT_LM_ARITHMETIC: "lm-arithmetic",
     TEXT_VLM_ARITHMETIC: "vlm-arithmetic",
     TEXT_VLM_XHAT_ARITHMETIC: "vlm-xhat-arithmetic",
+    TEXT_LM_EXACT: "lm-exact",
+    TEXT_LM_FLOAT: "lm-float",
 }
 IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned"}
 REFINER_NAMES = {

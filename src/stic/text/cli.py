@@ -110,7 +110,9 @@ def _cmd_adapt(args) -> None:
     from stic.text.registry import default_model
 
     texts = _read_corpus(args.corpus, args.column)
-    lm = load_lm(args.model or default_model())
+    # trained by gradient through the float model; the prefix is bound to the model's identity,
+    # so the exact engine codes with it
+    lm = load_lm(args.model or default_model(), engine="transformers")
     config = AdaptConfig(
         length=args.length, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, threads=args.threads,
@@ -128,7 +130,10 @@ def _cmd_adapt(args) -> None:
 def add_parser(subparsers) -> None:
     text = subparsers.add_parser("text", help="code a caption on its own; compare caption coders")
     sub = text.add_subparsers(dest="text_command", required=True)
-    coder_help = "caption coder: raw, zlib, bz2, lzma, brotli, zstd, zstd-dict, rank-zlib[:MODEL], lm[:MODEL]"
+    coder_help = (
+        "caption coder: raw, zlib, bz2, lzma, brotli, zstd, zstd-dict, rank-zlib[:MODEL], lm[:MODEL] "
+        "(exact engine: decodes on every machine), lm-float[:MODEL] (machine-bound)"
+    )
     model_help = "language model for lm / rank-zlib: smollm2-135m, gemma3-270m, a .gguf file or a model directory"
 
     enc = sub.add_parser("encode", help="code a text into a caption-only .stic file")

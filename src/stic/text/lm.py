@@ -127,7 +127,23 @@ def _forward_last(model: torch.nn.Module, ids: Sequence[int], cache) -> torch.Te
     return out.logits[0, -1].float()
 
 
-class _HFSession:
+def softmax64(logits: torch.Tensor):
+    """Float64 softmax (numpy), computed the same way by encoder and decoder on one machine."""
+    import numpy as np
+
+    x = logits.detach().to(torch.float64).numpy()
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+class _FloatProbabilities:
+    """`probabilities()` of a float session: softmax of its logits (machine-bound)."""
+
+    def probabilities(self):
+        return softmax64(self.logits())
+
+
+class _HFSession(_FloatProbabilities):
     """Incremental session over a transformers model and its KV cache."""
 
     def __init__(self, model: torch.nn.Module, cache, logits: torch.Tensor):
@@ -142,7 +158,7 @@ class _HFSession:
         self._logits = _forward_last(self._model, [token_id], self._cache)
 
 
-class _LeanSession:
+class _LeanSession(_FloatProbabilities):
     """Incremental session over the lean forward pass (stic.text.lm_fast)."""
 
     def __init__(self, decoder, state):
@@ -166,7 +182,11 @@ ENGINES = ("auto", "lean-lowbit", "lean-int8", "lean-int4", "lean-float32", "tra
 class LanguageModel:
     """A causal LM and its tokenizer, giving incremental sessions and a compact fingerprint."""
 
-    def __init__(self, name: str, model: torch.nn.Module, tokenizer, engine: str = "auto"):
+    def __init__(
+        self, name: str, model: torch.nn.Module, tokenizer, engine: str = "auto", source: Path | None = None
+    ):
+        """`source`: the GGUF file or folder the model was read from (its identity digest is
+        then the exact engine's, so learned prefixes serve both engines)."""
         from stic.text import lm_fast
 
         if engine not in ENGINES:
@@ -182,6 +202,7 @@ class LanguageModel:
             self._lean = lm_fast.LeanDecoder(self.model, weights=engine.removeprefix("lean-"))
         self._fingerprint: bytes | None = None
         self._digest: bytes | None = None
+        self._source = source
         self._prefix_memo: tuple[tuple[int, ...], object] | None = None
 
     @property
@@ -211,7 +232,7 @@ class LanguageModel:
         key = (prefix, None if learned is None else learned.digest())
         if self._prefix_memo is None or self._prefix_memo[0] != key:
             if learned is not None:
-                learned.check_model(self.model, self.digest(), self.name)
+                learned.check_model(self)
             self._prefix_memo = (key, self._run_prefix(list(prefix), learned))
         state = self._prefix_memo[1]
         if self._lean is not None:
@@ -232,22 +253,45 @@ class LanguageModel:
         return cache, _forward_last(self.model, prefix, cache)
 
     def digest(self) -> bytes:
-        """`model_digest` of this model (memoised): what a learned prefix is checked against."""
+        """The model's identity (memoised): what a learned prefix is checked against — from the
+        source file's stored tensors where there is one (stic.text.lm_weights), else
+        `model_digest`."""
         if self._digest is None:
-            self._digest = model_digest(self.model, self.tokenizer)
+            if self._source is not None:
+                from stic.text.lm_weights import identity_digest
+
+                self._digest = identity_digest(self._source)
+            else:
+                self._digest = model_digest(self.model, self.tokenizer)
         return self._digest
 
-    def fingerprint(self) -> bytes:
-        """4 bytes over the architecture, the tokenizer, every weight and the engine (and its version)."""
-        if self._fingerprint is None:
+    def prefix_shape(self, length: int) -> tuple[int, int, int, int]:
+        """(layers, kv heads, length, head dim) of a learned prefix for this model."""
+        config = self.model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return (config.num_hidden_layers, config.num_key_value_heads, length, head_dim)
+
+    def fingerprint(self, machine: str | None = None) -> bytes:
+        """4 bytes over the model's identity, the engine (and its version) and the machine class
+        (`machine_class()`, or `machine` to ask what another class would have written)."""
+        if machine is not None:
             from stic.text.lm_fast import NUMERICS_VERSION
 
-            digest = self.digest()
-            engine = self.engine
-            if self._lean is not None:
-                engine += f"|v{NUMERICS_VERSION}"
-            self._fingerprint = hashlib.blake2b(digest + engine.encode(), digest_size=4).digest()
+            return hashlib.blake2b(
+                self.digest() + f"{self.engine}|{machine}|v{NUMERICS_VERSION}".encode(), digest_size=4
+            ).digest()
+        if self._fingerprint is None:
+            self._fingerprint = self.fingerprint(machine_class())
         return self._fingerprint
+
+
+#: The machine classes a float-engine file may name (torch's CPU kernel classes).
+MACHINE_CLASSES = ("avx512", "avx2", "default", "zvector", "vsx", "sve256", "sve128")
+
+
+def machine_class() -> str:
+    """The kernel class float results depend on: torch's CPU capability (ATEN_CPU_CAPABILITY)."""
+    return str(torch.backends.cpu.get_cpu_capability()).lower()
 
 
 _CONFIG_KEYS_IGNORED = {
@@ -277,19 +321,38 @@ def model_digest(model: torch.nn.Module, tokenizer) -> bytes:
     return h.digest()
 
 
-def load_lm(name: str, engine: str = "auto") -> LanguageModel:
-    """Load a causal LM: an offline default name, a .gguf file, a local directory or a model id."""
+def load_lm(name: str, engine: str = "exact"):
+    """Load a causal LM: an offline default name, a .gguf file, a local directory or a model id.
+
+    `engine="exact"` (the default) gives a stic.text.exact_model.ExactLanguageModel, whose codes
+    decode on every machine; the float engines (ENGINES) give a LanguageModel, whose codes decode
+    only on the machine class that wrote them.
+    """
+    if engine == "exact":
+        from stic.text import exact_model
+
+        if not exact_model.supports(name) and name not in OFFLINE_MODELS:
+            raise ModelNotFoundError(
+                f"the exact caption engine cannot run {name!r} (it reads GGUF files and local "
+                "Llama, Qwen2 and Gemma 3 folders); `lm-float:MODEL` codes with the float engine, "
+                "whose files decode only on the machine class that wrote them"
+            )
+        return exact_model.load_exact(name)
+    source = None
     if name in OFFLINE_MODELS:
-        model, tokenizer = _load_gguf(OFFLINE_MODELS[name].gguf_path(), name)
+        source = OFFLINE_MODELS[name].gguf_path()
+        model, tokenizer = _load_gguf(source, name)
     elif (path := Path(name).expanduser()).suffix == ".gguf":
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file not found: {path}")
         model, tokenizer = _load_gguf(path, path.stem)
-        name = path.stem
+        name, source = path.stem, path
     else:
         model, tokenizer = _load_transformers(name)
+        if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
+            source = path
         name = Path(name).name or name
-    return LanguageModel(name, model, tokenizer, engine=engine)
+    return LanguageModel(name, model, tokenizer, engine=engine, source=source)
 
 
 def _load_transformers(name_or_dir: str):

@@ -30,9 +30,8 @@ import constriction
 import numpy as np
 import torch
 
-from stic.codecs import TEXT_LM_ARITHMETIC
+from stic.codecs import TEXT_LM_EXACT, TEXT_LM_FLOAT
 from stic.errors import FormatError, InputError
-from stic.text.lm import LanguageModel
 from stic.text.preamble import Preamble, get_preamble
 from stic.text.prefix import LearnedPrefix, has_shipped_prefix, shipped_prefix
 
@@ -84,10 +83,19 @@ _CONSTRICTION_ERRORS = (AssertionError, ValueError, RuntimeError)
 def quantise(probs: np.ndarray) -> np.ndarray:
     """Integer frequencies summing to FREQ_TOTAL, each >= 1, from (unnormalised) probabilities.
 
-    Deterministic: floor of a float64 product, the rounding remainder to the most probable entry.
+    Integer probabilities (the exact engine's, each < 2^38) are quantised in exact integer
+    arithmetic; float ones by the floor of a float64 product. Either way the rounding remainder
+    goes to the most probable entry.
     """
-    total = probs.sum()
     n = probs.shape[0]
+    if probs.dtype.kind == "i":
+        total = int(probs.sum())
+        if total <= 0:
+            probs, total = np.ones(n, dtype=np.int64), n
+        freqs = probs * (FREQ_TOTAL - n) // total + 1
+        freqs[int(np.argmax(freqs))] += FREQ_TOTAL - int(freqs.sum())
+        return freqs
+    total = probs.sum()
     if not total > 0 or not math.isfinite(total):
         probs, total = np.ones(n), float(n)
     freqs = np.floor(probs * ((FREQ_TOTAL - n) / total)).astype(np.int64) + 1
@@ -97,13 +105,6 @@ def quantise(probs: np.ndarray) -> np.ndarray:
 
 def _categorical(freqs: np.ndarray):
     return constriction.stream.model.Categorical(freqs.astype(np.float64), perfect=False)
-
-
-def softmax64(logits: torch.Tensor) -> np.ndarray:
-    """Float64 softmax, computed the same way by encoder and decoder."""
-    x = logits.detach().to(torch.float64).numpy()
-    e = np.exp(x - x.max())
-    return e / e.sum()
 
 
 class _GroupedVocab:
@@ -116,7 +117,7 @@ class _GroupedVocab:
 
     def tables(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-group probabilities [n_groups, group_size] (padding = 0) and group sums."""
-        padded = np.zeros(self.n_groups * self.group_size)
+        padded = np.zeros(self.n_groups * self.group_size, dtype=probs.dtype)
         padded[: probs.shape[0]] = probs
         grid = padded.reshape(self.n_groups, self.group_size)
         return grid, grid.sum(axis=1)
@@ -180,6 +181,19 @@ class _SymbolLog:
         return best
 
 
+def _probabilities_along(session, tokens: list[int]):
+    """Probabilities for each of `tokens` given those before it: one batched pass where the
+    session can (the exact engine: bit-identical to token by token), else token by token."""
+    if hasattr(session, "probabilities_along"):
+        return session.probabilities_along(tokens)
+    rows = []
+    for position, token in enumerate(tokens):
+        rows.append(session.probabilities())
+        if position < len(tokens) - 1:
+            session.push(token)
+    return rows
+
+
 def _words_to_bytes(words: np.ndarray) -> bytes:
     return words.astype(">u4").tobytes()
 
@@ -190,26 +204,30 @@ def _words(data: bytes) -> np.ndarray:
 
 
 class LMArithmeticCoder:
-    """TextCoder that range-codes text with a causal LM, optionally after a fixed preamble."""
+    """TextCoder that range-codes text with a causal LM, optionally after a fixed preamble.
 
-    codec_id = TEXT_LM_ARITHMETIC
+    With the exact engine (stic.text.exact_model, the default) it writes codec TEXT_LM_EXACT,
+    decodable everywhere; with a float engine (stic.text.lm) TEXT_LM_FLOAT, whose fingerprint
+    names the machine class that wrote it.
+    """
 
     def __init__(
         self,
-        lm: LanguageModel,
+        lm,
         preamble: Preamble | str = "none",
         learned: LearnedPrefix | None = None,
     ):
         """`learned`: the prefix for a learned preamble ("tuned"); default: the one stic ships
         for the model."""
         self.lm = lm
+        self.codec_id = TEXT_LM_EXACT if lm.engine == "exact" else TEXT_LM_FLOAT
         self.preamble = get_preamble(preamble) if isinstance(preamble, str) else preamble
         if self.preamble.learned and learned is None:
             learned = shipped_prefix(lm.name)
         self._learned = learned if self.preamble.learned else None
         if self._learned is not None:
-            self._learned.check_model(lm.model, lm.digest(), lm.name)
-        self.name = f"lm:{lm.name}"
+            self._learned.check_model(lm)
+        self.name = f"lm:{lm.name}" if lm.engine == "exact" else f"lm-float:{lm.name}"
         tok = lm.tokenizer
         try:
             self._end = self.preamble.terminator_id(tok)
@@ -218,6 +236,8 @@ class LMArithmeticCoder:
         self._prefix = self.preamble.prefix_ids(tok, lm.start_ids())
         self._n_tokens_known = len(tok)  # ids beyond this are padding rows of the embedding
         self._vocab = _GroupedVocab(lm.vocab_size)
+        #: the model's part of the fingerprint (another machine class's, to recognise its files)
+        self.lm_fingerprint = lm.fingerprint()
         self._fingerprint: bytes | None = None
 
     # -- public API ---------------------------------------------------------------------------
@@ -225,7 +245,7 @@ class LMArithmeticCoder:
     def fingerprint(self) -> bytes:
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=4)
-            h.update(self.lm.fingerprint())
+            h.update(self.lm_fingerprint)
             h.update(
                 f"v{STREAM_VERSION}|{FREQ_TOTAL}|{self._vocab.group_size}|{self._end}|".encode()
             )
@@ -283,17 +303,16 @@ class LMArithmeticCoder:
         session = self.lm.session(self._prefix, self._learned)
         ideal = 0.0
         end_flags = quantise(_END_FLAG_FREQS)
-        for position, token in enumerate([*ids, self._end]):
-            probs = softmax64(session.logits())
-            ideal -= math.log2(probs[token] / probs.sum())
+        tokens = [*ids, self._end]
+        for position, (token, probs) in enumerate(zip(tokens, _probabilities_along(session, tokens), strict=True)):
+            # (the exact engine's probabilities stop at 2^-30 of the top token's: count at least that)
+            ideal -= math.log2(max(probs[token], 1) / probs.sum())
             grid, group_sums = self._vocab.tables(probs)
             group, index = divmod(token, self._vocab.group_size)
             log.add(quantise(group_sums), group)
             log.add(quantise(grid[group]), index)
             if token == self._end:
                 log.add(end_flags, _ENDS if position == len(ids) else _CONTINUES)
-            if position < len(ids):
-                session.push(token)
         return EncodeResult(self._finish(log), ideal, len(ids), MODE_TOKENS)
 
     # -- internals ----------------------------------------------------------------------------
@@ -337,7 +356,7 @@ class LMArithmeticCoder:
         end_flags = quantise(_END_FLAG_FREQS)
         ids: list[int] = []
         for _ in range(limit):
-            probs = softmax64(session.logits())
+            probs = session.probabilities()
             grid, group_sums = self._vocab.tables(probs)
             group = read(quantise(group_sums))
             token = group * self._vocab.group_size + read(quantise(grid[group]))

@@ -32,7 +32,7 @@ class LearnedPrefix:
 
     keys: torch.Tensor
     values: torch.Tensor
-    model_digest: str  # hex of stic.text.lm.model_digest
+    model_digest: str  # hex of the model's identity digest (`digest()` of its language model)
 
     @property
     def length(self) -> int:
@@ -50,16 +50,16 @@ class LearnedPrefix:
             h.update(tensor.to(torch.float32).contiguous().numpy().tobytes())
         return h.digest()
 
-    def check_model(self, model: torch.nn.Module, digest: bytes, name: str) -> None:
-        """Refuse a prefix trained for another model (or of the wrong shape for this one)."""
+    def check_model(self, lm) -> None:
+        """Refuse a prefix trained for another model than `lm` (a language model of
+        stic.text.lm or stic.text.exact_model), or of the wrong shape for it."""
+        digest, name = lm.digest(), lm.name
         if self.model_digest != digest.hex():
             raise ModelMismatchError(
                 f"the learned prefix was trained for another language model than {name!r} "
                 f"(its model digest {self.model_digest[:12]}..., this model's {digest.hex()[:12]}...)"
             )
-        config = model.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        expected = (config.num_hidden_layers, config.num_key_value_heads, self.length, head_dim)
+        expected = lm.prefix_shape(self.length)
         if tuple(self.keys.shape) != expected or tuple(self.values.shape) != expected:
             raise ModelMismatchError(
                 f"learned prefix has shape {tuple(self.keys.shape)}; model {name!r} needs "

@@ -1,7 +1,8 @@
 """Caption coders by name, and the coder that can decode a given caption section.
 
-Names: "raw", "zlib", "bz2", "lzma", "brotli", "zstd", "zstd-dict", "rank-zlib[:MODEL]" and
-"lm[:MODEL]", where MODEL is an offline default ("smollm2-135m", "gemma3-270m"), a .gguf file, a
+Names: "raw", "zlib", "bz2", "lzma", "brotli", "zstd", "zstd-dict", "rank-zlib[:MODEL]",
+"lm[:MODEL]" (the exact engine: decodes on every machine) and "lm-float[:MODEL]" (a float engine,
+for models the exact engine cannot run: decodes only on the machine class that wrote it), where MODEL is an offline default ("smollm2-135m", "gemma3-270m"), a .gguf file, a
 local transformers directory or a model id, and defaults to the LM backend's default model.
 
 A section records only a codec id and a 4-byte fingerprint, so finding the model it needs is a
@@ -34,7 +35,13 @@ BASELINES = {
     "zstd-dict": baselines.ZstdDictCoder.from_corpus,
 }
 #: LM-driven methods and the codec id each writes
-LM_METHODS = {"rank-zlib": codecs.TEXT_RANK_ZLIB, "lm": codecs.TEXT_LM_ARITHMETIC}
+LM_METHODS = {
+    "rank-zlib": codecs.TEXT_RANK_ZLIB,
+    "lm": codecs.TEXT_LM_EXACT,
+    "lm-float": codecs.TEXT_LM_FLOAT,
+}
+#: Which engine each LM method runs (stic.text.lm.load_lm's `engine`)
+_ENGINE = {"rank-zlib": "exact", "lm": "exact", "lm-float": "auto"}
 _METHOD_OF_CODEC = {
     **{codec_id: name for codec_id, name in codecs.TEXT_CODEC_NAMES.items() if name in BASELINES},
     **{codec_id: name for name, codec_id in LM_METHODS.items()},
@@ -66,15 +73,15 @@ def get_text_coder(name: str, **opts) -> TextCoder:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_lm(model: str):
+def _load_lm(model: str, engine: str = "exact"):
     """Models are loaded once per process: the bench runs several methods on the same LM."""
     from stic.text.lm import load_lm
 
-    return load_lm(model)
+    return load_lm(model, engine=engine)
 
 
 def _lm_coder(method: str, model: str, **opts) -> TextCoder:
-    lm = _load_lm(model)
+    lm = _load_lm(model, _ENGINE[method])
     if method == "rank-zlib":
         from stic.text.rank_coder import RankZlibCoder
 
@@ -138,12 +145,17 @@ def text_coder_for_section(
 ) -> TextCoder:
     """The coder that decodes a caption section, or a clear error naming what is missing.
     `prefix`: the learned-prefix file the caption was coded with, if not the shipped one."""
+    if codec_id == codecs.TEXT_LM_ARITHMETIC:
+        raise FormatError(
+            "the caption was coded by stic 0.1's float LM engine (codec 16), which decodes only with "
+            "stic 0.1.0 on the machine class that wrote it; this stic codes captions exactly (codec 19)"
+        )
     method = _METHOD_OF_CODEC.get(codec_id)
     if method is None:
         raise FormatError(f"caption section uses unknown codec id {codec_id} (written by a newer stic?)")
-    if method == "lm" and prefix is not None:
+    if method in ("lm", "lm-float") and prefix is not None:
         model = model or model_for_fingerprint(codec_id, fingerprint) or default_model()
-        coder = get_text_coder(f"lm:{model}", prefix=prefix)
+        coder = get_text_coder(f"{method}:{model}", prefix=prefix)
         if coder.fingerprint() != fingerprint:
             raise ModelMismatchError(
                 f"the caption was not coded with learned prefix {prefix} and model {model!r} "
@@ -191,10 +203,38 @@ def _lm_coder_for_section(method: str, codec_id: int, fingerprint: bytes, model:
         tried.append(candidate)
         if coder is not None:
             return coder
+    if method == "lm-float":
+        _refuse_other_machine(fingerprint, tried)
     raise ModelMismatchError(
         f"the caption was coded with {_describe(method, None, fingerprint)}"
         f"{'; not ' + ', '.join(tried) if tried else ''}: give the model that made it (--model)"
     )
+
+
+def _refuse_other_machine(fingerprint: bytes, models: list[str]) -> None:
+    """A float-engine caption made by one of `models` on another machine class: say which."""
+    from stic.text.lm import MACHINE_CLASSES, machine_class
+
+    for model in models:
+        lm = _load_lm(model, "auto")
+        for machine in MACHINE_CLASSES:
+            if machine == machine_class():
+                continue
+            if _coder_fingerprint(lm, machine) == fingerprint:
+                raise ModelMismatchError(
+                    f"the caption was coded by the float LM engine (lm-float:{model}) on a machine of "
+                    f"CPU kernel class {machine!r}; it decodes only there (this machine: "
+                    f"{machine_class()!r}). Re-encode with the exact engine (lm:MODEL) for portable files"
+                )
+
+
+def _coder_fingerprint(lm, machine: str) -> bytes:
+    """The default coder's fingerprint that `lm` would have on another machine class."""
+    from stic.text.lm_coder import LMArithmeticCoder, default_preamble
+
+    coder = LMArithmeticCoder(lm, preamble=default_preamble(lm.name))
+    coder.lm_fingerprint = lm.fingerprint(machine)
+    return coder.fingerprint()
 
 
 def _coder_with_fingerprint(method: str, model: str, fingerprint: bytes) -> TextCoder | None:
@@ -203,12 +243,12 @@ def _coder_with_fingerprint(method: str, model: str, fingerprint: bytes) -> Text
     coder = get_text_coder(f"{method}:{model}")
     if coder.fingerprint() == fingerprint:
         return coder
-    if method != "lm":
+    if method not in ("lm", "lm-float"):
         return None
     from stic.text.lm_coder import LMArithmeticCoder
     from stic.text.preamble import PREAMBLES
 
-    lm = _load_lm(model)
+    lm = _load_lm(model, _ENGINE[method])
     for name, preamble in PREAMBLES.items():
         if name == coder.preamble.name or (preamble.learned and not has_shipped_prefix(lm.name)):
             continue

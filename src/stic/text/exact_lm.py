@@ -1,0 +1,288 @@
+"""A causal LM forward pass in exact integer arithmetic: the same logits on every machine.
+
+Why: a caption's code is only decodable where the decoder computes bit-identical next-token
+frequencies. Float kernels differ between CPU kernel classes (AVX-512, AVX2, plain), thread
+counts, batch shapes and devices, so this engine computes every number that reaches the range
+coder with integers (stic.text.fixed_point):
+
+* weights: int8 per output row, with a 15-bit row-scale mantissa and a power-of-two exponent;
+* every linear layer: its input row quantised to int8 (symmetric, per row), an int8 x int8
+  product with int32 accumulation (`torch._int_mm`), then an exact integer rescale;
+* RMSNorm with an exact integer square root; RoPE, softmax, SiLU and GELU from tables made with
+  exact decimal arithmetic; attention products in float64 over small integers (exact);
+* logits to probabilities with the integer exp table (stic.text.fixed_point.exp_neg).
+
+Exactness makes batching free: a whole caption in one pass gives exactly the logits of the
+token-by-token pass the decoder runs, so the encoder does one pass. Llama (SmolLM2), Qwen2/2.5
+and Gemma 3 text models are implemented; docs/caption_coding.md gives the number formats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stic.text import fixed_point as fp
+from stic.text.lm_weights import LMConfig, LMWeights
+
+#: Bumped whenever any number this engine computes can change: part of the fingerprint.
+NUMERICS_VERSION = 1
+
+RESIDUAL_BITS = 16  #: the residual stream
+ACT_BITS = 12  #: linear layer inputs/outputs, logits
+CACHE_BITS = 8  #: queries, keys and values in attention (clamped to 16-bit integers)
+NORM_BITS = 16  #: RMSNorm weights
+_CACHE_LIMIT = (1 << 15) - 1
+_ATTN_PROB_SHIFT = fp.EXP_OUT_BITS - 16  #: attention weights keep 16 bits
+
+
+def quantise_weight(weight: np.ndarray) -> dict[str, np.ndarray]:
+    """int8 codes per row; row scale = mantissa * 2^-shift with one shift per tensor and
+    mantissas <= 2^15, rounded up so |code| <= 127. float64 division and rounding are
+    IEEE-exact, so the conversion is the same everywhere."""
+    w = np.asarray(weight, dtype=np.float64)
+    scale = np.abs(w).max(axis=1) / 127
+    shift = 15 - int(np.frexp(scale.max())[1])
+    mantissa = np.ceil(np.ldexp(scale, shift))
+    exact = np.ldexp(mantissa, -shift)
+    codes = np.rint(w / np.where(exact > 0, exact, 1.0)[:, None]).clip(-127, 127)
+    return {
+        "codes": codes.astype(np.int8),
+        "mantissa": mantissa.astype(np.int64),
+        "shift": np.array(shift, dtype=np.int64),
+    }
+
+
+def fixed_vector(values: np.ndarray, bits: int) -> np.ndarray:
+    """round(values * 2^bits) as int64 (a power-of-two product: exact)."""
+    return np.rint(np.asarray(values, dtype=np.float64) * (1 << bits)).astype(np.int64)
+
+
+def convert(weights: LMWeights) -> dict[str, np.ndarray]:
+    """The integer tensors ExactDecoder runs on, from a model's float tensors."""
+    c, t = weights.config, weights.tensors
+    out: dict[str, np.ndarray] = {}
+
+    def linear(name: str, *parts: str, bias: bool = False) -> None:
+        matrix = np.concatenate([t[f"{p}.weight"] for p in parts], axis=0)
+        for key, value in quantise_weight(matrix).items():
+            out[f"{name}.{key}"] = value
+        if bias and all(f"{p}.bias" in t for p in parts):
+            out[f"{name}.bias"] = fixed_vector(np.concatenate([t[f"{p}.bias"] for p in parts]), ACT_BITS)
+
+    linear("embed", "model.embed_tokens")
+    if not c.tied:
+        linear("head", "lm_head")
+    out["norm"] = fixed_vector(t["model.norm.weight"], NORM_BITS)
+    norms = ["input_layernorm", "post_attention_layernorm"]
+    if c.model_type == "gemma3_text":
+        norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm",
+                  "self_attn.q_norm", "self_attn.k_norm"]  # fmt: skip
+    for i in range(c.layers):
+        p = f"model.layers.{i}"
+        attn = [f"{p}.self_attn.{x}_proj" for x in "qkv"]
+        linear(f"{i}.qkv", *attn, bias=c.model_type == "qwen2")
+        linear(f"{i}.o", f"{p}.self_attn.o_proj")
+        linear(f"{i}.gate_up", f"{p}.mlp.gate_proj", f"{p}.mlp.up_proj")
+        linear(f"{i}.down", f"{p}.mlp.down_proj")
+        for norm in norms:
+            out[f"{i}.{norm}"] = fixed_vector(t[f"{p}.{norm}.weight"], NORM_BITS)
+    return out
+
+
+class IntLinear:
+    """y = x W^T + b on int64 rows: int8 codes on both sides, int32 accumulation, exact rescale."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], name: str, in_bits: int, out_bits: int):
+        self.codes_t = torch.from_numpy(tensors[f"{name}.codes"]).t()  # _int_mm's fastest layout
+        self.mantissa = tensors[f"{name}.mantissa"]
+        self.base = out_bits - in_bits - int(tensors[f"{name}.shift"])
+        self.bias = tensors.get(f"{name}.bias")
+        self.out_features = self.mantissa.shape[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        q, scales = fp.quantise_rows(x)
+        acc = torch._int_mm(torch.from_numpy(q), self.codes_t).numpy()  # |acc| < 127^2 K < 2^31
+        product = acc * self.mantissa * scales[:, :1]  # < 2^27 * 2^15 * 2^15
+        exponent = scales[:, 1:] + self.base
+        y = fp.round_div(product, 127 << np.clip(-exponent, 0, 55))
+        if (exponent > 0).any():
+            y = y << np.maximum(exponent, 0)
+        return y if self.bias is None else y + self.bias
+
+
+class ExactDecoder:
+    """Runs the integer model over tokens, appending to an `ExactState`."""
+
+    def __init__(self, config: LMConfig, tensors: dict[str, np.ndarray]):
+        self.config = c = config
+        self.gemma = c.model_type == "gemma3_text"
+        self.eps = fp.fixed_constant(c.rms_eps, 60)
+        self.embed_codes = tensors["embed.codes"]
+        self.embed_mantissa = tensors["embed.mantissa"]
+        self.embed_shift = int(tensors["embed.shift"])
+        self.embed_scale = fp.fixed_sqrt(c.hidden, 16) if self.gemma else 1 << 16
+        self.head = IntLinear(tensors, "embed" if c.tied else "head", ACT_BITS, ACT_BITS)
+        self.final_norm = tensors["norm"]
+        sub_out = ACT_BITS if self.gemma else RESIDUAL_BITS  # Gemma normalises before adding
+        self.layers = []
+        for i in range(c.layers):
+            layer = {
+                "qkv": IntLinear(tensors, f"{i}.qkv", ACT_BITS, ACT_BITS),
+                "o": IntLinear(tensors, f"{i}.o", ACT_BITS, sub_out),
+                "gate_up": IntLinear(tensors, f"{i}.gate_up", ACT_BITS, ACT_BITS),
+                "down": IntLinear(tensors, f"{i}.down", ACT_BITS, sub_out),
+            }
+            for norm in _NORMS:
+                if f"{i}.{norm}" in tensors:
+                    layer[norm] = tensors[f"{i}.{norm}"]
+            self.layers.append(layer)
+        self.mlp_norm = "pre_feedforward_layernorm" if self.gemma else "post_attention_layernorm"
+        self.score_scale = fp.fixed_sqrt(1.0 / (c.query_pre_attn_scalar or c.head_dim), 16)
+        self.act = fp.gelu_tanh if self.gemma else fp.silu
+        self.inv_freq = [fp.rope_inverse_frequencies(th, c.head_dim, f) for th, f in c.rope]
+        self._rope: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.head.out_features
+
+    def _rope_rows(self, inv_freq: tuple[str, ...], start: int, end: int):
+        table = self._rope.get(inv_freq)
+        if table is None or table[0].shape[0] < end:
+            table = fp.rope_table(inv_freq, max(256, 1 << (end - 1).bit_length()))
+            self._rope[inv_freq] = table
+        return table[0][start:end, None], table[1][start:end, None]
+
+    @staticmethod
+    def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        """RoPE on [T, heads, head_dim] (transformers' split-halves layout), units kept."""
+        half = x.shape[-1] // 2
+        a, b = x[..., :half], x[..., half:]
+        shift = -fp.ROPE_BITS
+        return np.concatenate(
+            (fp.shift_round(a * cos - b * sin, shift), fp.shift_round(b * cos + a * sin, shift)), -1
+        )
+
+    def _norm(self, x: np.ndarray, in_bits: int, weight: np.ndarray) -> np.ndarray:
+        return fp.rms_norm(x, in_bits, weight, self.eps, ACT_BITS)
+
+    def embed(self, ids: list[int]) -> np.ndarray:
+        rows = self.embed_codes[ids].astype(np.int64) * self.embed_mantissa[ids, None]
+        return fp.shift_round(rows * self.embed_scale, RESIDUAL_BITS - 16 - self.embed_shift)
+
+    def forward(self, state: ExactState, ids: list[int]) -> np.ndarray:
+        """Append `ids`; int64 logits [len(ids), vocab] in units of 2^-12, one row per token."""
+        c = self.config
+        t, start = len(ids), state.length
+        end = start + t
+        state.reserve(end)
+        heads, n_kv, hd = c.heads, c.kv_heads, c.head_dim
+        groups = heads // n_kv
+        positions = np.arange(start, end)
+        x = self.embed(ids)
+        for i, layer in enumerate(self.layers):
+            qkv = layer["qkv"](self._norm(x, RESIDUAL_BITS, layer["input_layernorm"]))
+            q = qkv[:, : heads * hd].reshape(t, heads, hd)
+            k = qkv[:, heads * hd : (heads + n_kv) * hd].reshape(t, n_kv, hd)
+            v = qkv[:, (heads + n_kv) * hd :].reshape(t, n_kv, hd)
+            if self.gemma:
+                q = self._norm(q, ACT_BITS, layer["self_attn.q_norm"])
+                k = self._norm(k, ACT_BITS, layer["self_attn.k_norm"])
+            cos, sin = self._rope_rows(self.inv_freq[i], start, end)
+            q, k, v = (
+                np.clip(fp.shift_round(z, CACHE_BITS - ACT_BITS), -_CACHE_LIMIT, _CACHE_LIMIT)
+                .astype(np.float64)
+                for z in (self._rotate(q, cos, sin), self._rotate(k, cos, sin), v)
+            )
+            state.keys[i][:, :, start:end] = k.transpose(1, 2, 0)
+            state.values[i][:, start:end] = v.transpose(1, 0, 2)
+            window = c.windows[i]
+            first = 0 if window is None else max(0, start - window + 1)
+            # rows of each kv head's query block: (position, head in group); float64 products of
+            # integers < 2^15 over <= 256 dims stay below 2^53: exact in any order
+            qg = q.reshape(t, n_kv, groups, hd).transpose(1, 0, 2, 3).reshape(n_kv, t * groups, hd)
+            raw = _integers(np.matmul(qg, state.keys[i][:, :, first:end]))  # units 2^-16
+            scores = fp.shift_round(raw * self.score_scale, ACT_BITS - 2 * CACHE_BITS - 16)
+            key_pos = np.arange(first, end)
+            allowed = key_pos[None] <= positions[:, None]
+            if window is not None:
+                allowed &= key_pos[None] > positions[:, None] - window
+            allowed = np.repeat(allowed, groups, axis=0)[None]
+            scores = np.where(allowed, scores, np.iinfo(np.int64).min // 4)
+            weights = fp.exp_neg(scores.max(-1, keepdims=True) - scores) >> _ATTN_PROB_SHIFT
+            total = weights.sum(-1, keepdims=True)  # >= 2^16: the peak's own weight
+            # weights < 2^17 times values < 2^15, summed over < 2^21 positions: exact in float64
+            attn = np.matmul(weights.astype(np.float64), state.values[i][:, first:end])
+            attn = fp.round_div(_integers(attn) << (ACT_BITS - CACHE_BITS), total)
+            attn = attn.reshape(n_kv, t, groups * hd).transpose(1, 0, 2).reshape(t, heads * hd)
+            x = x + self._sublayer(layer, "o", attn, "post_attention_layernorm")
+            gate, up = np.split(layer["gate_up"](self._norm(x, RESIDUAL_BITS, layer[self.mlp_norm])), 2, -1)
+            hidden = fp.shift_round(self.act(gate, ACT_BITS) * up, -ACT_BITS)
+            x = x + self._sublayer(layer, "down", hidden, "post_feedforward_layernorm")
+        state.length = end
+        return self.head(self._norm(x, RESIDUAL_BITS, self.final_norm))
+
+    def _sublayer(self, layer: dict, name: str, x: np.ndarray, gemma_norm: str) -> np.ndarray:
+        """A projection back to the residual stream (Gemma normalises it first)."""
+        y = layer[name](x)
+        if self.gemma:
+            y = fp.shift_round(self._norm(y, ACT_BITS, layer[gemma_norm]), RESIDUAL_BITS - ACT_BITS)
+        return y
+
+
+def _integers(x: np.ndarray) -> np.ndarray:
+    """A float64 product of integers, back to int64: rounded, not truncated, so a result off by
+    an ulp (another BLAS, a GPU) still gives the exact integer."""
+    return np.rint(x).astype(np.int64)
+
+
+_NORMS = (
+    "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+    "post_feedforward_layernorm", "self_attn.q_norm", "self_attn.k_norm",
+)  # fmt: skip
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Unnormalised integer probabilities (units 2^-30 of the top token's) of int64 logit rows."""
+    return fp.exp_neg(logits.max(-1, keepdims=True) - logits)
+
+
+class ExactState:
+    """Key/value caches (float64 holding integers < 2^15) and the current position."""
+
+    def __init__(self, decoder: ExactDecoder, capacity: int):
+        c = decoder.config
+        self.length = 0
+        capacity = max(1, capacity)
+        self.keys = [np.zeros((c.kv_heads, c.head_dim, capacity)) for _ in range(c.layers)]
+        self.values = [np.zeros((c.kv_heads, capacity, c.head_dim)) for _ in range(c.layers)]
+
+    def reserve(self, length: int) -> None:
+        capacity = self.values[0].shape[1]
+        if length <= capacity:
+            return
+        extra = max(length, 2 * capacity) - capacity
+        for i, (keys, values) in enumerate(zip(self.keys, self.values, strict=True)):
+            self.keys[i] = np.concatenate([keys, np.zeros((*keys.shape[:2], extra))], 2)
+            self.values[i] = np.concatenate([values, np.zeros((values.shape[0], extra, values.shape[2]))], 1)
+
+    def load_prefix(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """A learned prefix's float keys (already rotated) and values [layers, kv heads,
+        positions, head dim], rounded to the cache's fixed point (a power-of-two product and a
+        rounding: the same everywhere)."""
+        length = keys.shape[2]
+        self.reserve(length)
+        for i in range(len(self.keys)):
+            k = np.clip(np.rint(keys[i].astype(np.float64) * (1 << CACHE_BITS)), -_CACHE_LIMIT, _CACHE_LIMIT)
+            v = np.clip(np.rint(values[i].astype(np.float64) * (1 << CACHE_BITS)), -_CACHE_LIMIT, _CACHE_LIMIT)
+            self.keys[i][:, :, :length] = k.transpose(0, 2, 1)
+            self.values[i][:, :length] = v
+        self.length = length
+
+    def clone(self) -> ExactState:
+        copy = object.__new__(ExactState)
+        copy.length = self.length
+        copy.keys = [k.copy() for k in self.keys]
+        copy.values = [v.copy() for v in self.values]
+        return copy

@@ -1,0 +1,114 @@
+"""The exact integer LM engine: its arithmetic, its agreement with the float models it stands
+for (tiny random Llama, Qwen2 and Gemma 3), batched == token by token, robustness to ulp noise."""
+
+import decimal
+import math
+
+import numpy as np
+import pytest
+import torch
+from tiny_lm import tiny_float_lm, tiny_lm
+
+from stic.text import exact_lm
+from stic.text import fixed_point as fp
+from stic.text.lm_coder import LMArithmeticCoder
+
+TEXT = "The image features a red barn with a white roof, next to mountains and boats. " * 2
+FAMILIES = ["llama", "qwen2", "gemma3"]
+
+
+def test_exp_table_is_exp_to_one_unit():
+    d = np.arange(0, 23 << fp.EXP_IN_BITS, 37, dtype=np.int64)
+    expected = np.array([math.exp(-x / 4096) * 2**30 for x in d.tolist()])
+    assert np.abs(fp.exp_neg(d) - expected).max() <= 1.5  # two table roundings
+    assert fp.exp_neg(np.array([22 << 12, 1 << 40])).tolist() == [0, 0]
+
+
+def test_sigmoid_silu_gelu_match_their_float_forms():
+    x = np.arange(-20 << 12, 20 << 12, 97, dtype=np.int64)
+    real = x / 4096
+    sig = 1 / (1 + np.exp(-real))
+    assert np.abs(fp.sigmoid(x, 12) / 2**16 - sig).max() < 2e-5
+    assert np.abs(fp.silu(x, 12) / 4096 - real * sig).max() < 1e-3
+    gelu = 0.5 * real * (1 + np.tanh(math.sqrt(2 / math.pi) * (real + 0.044715 * real**3)))
+    assert np.abs(fp.gelu_tanh(x, 12) / 4096 - gelu).max() < 1e-3
+
+
+def test_rope_table_is_exact_cos_sin_and_independent_of_its_length():
+    inv_freq = fp.rope_inverse_frequencies(10000.0, 16)
+    assert abs(decimal.Decimal(inv_freq[1]) - decimal.Decimal(10000.0 ** (-2 / 16))) < 1e-15
+    cos, sin = fp.rope_table(inv_freq, 3000)
+    positions = np.arange(3000)[:, None] * np.array([float(f) for f in inv_freq])[None]
+    assert np.abs(cos / 2**15 - np.cos(positions)).max() < 1e-4
+    assert np.abs(sin / 2**15 - np.sin(positions)).max() < 1e-4
+    short = fp.rope_table(inv_freq, 100)
+    assert np.array_equal(short[0], cos[:100]) and np.array_equal(short[1], sin[:100])
+
+
+def test_rms_norm_and_row_quantisation():
+    rng = np.random.default_rng(0)
+    for scale in (1, 1 << 10, 1 << 30):  # tiny rows, ordinary rows, rows far beyond 2^24
+        x = rng.integers(-scale, scale, (3, 96)).astype(np.int64)
+        weight = rng.integers(1 << 14, 1 << 17, 96).astype(np.int64)
+        real = x / 2**16
+        expected = real * (weight / 2**16) / np.sqrt((real**2).mean(-1, keepdims=True) + 1e-5)
+        got = fp.rms_norm(x, 16, weight, fp.fixed_constant(1e-5, 60), 12) / 4096
+        assert np.abs(got - expected).max() < 2e-3 * max(1.0, np.abs(expected).max())
+        q, scales = fp.quantise_rows(x)
+        assert np.abs(q.astype(np.int64)).max() <= 127
+        restored = q * (scales[:, :1] << scales[:, 1:]) / 127
+        assert np.abs(restored - x).max() <= np.abs(x).max() / 127
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_exact_engine_agrees_with_the_float_model(family):
+    exact, reference = tiny_lm(family=family), tiny_float_lm(family=family, engine="transformers")
+    ids = exact.tokenizer.encode(TEXT)
+    assert ids == reference.tokenizer.encode(TEXT, add_special_tokens=False)
+    assert len(ids) > 10  # longer than Gemma's 5-token window
+    logits = exact.decoder.forward(exact_lm.ExactState(exact.decoder, 4), ids) / 4096
+    with torch.inference_mode():
+        expected = reference.model(input_ids=torch.tensor([ids])).logits[0].double().numpy()
+    assert np.abs(logits - expected).mean() < 0.05 * expected.std()
+    assert (logits.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_pass_equals_token_by_token(family):
+    lm = tiny_lm(family=family)
+    ids = lm.tokenizer.encode(TEXT)
+    batched = lm.decoder.forward(exact_lm.ExactState(lm.decoder, 256), ids)
+    state = exact_lm.ExactState(lm.decoder, 2)  # also grows its caches on the way
+    stepwise = np.concatenate([lm.decoder.forward(state, [token]) for token in ids])
+    assert np.array_equal(batched, stepwise)
+    chunks = exact_lm.ExactState(lm.decoder, 2)
+    pieces = [lm.decoder.forward(chunks, ids[i : i + 7]) for i in range(0, len(ids), 7)]
+    assert np.array_equal(batched, np.concatenate(pieces))
+
+
+def test_ulp_noise_in_the_remaining_float_products_changes_no_symbol(monkeypatch):
+    """The only float operations on the decoding path are float64 products of small integers;
+    an ulp of error in any of their outputs (another BLAS, a GPU) must change nothing."""
+    lm = tiny_lm(family="gemma3")
+    coder = LMArithmeticCoder(lm)
+    data = coder.encode(TEXT)
+    rng = np.random.default_rng(1)
+    matmul = np.matmul
+
+    def noisy(a, b):
+        out = matmul(a, b)
+        direction = np.where(rng.random(out.shape) < 0.5, -np.inf, np.inf)
+        return np.where(rng.random(out.shape) < 0.5, np.nextafter(out, direction), out)
+
+    monkeypatch.setattr(exact_lm.np, "matmul", noisy)
+    lm._prefix_memo = None
+    assert coder.decode(data) == TEXT
+
+
+def test_exact_coder_round_trips_and_names_its_codec():
+    from stic.codecs import TEXT_LM_EXACT
+
+    coder = LMArithmeticCoder(tiny_lm())
+    assert coder.codec_id == TEXT_LM_EXACT and coder.name == "lm:tiny-llama"
+    for text in (TEXT, "x", "Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich 🚲."):
+        assert coder.decode(coder.encode(text)) == text
