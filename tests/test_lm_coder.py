@@ -174,7 +174,7 @@ def test_vocabulary_padding_rows_are_refused():
 
 def test_works_without_bos_token():
     lm = tiny_lm(seed=0)
-    tokenizer = tiny_tokenizer()
-    tokenizer.bos_token = None
-    coder = LMArithmeticCoder(LanguageModel("no-bos", lm.model, tokenizer))
+    lm.tokenizer.bos_token_id = None
+    coder = LMArithmeticCoder(lm)
+    assert coder._prefix == [lm.tokenizer.eos_token_id]
     assert coder.decode(coder.encode("no bos here")) == "no bos here"

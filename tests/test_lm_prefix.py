@@ -5,11 +5,11 @@ import importlib.util
 
 import pytest
 import torch
-from tiny_lm import CORPUS, tiny_lm
+from tiny_lm import CORPUS, tiny_float_lm, tiny_lm
 
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
 from stic.text.adapt import AdaptConfig, train_prefix
-from stic.text.lm import LanguageModel, load_lm
+from stic.text.lm import load_lm
 from stic.text.lm_coder import LMArithmeticCoder, default_preamble
 from stic.text.prefix import LearnedPrefix, load_prefix, shipped_prefix
 
@@ -25,11 +25,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # coding runs on one thread
 
 
 @pytest.fixture(scope="module")
-def trained(lm):
-    return train_prefix(lm, CORPUS * 2, AdaptConfig(length=6, steps=25, lr=0.3), progress=False)
+def float_lm():
+    """Prefixes are trained through the float model; the exact engine codes with them."""
+    return tiny_float_lm(engine="transformers")
 
 
-def test_training_lowers_held_out_bits_and_leaves_the_model_alone(lm, trained):
+@pytest.fixture(scope="module")
+def trained(float_lm):
+    return train_prefix(float_lm, CORPUS * 2, AdaptConfig(length=6, steps=25, lr=0.3), progress=False)
+
+
+def test_training_lowers_held_out_bits_and_leaves_the_model_alone(float_lm, trained):
+    lm = float_lm
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     flags = [p.requires_grad for p in lm.model.parameters()]
     prefix, report = train_prefix(lm, CORPUS * 2, AdaptConfig(length=6, steps=25, lr=0.3), progress=False)
@@ -41,10 +48,9 @@ def test_training_lowers_held_out_bits_and_leaves_the_model_alone(lm, trained):
     assert prefix.keys.shape == (2, 2, 6, 8) and prefix.model_digest == lm.digest().hex()
 
 
-def test_lean_and_transformers_forwards_read_a_prefix_alike(lm, trained):
-    prefix = trained[0]
-    other = LanguageModel("tiny-llama", lm.model, lm.tokenizer, engine="transformers")
-    lean = LanguageModel("tiny-llama", lm.model, lm.tokenizer, engine="lean-float32")
+def test_lean_and_transformers_forwards_read_a_prefix_alike(float_lm, trained):
+    lm, prefix = float_lm, trained[0]
+    other, lean = float_lm, tiny_float_lm(engine="lean-float32")
     ids = lm.tokenizer.encode(" The image features a barn", add_special_tokens=False)
     a, b = other.session(ids[:1], prefix), lean.session(ids[:1], prefix)
     for token in ids[1:]:
@@ -55,9 +61,9 @@ def test_lean_and_transformers_forwards_read_a_prefix_alike(lm, trained):
     assert not torch.allclose(without.logits(), b.logits(), atol=1e-2)
 
 
-@pytest.mark.parametrize("engine", ["lean-lowbit", "transformers"])
-def test_tuned_preamble_round_trips_and_is_fingerprinted(lm, trained, engine):
-    model = LanguageModel("tiny-llama", lm.model, lm.tokenizer, engine=engine)
+@pytest.mark.parametrize("engine", ["exact", "lean-lowbit", "transformers"])
+def test_tuned_preamble_round_trips_and_is_fingerprinted(trained, engine):
+    model = tiny_lm() if engine == "exact" else tiny_float_lm(engine=engine)
     coder = LMArithmeticCoder(model, preamble="tuned", learned=trained[0])
     for text in CAPTIONS:
         assert coder.decode(coder.encode(text)) == text

@@ -25,16 +25,9 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     """Two different tiny LMs saved as local model directories (what --model accepts)."""
-    from tiny_lm import tiny_lm
+    from tiny_lm import tiny_folder
 
-    folders = []
-    for seed in (0, 1):
-        lm = tiny_lm(seed=seed)
-        folder = tmp_path_factory.mktemp(f"tiny-lm-{seed}")
-        lm.tokenizer.save_pretrained(folder)
-        lm.model.save_pretrained(folder)
-        folders.append(str(folder))
-    return folders
+    return [str(tiny_folder(seed=seed)) for seed in (0, 1)]
 
 
 def _stic(capsys, *argv):
@@ -206,6 +199,27 @@ def test_registry_names_an_unknown_model_by_fingerprint(monkeypatch, tiny_models
     monkeypatch.setattr(registry, "default_model", lambda: tiny_models[1])
     monkeypatch.setattr(lm, "OFFLINE_MODELS", {})
     with pytest.raises(ModelMismatchError, match=r"unknown language model \(fingerprint 01020304\)"):
+        registry.text_coder_for_section(codecs.TEXT_LM_EXACT, b"\x01\x02\x03\x04")
+
+
+def test_float_engine_files_say_which_machine_class_reads_them(monkeypatch, tiny_models):
+    import stic.text.lm as lm
+
+    monkeypatch.setattr(registry, "default_model", lambda: tiny_models[0])
+    monkeypatch.setattr(lm, "OFFLINE_MODELS", {})
+    coder = registry.get_text_coder(f"lm-float:{tiny_models[0]}")
+    assert coder.codec_id == codecs.TEXT_LM_FLOAT and coder.name.startswith("lm-float:")
+    data = coder.encode(CAPTION)
+    assert registry.text_coder_for_section(coder.codec_id, coder.fingerprint()).decode(data) == CAPTION
+    here = lm.machine_class()
+    other = next(m for m in lm.MACHINE_CLASSES if m != here)
+    from_elsewhere = registry._coder_fingerprint(coder.lm, other)
+    with pytest.raises(ModelMismatchError, match=f"kernel class '{other}'.*this machine: '{here}'"):
+        registry.text_coder_for_section(codecs.TEXT_LM_FLOAT, from_elsewhere)
+
+
+def test_stic_0_1_float_captions_are_refused_with_the_version_that_reads_them():
+    with pytest.raises(FormatError, match="stic 0.1.0"):
         registry.text_coder_for_section(codecs.TEXT_LM_ARITHMETIC, b"\x01\x02\x03\x04")
 
 

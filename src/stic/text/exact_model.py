@@ -45,8 +45,22 @@ class FastTokenizer:
         self.bos_token_id = bos_id
         self.eos_token_id = eos_id
 
+    @property
+    def backend_tokenizer(self):
+        """The `tokenizers.Tokenizer` (transformers' name for it)."""
+        return self._tokenizer
+
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def __call__(self, text: str, add_special_tokens: bool = True, split_special_tokens: bool = False) -> dict:
+        """transformers' call form: {"input_ids": ids}; `split_special_tokens` reads special
+        tokens' text as plain text."""
+        self._tokenizer.encode_special_tokens = split_special_tokens
+        try:
+            return {"input_ids": self.encode(text, add_special_tokens=add_special_tokens)}
+        finally:
+            self._tokenizer.encode_special_tokens = False
 
     def decode(
         self, ids: Sequence[int], skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool = False
