@@ -136,14 +136,22 @@ def _corruptions(data: bytes, rng: random.Random):
 
 
 def test_corrupt_data_raises_format_error(coder):
+    """Corrupt data is refused, unless it happens to be the canonical stream of another text (a
+    late bit flip can give one; the container's CRC catches those in files)."""
     text = SAMPLES[1]
     data = coder.encode(text)
     rng = random.Random(0)
+    refused = 0
     for bad in _corruptions(data, rng):
         if bad == data:
             continue
-        with pytest.raises(FormatError):
-            coder.decode(bad)
+        try:
+            other = coder.decode(bad)
+        except FormatError:
+            refused += 1
+            continue
+        assert other != text and coder.encode(other) == bad
+    assert refused >= 12
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -52,17 +52,10 @@ def test_image_from_unavailable_weights_is_refused_naming_them(local_image_model
 
 @pytest.fixture
 def two_lm_dirs(tmp_path, monkeypatch):
-    from tiny_lm import tiny_lm
+    from tiny_lm import tiny_folder
 
     monkeypatch.setenv("STIC_CACHE", str(tmp_path / "cache"))  # the fingerprint table lives there
-    dirs = []
-    for seed in (0, 1):
-        folder = tmp_path / f"lm-{seed}"
-        lm = tiny_lm(seed=seed)
-        lm.model.save_pretrained(folder)
-        lm.tokenizer.save_pretrained(folder)
-        dirs.append(folder)
-    return dirs
+    return [tiny_folder(seed=seed) for seed in (0, 1)]
 
 
 def test_caption_from_another_lm_is_refused_naming_the_lm_it_needs(two_lm_dirs, monkeypatch):

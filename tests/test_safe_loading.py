@@ -67,18 +67,19 @@ def test_image_model_folder_with_a_pickle_for_weights(tmp_path):
 
 
 def test_language_model_directory_with_pickled_weights(tmp_path):
-    from tiny_lm import tiny_lm
+    import shutil
+
+    from tiny_lm import tiny_folder
 
     from stic.errors import ModelNotFoundError
     from stic.text.lm import load_lm
 
-    ref = tiny_lm()
-    ref.model.save_pretrained(tmp_path)
-    ref.tokenizer.save_pretrained(tmp_path)
+    shutil.copytree(tiny_folder(), tmp_path, dirs_exist_ok=True)
     (tmp_path / "model.safetensors").unlink()
     _malicious_checkpoint(tmp_path / "pytorch_model.bin", tmp_path / "marker")
-    with pytest.raises(ModelNotFoundError, match="refusing language model"):
-        load_lm(str(tmp_path))
+    for engine in ("exact", "auto"):
+        with pytest.raises(ModelNotFoundError, match="refusing language model"):
+            load_lm(str(tmp_path), engine=engine)
     assert not (tmp_path / "marker").exists()
 
 

@@ -2,7 +2,7 @@
 
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError, SticError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "FormatError",

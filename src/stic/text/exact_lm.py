@@ -24,6 +24,7 @@ import torch
 
 from stic.text import fixed_point as fp
 from stic.text.lm_weights import LMConfig, LMWeights
+from stic.threads import fixed_threads
 
 #: Bumped whenever any number this engine computes can change: part of the fingerprint.
 NUMERICS_VERSION = 1
@@ -34,21 +35,28 @@ CACHE_BITS = 8  #: queries, keys and values in attention (clamped to 16-bit inte
 NORM_BITS = 16  #: RMSNorm weights
 _CACHE_LIMIT = (1 << 15) - 1
 _ATTN_PROB_SHIFT = fp.EXP_OUT_BITS - 16  #: attention weights keep 16 bits
+_THREADED_ROWS = 16  #: passes over fewer tokens run on one thread (see ExactDecoder.forward)
 
 
 def quantise_weight(weight: np.ndarray) -> dict[str, np.ndarray]:
     """int8 codes per row; row scale = mantissa * 2^-shift with one shift per tensor and
     mantissas <= 2^15, rounded up so |code| <= 127. float64 division and rounding are
-    IEEE-exact, so the conversion is the same everywhere."""
+    IEEE-exact, so the conversion is the same everywhere.
+
+    Also "mantissa_127": round(mantissa * 2^7 / 127), the row scale with the activations'
+    1/127 folded in (stic.text.fixed_point.quantise_rows), so a linear layer rescales by a
+    product and a shift."""
     w = np.asarray(weight, dtype=np.float64)
     scale = np.abs(w).max(axis=1) / 127
     shift = 15 - int(np.frexp(scale.max())[1])
     mantissa = np.ceil(np.ldexp(scale, shift))
     exact = np.ldexp(mantissa, -shift)
     codes = np.rint(w / np.where(exact > 0, exact, 1.0)[:, None]).clip(-127, 127)
+    mantissa = mantissa.astype(np.int64)
     return {
         "codes": codes.astype(np.int8),
-        "mantissa": mantissa.astype(np.int64),
+        "mantissa": mantissa,
+        "mantissa_127": (mantissa * 256 + 127) // 254,
         "shift": np.array(shift, dtype=np.int64),
     }
 
@@ -95,19 +103,19 @@ class IntLinear:
 
     def __init__(self, tensors: dict[str, np.ndarray], name: str, in_bits: int, out_bits: int):
         self.codes_t = torch.from_numpy(tensors[f"{name}.codes"]).t()  # _int_mm's fastest layout
-        self.mantissa = tensors[f"{name}.mantissa"]
-        self.base = out_bits - in_bits - int(tensors[f"{name}.shift"])
+        self.mantissa = tensors[f"{name}.mantissa_127"]
+        # y = acc * m_x 2^e_x * mantissa_127 2^-(shift + 7), in units of 2^-out_bits
+        self.base = out_bits - in_bits - int(tensors[f"{name}.shift"]) - 7
         self.bias = tensors.get(f"{name}.bias")
         self.out_features = self.mantissa.shape[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         q, scales = fp.quantise_rows(x)
         acc = torch._int_mm(torch.from_numpy(q), self.codes_t).numpy()  # |acc| < 127^2 K < 2^31
-        product = acc * self.mantissa * scales[:, :1]  # < 2^27 * 2^15 * 2^15
-        exponent = scales[:, 1:] + self.base
-        y = fp.round_div(product, 127 << np.clip(-exponent, 0, 55))
-        if (exponent > 0).any():
-            y = y << np.maximum(exponent, 0)
+        mantissas = [m for m, _ in scales]
+        m = mantissas[0] if len(scales) == 1 else np.array(mantissas, dtype=np.int64)[:, None]
+        product = acc * self.mantissa * m  # < 2^27 * 2^15.1 * 2^15
+        y = fp.row_shift_round(product, [e + self.base for _, e in scales])
         return y if self.bias is None else y + self.bias
 
 
@@ -172,56 +180,77 @@ class ExactDecoder:
         return fp.shift_round(rows * self.embed_scale, RESIDUAL_BITS - 16 - self.embed_shift)
 
     def forward(self, state: ExactState, ids: list[int]) -> np.ndarray:
-        """Append `ids`; int64 logits [len(ids), vocab] in units of 2^-12, one row per token."""
+        """Append `ids`; int64 logits [len(ids), vocab] in units of 2^-12, one row per token.
+
+        The numbers do not depend on threads; speed does: torch's int8 product of a few rows
+        runs ~300x slower on 2 threads than on 1, so short passes (the decoder's steps) use one.
+        """
+        if len(ids) >= _THREADED_ROWS:
+            return self._forward(state, ids)
+        with fixed_threads(1):
+            return self._forward(state, ids)
+
+    def _forward(self, state: ExactState, ids: list[int]) -> np.ndarray:
         c = self.config
         t, start = len(ids), state.length
         end = start + t
         state.reserve(end)
-        heads, n_kv, hd = c.heads, c.kv_heads, c.head_dim
-        groups = heads // n_kv
-        positions = np.arange(start, end)
+        qk_heads, hd = c.heads + c.kv_heads, c.head_dim
         x = self.embed(ids)
         for i, layer in enumerate(self.layers):
             qkv = layer["qkv"](self._norm(x, RESIDUAL_BITS, layer["input_layernorm"]))
-            q = qkv[:, : heads * hd].reshape(t, heads, hd)
-            k = qkv[:, heads * hd : (heads + n_kv) * hd].reshape(t, n_kv, hd)
-            v = qkv[:, (heads + n_kv) * hd :].reshape(t, n_kv, hd)
+            qk = qkv[:, : qk_heads * hd].reshape(t, qk_heads, hd)
             if self.gemma:
-                q = self._norm(q, ACT_BITS, layer["self_attn.q_norm"])
-                k = self._norm(k, ACT_BITS, layer["self_attn.k_norm"])
-            cos, sin = self._rope_rows(self.inv_freq[i], start, end)
-            q, k, v = (
-                np.clip(fp.shift_round(z, CACHE_BITS - ACT_BITS), -_CACHE_LIMIT, _CACHE_LIMIT)
-                .astype(np.float64)
-                for z in (self._rotate(q, cos, sin), self._rotate(k, cos, sin), v)
-            )
-            state.keys[i][:, :, start:end] = k.transpose(1, 2, 0)
+                qk = np.concatenate(
+                    (
+                        self._norm(qk[:, : c.heads], ACT_BITS, layer["self_attn.q_norm"]),
+                        self._norm(qk[:, c.heads :], ACT_BITS, layer["self_attn.k_norm"]),
+                    ),
+                    1,
+                )
+            qk = self._to_cache_units(self._rotate(qk, *self._rope_rows(self.inv_freq[i], start, end)))
+            state.keys[i][:, :, start:end] = qk[:, c.heads :].transpose(1, 2, 0)
+            v = self._to_cache_units(qkv[:, qk_heads * hd :].reshape(t, c.kv_heads, hd))
             state.values[i][:, start:end] = v.transpose(1, 0, 2)
-            window = c.windows[i]
-            first = 0 if window is None else max(0, start - window + 1)
-            # rows of each kv head's query block: (position, head in group); float64 products of
-            # integers < 2^15 over <= 256 dims stay below 2^53: exact in any order
-            qg = q.reshape(t, n_kv, groups, hd).transpose(1, 0, 2, 3).reshape(n_kv, t * groups, hd)
-            raw = _integers(np.matmul(qg, state.keys[i][:, :, first:end]))  # units 2^-16
-            scores = fp.shift_round(raw * self.score_scale, ACT_BITS - 2 * CACHE_BITS - 16)
-            key_pos = np.arange(first, end)
-            allowed = key_pos[None] <= positions[:, None]
-            if window is not None:
-                allowed &= key_pos[None] > positions[:, None] - window
-            allowed = np.repeat(allowed, groups, axis=0)[None]
-            scores = np.where(allowed, scores, np.iinfo(np.int64).min // 4)
-            weights = fp.exp_neg(scores.max(-1, keepdims=True) - scores) >> _ATTN_PROB_SHIFT
-            total = weights.sum(-1, keepdims=True)  # >= 2^16: the peak's own weight
-            # weights < 2^17 times values < 2^15, summed over < 2^21 positions: exact in float64
-            attn = np.matmul(weights.astype(np.float64), state.values[i][:, first:end])
-            attn = fp.round_div(_integers(attn) << (ACT_BITS - CACHE_BITS), total)
-            attn = attn.reshape(n_kv, t, groups * hd).transpose(1, 0, 2).reshape(t, heads * hd)
+            attn = self._attention(state, i, qk[:, : c.heads], start, end)
             x = x + self._sublayer(layer, "o", attn, "post_attention_layernorm")
             gate, up = np.split(layer["gate_up"](self._norm(x, RESIDUAL_BITS, layer[self.mlp_norm])), 2, -1)
             hidden = fp.shift_round(self.act(gate, ACT_BITS) * up, -ACT_BITS)
             x = x + self._sublayer(layer, "down", hidden, "post_feedforward_layernorm")
         state.length = end
         return self.head(self._norm(x, RESIDUAL_BITS, self.final_norm))
+
+    @staticmethod
+    def _to_cache_units(x: np.ndarray) -> np.ndarray:
+        """Units of 2^-12 -> float64 integers in units of 2^-8, clamped to 16 bits."""
+        return np.clip(fp.shift_round(x, CACHE_BITS - ACT_BITS), -_CACHE_LIMIT, _CACHE_LIMIT).astype(np.float64)
+
+    def _attention(self, state: ExactState, i: int, q: np.ndarray, start: int, end: int) -> np.ndarray:
+        """Causal (windowed) attention of the queries [t, heads, head_dim] at positions
+        [start, end) over the layer's cache; output [t, heads * head_dim] in units of 2^-12."""
+        c = self.config
+        t, n_kv, hd = q.shape[0], c.kv_heads, c.head_dim
+        groups = c.heads // n_kv
+        window = c.windows[i]
+        first = 0 if window is None else max(0, start - window + 1)
+        # rows of each kv head's query block: (position, head in group); float64 products of
+        # integers < 2^15 over <= 256 dims stay below 2^53: exact in any order
+        qg = q.reshape(t, n_kv, groups, hd).transpose(1, 0, 2, 3).reshape(n_kv, t * groups, hd)
+        raw = _integers(np.matmul(qg, state.keys[i][:, :, first:end]))  # units 2^-16
+        scores = fp.shift_round(raw * self.score_scale, ACT_BITS - 2 * CACHE_BITS - 16)
+        if t > 1:  # a single new token sees every cached key of its window
+            positions, key_pos = np.arange(start, end)[:, None], np.arange(first, end)[None]
+            allowed = key_pos <= positions
+            if window is not None:
+                allowed &= key_pos > positions - window
+            allowed = np.repeat(allowed, groups, axis=0)[None]
+            scores = np.where(allowed, scores, np.iinfo(np.int64).min // 4)  # exp_neg gives 0
+        weights = fp.exp_neg(scores.max(-1, keepdims=True) - scores) >> _ATTN_PROB_SHIFT
+        total = weights.sum(-1, keepdims=True)  # >= 2^16: the peak's own weight
+        # weights < 2^17 times values < 2^15, summed over < 2^21 positions: exact in float64
+        attn = np.matmul(weights.astype(np.float64), state.values[i][:, first:end])
+        attn = fp.round_div(_integers(attn) << (ACT_BITS - CACHE_BITS), total)
+        return attn.reshape(n_kv, t, groups * hd).transpose(1, 0, 2).reshape(t, c.heads * hd)
 
     def _sublayer(self, layer: dict, name: str, x: np.ndarray, gemma_norm: str) -> np.ndarray:
         """A projection back to the residual stream (Gemma normalises it first)."""

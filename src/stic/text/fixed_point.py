@@ -94,6 +94,9 @@ def row_shift_round(x: np.ndarray, shifts: list[int]) -> np.ndarray:
     """`shift_round` with one shift per row of a 2-d x."""
     if len(set(shifts)) == 1:
         return shift_round(x, shifts[0])
+    if max(shifts) < 0:
+        right = -np.array(shifts, dtype=np.int64)[:, None]
+        return (x + (1 << (right - 1))) >> right
     return np.concatenate([shift_round(row[None], s) for row, s in zip(x, shifts, strict=True)])
 
 
@@ -121,19 +124,22 @@ def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits
     return round_div(y, np.array(roots, dtype=np.int64)[:, None]).reshape(shape)
 
 
-def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 codes of each row of int64 x: x ~ q * scale / 127 per row.
+def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Symmetric int8 codes of each row of int64 x: x ~ q * mantissa * 2^exponent / 127.
 
-    The scale is max|x| rounded up to a 15-bit mantissa times a power of two, so |q| <= 127 and
-    the products downstream stay below 2^63. Returns (codes, [mantissa, exponent] per row).
+    The row scale is max|x| rounded up to a mantissa <= 2^15 times a power of two, so |q| <= 127
+    and the products downstream stay below 2^63. The codes are round(x * R / 2^40) with
+    R = floor(127 * 2^40 / scale): one product and a shift instead of a division per entry.
+    Returns the codes and (mantissa, exponent) per row.
     """
-    scales = []
+    scales, factors = [], []
     for peak in np.abs(x).max(-1).tolist():
         exponent = max(0, peak.bit_length() - 15)
         mantissa = max(1, -(-peak >> exponent))  # ceil(peak / 2^exponent)
         scales.append((mantissa, exponent))
-    divisor = np.array([m << e for m, e in scales], dtype=np.int64)[:, None]
-    return round_div(127 * x, divisor).astype(np.int8), np.array(scales, dtype=np.int64)
+        factors.append((127 << 40) // (mantissa << exponent))
+    factor = factors[0] if len(factors) == 1 else np.array(factors, dtype=np.int64)[:, None]
+    return ((x * factor + (1 << 39)) >> 40).astype(np.int8), scales
 
 
 @functools.cache

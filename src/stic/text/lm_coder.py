@@ -306,7 +306,7 @@ class LMArithmeticCoder:
         tokens = [*ids, self._end]
         for position, (token, probs) in enumerate(zip(tokens, _probabilities_along(session, tokens), strict=True)):
             # (the exact engine's probabilities stop at 2^-30 of the top token's: count at least that)
-            ideal -= math.log2(max(probs[token], 1) / probs.sum())
+            ideal -= math.log2(max(probs[token], 1 if probs.dtype.kind == "i" else 0) / probs.sum())
             grid, group_sums = self._vocab.tables(probs)
             group, index = divmod(token, self._vocab.group_size)
             log.add(quantise(group_sums), group)

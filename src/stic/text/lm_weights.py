@@ -115,6 +115,11 @@ def read_folder(folder: Path) -> LMWeights:
     folder = Path(folder)
     config_path, tokenizer_path = folder / "config.json", folder / "tokenizer.json"
     files = sorted(folder.glob("*.safetensors"))
+    if not files and any(folder.glob("*.bin")):
+        raise ModelNotFoundError(
+            f"refusing language model {str(folder)!r}: its weights are a pickle (.bin), and only "
+            "safetensors are loaded (pickles can run code)"
+        )
     if not config_path.is_file() or not tokenizer_path.is_file() or not files:
         raise ModelNotFoundError(
             f"{folder}: a model folder needs config.json, tokenizer.json and *.safetensors"

