@@ -20,7 +20,8 @@ TEXT_LM_EXACT = 19  # range coding over the exact integer LM engine: decodes on 
 TEXT_LM_FLOAT = 20  # the same over a float LM engine: its fingerprint names the machine class
 
 # image section
-IMAGE_LEARNED = 1  # stic's learned codec (CompressAI architectures, our weights)
+IMAGE_LEARNED = 1  # stic's learned codec (CompressAI architectures, our weights), float entropy parameters
+IMAGE_LEARNED_EXACT = 2  # the checkerboard models with exact integer entropy parameters (stic >= 0.2)
 
 # refine section (no section = no refinement)
 REFINE_REALESRGAN_X4 = 1  # Real-ESRGAN x4plus on x̂ downscaled by 4
@@ -42,7 +43,7 @@ TEXT_CODEC_NAMES = {
     TEXT_LM_EXACT: "lm-exact",
     TEXT_LM_FLOAT: "lm-float",
 }
-IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned"}
+IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned", IMAGE_LEARNED_EXACT: "learned-exact"}
 REFINER_NAMES = {
     REFINE_REALESRGAN_X4: "realesrgan",
     REFINE_DIFFUSION_IMG2IMG: "diffusion",

@@ -326,7 +326,8 @@ def decode_file(
         raise FormatError("file has no image section (a caption-only file: use `stic text decode`)")
     if file.width < 1 or file.height < 1:
         raise FormatError(f"file declares an empty image ({file.width}x{file.height})")
-    image = image_codec.decompress(file.section(SECTION_IMAGE).payload, file.width, file.height)
+    image_section = file.section(SECTION_IMAGE)
+    image = image_codec.decompress(image_section.payload, file.width, file.height, image_section.codec_id)
     caption_section = file.section(SECTION_CAPTION)
     if caption_section is not None and text_coder is None:  # a VLM coder that sees x̂
         from stic.text.vlm_coder import vlm_coder_for_section

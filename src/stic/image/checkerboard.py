@@ -85,11 +85,12 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
         return y_hat, likelihoods
 
     def compress_latents(self, y: torch.Tensor, z: torch.Tensor) -> list[list[bytes]]:
-        """Strings [anchors, non-anchors, z] for given latents (g_a's, or a latent search's)."""
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_strings = self.context.compress(y, self.h_s(z_hat))["strings"]
-        return [*y_strings, z_strings]
+        """Strings [anchors, non-anchors, z] for given latents (g_a's, or a latent search's), with
+        the entropy parameters computed exactly (stic.image.exact_entropy)."""
+        from stic.image import exact_entropy
+
+        strings = exact_entropy.compress_latents(self, exact_entropy.ExactEntropyParameters(self), y, z)
+        return [[s] for s in strings]
 
     def compress(self, x: torch.Tensor) -> dict:
         y = self.g_a(x)
@@ -97,6 +98,18 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
         return {"strings": self.compress_latents(y, z), "shape": z.shape[-2:]}
 
     def decompress(self, strings: list, shape) -> dict:
+        """Decode strings written with exact entropy parameters (every file since stic 0.2)."""
+        from stic.image import exact_entropy
+
+        if len(strings) != self.STRINGS:
+            raise ValueError(f"expected {self.STRINGS} strings, got {len(strings)}")
+        exact = exact_entropy.ExactEntropyParameters(self)
+        y_hat = exact_entropy.decompress_latents(self, exact, [s[0] for s in strings], shape)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+
+    def decompress_float(self, strings: list, shape) -> dict:
+        """Decode stic 0.1's strings, whose entropy parameters came from the float networks (in
+        sync only on machines whose float kernels agree with the encoder's)."""
         if len(strings) != self.STRINGS:
             raise ValueError(f"expected {self.STRINGS} strings, got {len(strings)}")
         z_hat = self.entropy_bottleneck.decompress(strings[2], shape)

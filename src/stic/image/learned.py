@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stic.codecs import IMAGE_LEARNED
+from stic.codecs import IMAGE_LEARNED, IMAGE_LEARNED_EXACT
 from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
 from stic.image.architectures import PAD_MULTIPLE, string_count
@@ -65,9 +65,13 @@ def to_image(x: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 
 class LearnedImageCodec:
-    """An ImageCodec around a CompressAI model whose entropy tables are already built."""
+    """An ImageCodec around a CompressAI model whose entropy tables are already built.
 
-    codec_id = IMAGE_LEARNED
+    Checkerboard models (all shipped ones) write IMAGE_LEARNED_EXACT: their entropy parameters
+    are computed in integer arithmetic (stic.image.exact_entropy), so the symbols decode alike
+    on every machine; they still read stic 0.1's IMAGE_LEARNED sections. Other architectures
+    write IMAGE_LEARNED (float entropy parameters).
+    """
 
     def __init__(self, name: str, model: torch.nn.Module, weights_digest: bytes, objective: Objective | None = None):
         self.name = name
@@ -77,6 +81,7 @@ class LearnedImageCodec:
         self.objective = objective
         #: channels of the main latent (the hyperprior's are fewer per position)
         self.latent_channels = int(getattr(model, "M", getattr(model, "N", 0)))
+        self.codec_id = IMAGE_LEARNED_EXACT if hasattr(model, "decompress_float") else IMAGE_LEARNED
 
     def fingerprint(self) -> bytes:
         return self._digest[:4]
@@ -99,7 +104,11 @@ class LearnedImageCodec:
                 return pack_strings(compress_latents(self.model, latents))
 
     @torch.no_grad()
-    def decompress(self, data: bytes, width: int, height: int) -> np.ndarray:
+    def decompress(self, data: bytes, width: int, height: int, codec_id: int | None = None) -> np.ndarray:
+        """`codec_id`: the section's (default: what this codec writes)."""
+        codec_id = self.codec_id if codec_id is None else codec_id
+        if codec_id not in (self.codec_id, IMAGE_LEARNED):
+            raise FormatError(f"image model {self.name} cannot decode an image section of codec {codec_id}")
         if width < 1 or height < 1:
             raise FormatError(f"image size {width}x{height} is invalid")
         ph, pw = padded_size(height, width)
@@ -112,7 +121,10 @@ class LearnedImageCodec:
         shape = (ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
         with fixed_threads(CODEC_THREADS):
             try:
-                out = self.model.decompress([[s] for s in strings], shape)
+                decode = self.model.decompress
+                if codec_id == IMAGE_LEARNED and codec_id != self.codec_id:
+                    decode = self.model.decompress_float
+                out = decode([[s] for s in strings], shape)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise FormatError(f"image payload could not be decoded by {self.name}: {exc}") from exc
         return to_image(out["x_hat"], height, width)
