@@ -1,10 +1,13 @@
-"""Captions decode on every machine: the cross-kernel matrix.
+"""Captions and image symbols decode on every machine: the cross-kernel matrix.
 
 Each configuration — every CPU kernel class this machine supports (ATEN_CPU_CAPABILITY), 1 and 2
 threads, oneDNN off — runs in its own process, encodes every test text (LLaVA-style, COCO-style,
 odd) with the default model and with tiny Gemma 3 and Qwen2 models, and decodes a share of the
 texts encoded here by the parent process (native kernel class, one thread, batched encoder).
-Every configuration must produce the same bytes, and every text must come back. Without oneDNN,
+Every configuration must produce the same bytes, and every text must come back. Whole .stic
+files (every shipped image model, with a caption) go both ways too: each configuration decodes
+the parent's files and writes two of its own, which the parent decodes; captions and the decoded
+latents (symbols and exact means; pixels may differ by a level) must agree. Without oneDNN,
 torch's int8 product falls back to a plain loop (~60x slower), so that configuration codes every
 fourth text with the default model (all texts with the tiny ones).
 """
@@ -16,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fuzz_cases as fc
 import pytest
 from coding_texts import COCO_STYLE, ODD
 from tiny_lm import tiny_folder
@@ -71,7 +75,18 @@ def test_captions_decode_across_kernel_classes_threads_and_onednn(tmp_path):
 
     texts = _texts()
     assert len(texts) >= 100
+    from child_helpers import symbols_digest
+
+    from stic import pipeline
+    from stic.image.registry import all_shipped_models
+
     models = ["smollm2-135m", str(tiny_folder("gemma3")), str(tiny_folder("qwen2"))]
+    image_models = all_shipped_models()
+    files = [
+        pipeline.encode(fc.sample_image(96, 128, seed), model=model, caption=f"Test card {seed}.").data
+        for seed, model in enumerate(image_models)
+    ]
+    file_expected = [[pipeline.decode(f).caption, symbols_digest(f)] for f in files]
     reference = {}
     for model in models:
         coder = get_text_coder(f"lm:{model}")  # also converts the model once for the children
@@ -87,6 +102,8 @@ def test_captions_decode_across_kernel_classes_threads_and_onednn(tmp_path):
             "threads": threads, "onednn": onednn, "models": models,
             "encode": {m: [texts[i] for i in (chosen if m == models[0] else range(len(texts)))] for m in models},
             "decode": {m: [reference[m][i] for i in share] for m in models},
+            "files": [f.hex() for f in files],
+            "images": [[100 + 2 * index + k, image_models[(index + k) % len(image_models)]] for k in range(2)],
         }  # fmt: skip
         jobs.append(({"ATEN_CPU_CAPABILITY": capability}, job))
         expected.append((chosen, share))
@@ -99,3 +116,7 @@ def test_captions_decode_across_kernel_classes_threads_and_onednn(tmp_path):
             encoded = chosen if model == models[0] else range(len(texts))
             assert out["encoded"][model] == [reference[model][i] for i in encoded], f"{model} encodes differently under {where}"
             assert out["decoded"][model] == [texts[i] for i in share], f"{model} decodes wrongly under {where}"
+        assert out["files"] == file_expected, f"image files decode differently under {where}"
+        for data, caption, digest in out["made"]:
+            data = bytes.fromhex(data)
+            assert [pipeline.decode(data).caption, symbols_digest(data)] == [caption, digest], where

@@ -156,7 +156,7 @@ class ExactEntropyParameters:
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """CDF table index of each (fixed-point) scale: how many thresholds lie below it."""
-        return (scales[..., None] > self.thresholds).sum(-1).to(torch.int32)
+        return torch.searchsorted(self.thresholds, scales.contiguous()).to(torch.int32)
 
 
 def _to_float(fixed: torch.Tensor) -> torch.Tensor:
