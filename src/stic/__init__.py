@@ -1,6 +1,9 @@
 """stic: semantic text-image coding at ultra-low bitrates."""
 
+from stic import _light_compressai
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError, SticError
+
+_light_compressai.install()  # CompressAI without its point-cloud dependencies (~4 s per process)
 
 __version__ = "0.2.0"
 
