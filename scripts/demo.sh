@@ -8,8 +8,8 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
 mkdir -p demo
 python -c "from skimage import data; from PIL import Image; Image.fromarray(data.astronaut()).save('demo/astronaut.png')"
-stic encode demo/astronaut.png -o demo/astronaut.stic --quality 1 \
+stic encode demo/astronaut.png -o demo/astronaut.stic --force --quality 1 \
   --caption "An astronaut in an orange spacesuit poses in front of an American flag, holding a white helmet, with a model of the space shuttle behind her."
 stic info demo/astronaut.stic
-stic decode demo/astronaut.stic -o demo/astronaut_decoded.png
+stic decode demo/astronaut.stic -o demo/astronaut_decoded.png --force
 echo "original: demo/astronaut.png ($(stat -c %s demo/astronaut.png) bytes)  decoded: demo/astronaut_decoded.png"

@@ -22,7 +22,7 @@ def photo(tmp_path):
 
 def _encode(photo, tmp_path, *extra, refiner="none"):
     out = tmp_path / "c.stic"
-    args = ["encode", str(photo), "-o", str(out), "--text-coder", "zlib", "--refiner", refiner, *extra]
+    args = ["encode", str(photo), "-o", str(out), "--force", "--text-coder", "zlib", "--refiner", refiner, *extra]
     assert main(args) == 0
     return out
 
@@ -42,6 +42,23 @@ def test_encode_info_decode_round_trip(photo, tmp_path, capsys):
     assert main(["decode", str(out), "-o", str(png)]) == 0
     assert "caption: A cup of coffee on a table" in capsys.readouterr().out
     assert Image.open(png).size == (300, 200)
+
+
+def test_outputs_are_never_overwritten_unasked_and_decoding_keeps_the_original(photo, tmp_path, capsys):
+    out = _encode(photo, tmp_path, "--quality", "1")
+    original = photo.read_bytes()
+    png = photo.parent / "photo.png"
+    png.write_bytes(original)  # the photo the .stic was made from, beside it
+    stic_file = out.rename(photo.parent / "photo.stic")
+    assert main(["decode", str(stic_file)]) == 0
+    assert png.read_bytes() == original and (photo.parent / "photo.decoded.png").is_file()
+    capsys.readouterr()
+    assert main(["decode", str(stic_file)]) == 1  # the decoded file exists now
+    assert "already exists (give --force" in capsys.readouterr().err
+    assert main(["decode", str(stic_file), "--force"]) == 0
+    before = stic_file.read_bytes()
+    assert main(["encode", str(photo), "-o", str(stic_file), "--quality", "1"]) == 1
+    assert stic_file.read_bytes() == before
 
 
 def test_search_steps_change_the_image_payload_not_the_decoder(photo, tmp_path):

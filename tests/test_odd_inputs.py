@@ -158,6 +158,8 @@ def test_a_write_that_fails_midway_keeps_the_old_file(tmp_path, capsys, small_st
 
     monkeypatch.setattr(stic.container.os, "replace", disk_full)
     assert main(["decode", str(small_stic), "-o", str(target)]) == 1
+    _one_error_line(capsys, "already exists (give --force")  # nothing is overwritten unasked
+    assert main(["decode", str(small_stic), "-o", str(target), "--force"]) == 1
     _one_error_line(capsys, "No space left on device")
     assert target.read_bytes() == b"the previous output"
     _no_leftovers(tmp_path, "in.png", "in.stic", "out.png")

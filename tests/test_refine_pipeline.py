@@ -116,7 +116,7 @@ def test_cli_captioner_refiner_and_no_refine(codec_dir, vlm_dir, sd_dir, tmp_pat
     captions = tmp_path / "caps.csv"
     captions.write_text(f"image,caption\nkodim99.png,{CAPTION}\n")
     out = tmp_path / "x.stic"
-    args = ["encode", str(source), "-o", str(out), "--model", str(codec_dir), "--text-coder", "zlib", "--json"]
+    args = ["encode", str(source), "-o", str(out), "--force", "--model", str(codec_dir), "--text-coder", "zlib", "--json"]
     assert main([*args, "--caption-file", str(captions), "--refiner", f"diffusion:{sd_dir}", "--seed", "3",
                  "--guidance", "6", "--negative-prompt", "blurry", "--steps", "2", "--strength", "0.5"]) == 0  # fmt: skip
     report = json.loads(capsys.readouterr().out)

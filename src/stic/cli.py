@@ -95,14 +95,26 @@ def _summary(info: dict) -> str:
     return f"{info['file_bytes']} bytes{rate} ({', '.join(parts)})"
 
 
+def check_output(path: Path, force: bool) -> Path:
+    """Refuse, before any work, an output that would overwrite a file (unless `force`) or that
+    lands in a folder that does not exist."""
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    if path.exists() and not force:
+        raise InputError(f"output {path} already exists (give --force to overwrite it)")
+    if not path.parent.is_dir():
+        raise InputError(f"output folder does not exist: {path.parent}")
+    return path
+
+
 def _cmd_encode(args) -> None:
+    out = check_output(Path(args.output) if args.output else Path(args.image).with_suffix(".stic"), args.force)
     from stic.container import write_bytes_atomic
     from stic.fileinfo import describe
     from stic.image.io import load_image
     from stic.pipeline import encode
 
     image = load_image(args.image)
-    out = Path(args.output) if args.output else Path(args.image).with_suffix(".stic")
     caption, caption_info = _caption_for(args, image)
     encoded = encode(
         image,
@@ -128,11 +140,15 @@ def _cmd_encode(args) -> None:
 
 
 def _cmd_decode(args) -> None:
+    source = Path(args.input)
+    # never the input's own PNG: decoding photo.stic next to photo.png must not replace the original
+    out = check_output(Path(args.output) if args.output else source.with_suffix(".decoded.png"), args.force)
+    if args.caption_output:
+        check_output(Path(args.caption_output), args.force)
     from stic.container import read_file, write_bytes_atomic
     from stic.image.io import save_png
     from stic.pipeline import decode_file
 
-    source = Path(args.input)
     file = read_file(source)
     decoded = decode_file(
         file,
@@ -141,7 +157,6 @@ def _cmd_decode(args) -> None:
         refine=not args.no_refine,
         refiner_model=args.refiner_model,
     )
-    out = Path(args.output) if args.output else source.with_suffix(".png")
     save_png(out, decoded.image)
     if decoded.caption is not None and args.caption_output:
         write_bytes_atomic(Path(args.caption_output), decoded.caption.encode("utf-8"))
@@ -180,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc = sub.add_parser("encode", help="compress an image (and a caption) into a .stic file")
     enc.add_argument("image", help="PNG, JPEG, WebP, TIFF or BMP")
     enc.add_argument("-o", "--output", help="output .stic (default: IMAGE with .stic suffix)")
+    enc.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     rate = enc.add_mutually_exclusive_group()
     rate.add_argument("--bpp", type=float, help="largest model whose real file is <= this many bits per pixel")
     rate.add_argument("--quality", type=int, help="shipped rate point, 1 = lowest rate")
@@ -223,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dec = sub.add_parser("decode", help="decompress a .stic file to PNG")
     dec.add_argument("input")
-    dec.add_argument("-o", "--output", help="output PNG (default: INPUT with .png suffix)")
+    dec.add_argument("-o", "--output", help="output PNG (default: INPUT with .decoded.png suffix)")
+    dec.add_argument("--force", action="store_true", help="overwrite the outputs if they exist")
     dec.add_argument("--caption-output", help="also write the decoded caption to this file")
     dec.add_argument("--text-model", help="caption LM (or VLM) to use when the file names a custom model")
     dec.add_argument("--text-prefix", help="the learned prefix the caption was coded with, if not the shipped one")

@@ -37,6 +37,9 @@ def _cmd_encode(args) -> None:
     from stic.container import SECTION_CAPTION, Section, write_file
     from stic.text.registry import get_text_coder
 
+    from stic.cli import check_output
+
+    check_output(Path(args.output), args.force)
     text = _read_text(args.text)
     name = _coder_name(args)
     if args.prefix is not None and not name.startswith("lm"):
@@ -55,6 +58,10 @@ def _cmd_decode(args) -> None:
     from stic.container import SECTION_CAPTION, read_file, write_bytes_atomic
     from stic.text.registry import text_coder_for_section
 
+    from stic.cli import check_output
+
+    if args.output:
+        check_output(Path(args.output), args.force)
     file = read_file(args.file)
     section = file.section(SECTION_CAPTION)
     if section is None:
@@ -139,6 +146,7 @@ def add_parser(subparsers) -> None:
     enc = sub.add_parser("encode", help="code a text into a caption-only .stic file")
     enc.add_argument("text", help="the text, or - to read UTF-8 from standard input")
     enc.add_argument("-o", "--output", required=True, help="output .stic file")
+    enc.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     enc.add_argument("--coder", default="lm", help=f"{coder_help} (default: lm)")
     enc.add_argument("--model", help=model_help)
     prefix_help = "a learned prefix made by `stic text adapt` (lm coder; default: the one stic ships for the model)"
@@ -148,6 +156,7 @@ def add_parser(subparsers) -> None:
     dec = sub.add_parser("decode", help="decode the caption of a .stic file")
     dec.add_argument("file")
     dec.add_argument("-o", "--output", help="write the text here (UTF-8) instead of standard output")
+    dec.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     dec.add_argument("--model", help=f"{model_help}; default: the one the file names")
     dec.add_argument("--prefix", help="the learned prefix the caption was coded with, if not the shipped one")
     dec.set_defaults(func=_cmd_decode)
