@@ -112,3 +112,21 @@ def test_exact_coder_round_trips_and_names_its_codec():
     assert coder.codec_id == TEXT_LM_EXACT and coder.name == "lm:tiny-llama"
     for text in (TEXT, "x", "Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich 🚲."):
         assert coder.decode(coder.encode(text)) == text
+
+
+def test_a_gguf_file_runs_like_the_folder_it_was_converted_from(tmp_path):
+    """llama.cpp's layout (permuted Q/K rows, tokenizer in the metadata) read back exactly."""
+    from tiny_lm import tiny_folder, tiny_gguf
+
+    from stic.text.exact_model import from_weights
+    from stic.text.lm_weights import read_folder, read_gguf
+
+    folder = read_folder(tiny_folder())
+    gguf = read_gguf(tiny_gguf(tmp_path / "tiny.gguf"), "tiny")
+    for key, tensor in folder.tensors.items():
+        np.testing.assert_array_equal(gguf.tensors[key], tensor.astype(np.float32), err_msg=key)
+    a, b = from_weights(folder), from_weights(gguf)
+    ids = a.tokenizer.encode(TEXT)
+    assert b.tokenizer.encode(TEXT) == ids and b.tokenizer.decode(ids) == TEXT
+    logits = [m.decoder.forward(exact_lm.ExactState(m.decoder, 4), ids) for m in (a, b)]
+    assert np.array_equal(*logits)

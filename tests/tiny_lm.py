@@ -100,3 +100,67 @@ def tiny_float_lm(seed: int = 0, extra_vocab: int = 7, family: str = "llama", en
     folder = tiny_folder(family, seed, extra_vocab)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     return LanguageModel(f"tiny-{family}", model, AutoTokenizer.from_pretrained(folder), engine=engine, source=folder)
+
+
+def tiny_gguf(path: Path, seed: int = 0) -> Path:
+    """The tiny Llama written as a llama.cpp-style GGUF (float32 tensors, Q/K rows permuted as
+    llama.cpp's converter does, GPT-2 style tokenizer in the metadata)."""
+    import json
+
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    folder = tiny_folder("llama", seed, 7)
+    config = json.loads((folder / "config.json").read_text())
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    tensors = load_file(str(folder / "model.safetensors"))
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+
+    def permute(w, n):  # llama.cpp convert_hf_to_gguf.LlamaModel.permute
+        return w.reshape(n, 2, w.shape[0] // n // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"] if "rope_parameters" in config else config["rope_theta"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_vocab_size(config["vocab_size"])
+    vocab = spec["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    tokens += [f"<pad{i}>" for i in range(config["vocab_size"] - len(tokens))]
+    special = {t["content"] for t in spec["added_tokens"]}
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in special else 1 for t in tokens])
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]])
+    writer.add_bos_token_id(config["bos_token_id"])
+    writer.add_eos_token_id(config["eos_token_id"])
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}  # fmt: skip
+    for key, value in tensors.items():
+        value = np.ascontiguousarray(value.astype(np.float32))
+        if key == "model.embed_tokens.weight":
+            name = "token_embd.weight"
+        elif key == "model.norm.weight":
+            name = "output_norm.weight"
+        else:
+            _, _, layer, *rest = key.split(".")
+            base = ".".join(rest[:-1])
+            name = f"blk.{layer}.{names[base]}.weight"
+            if base == "self_attn.q_proj":
+                value = permute(value, heads)
+            elif base == "self_attn.k_proj":
+                value = permute(value, kv_heads)
+        writer.add_tensor(name, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
