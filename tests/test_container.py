@@ -98,3 +98,20 @@ def test_write_is_atomic_and_checks_folder(tmp_path):
     (tmp_path / "junk.stic").write_bytes(b"hello")
     with pytest.raises(FormatError, match="junk.stic"):
         c.read_file(tmp_path / "junk.stic")
+
+
+def test_outputs_get_the_users_umask_not_0600(tmp_path):
+    import os
+    import stat
+
+    from stic.container import write_bytes_atomic
+
+    previous = os.umask(0o027)
+    try:
+        write_bytes_atomic(tmp_path / "a.bin", b"x")
+        assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o640
+        os.umask(0o022)
+        write_bytes_atomic(tmp_path / "b.bin", b"x")
+        assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o644
+    finally:
+        os.umask(previous)

@@ -225,6 +225,13 @@ def write_file(path: str | os.PathLike, width: int, height: int, sections: list[
     return SticFile(width, height, list(sections), size=len(data))
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`: readers see the
     old file or the whole new one, never a part. A failure (full disk, read-only folder, target is
@@ -240,6 +247,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            # mkstemp makes the file 0600; an output gets the mode any new file of the user gets
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
         os.replace(tmp, target)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
