@@ -149,3 +149,23 @@ def test_building_the_parser_imports_no_torch():
     code = "import sys, stic.cli; stic.cli.build_parser(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["encode", "x.png", "--bpp", "abc"], "--bpp: 'abc' is not a number"),
+        (["encode", "x.png", "--bpp", "-1"], "--bpp: -1 is below"),
+        (["encode", "x.png", "--quality", "0"], "--quality: 0 is below 1"),
+        (["encode", "x.png", "--quality", "9"], "--quality must be 1..3"),
+        (["encode", "x.png", "--search-steps", "-5"], "--search-steps: -5 is below 0"),
+        (["decode"], "required: input"),
+    ],
+)
+def test_usage_errors_are_one_line_with_status_1(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stic: error: ") and "\n" not in err and needle in err

@@ -95,6 +95,42 @@ def _summary(info: dict) -> str:
     return f"{info['file_bytes']} bytes{rate} ({', '.join(parts)})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors follow stic's convention: one `stic: error:` line and status 1 (argparse's
+    own is a usage block and status 2)."""
+
+    def error(self, message: str):
+        print(f"stic: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _number(kind: type, low: float, what: str):
+    """An argparse type: a number of `kind` that is at least `low`."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= low:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"{text} is below {low} ({what})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _shipped_quality_count(family: str | None) -> int:
+    """How many shipped rate points a family has, read from the weights' JSON files (no torch)."""
+    import json
+
+    names = []
+    for path in (Path(__file__).parent / "weights").glob("*.json"):
+        config = json.loads(path.read_text())
+        names.append(config.get("family", "mse"))
+    return sum(1 for f in names if f == (family or "mse")) or len(names)
+
+
 def check_output(path: Path, force: bool) -> Path:
     """Refuse, before any work, an output that would overwrite a file (unless `force`) or that
     lands in a folder that does not exist."""
@@ -108,6 +144,8 @@ def check_output(path: Path, force: bool) -> Path:
 
 
 def _cmd_encode(args) -> None:
+    if args.quality is not None and args.quality > (top := _shipped_quality_count(args.family)):
+        raise InputError(f"--quality must be 1..{top} for the {args.family or 'mse'} family")
     out = check_output(Path(args.output) if args.output else Path(args.image).with_suffix(".stic"), args.force)
     from stic.container import write_bytes_atomic
     from stic.fileinfo import describe
@@ -186,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stic.text.cli import add_parser as add_text
     from stic.train.cli import add_parser as add_train
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stic", description="Semantic text-image coding at ultra-low bitrates."
     )
     parser.add_argument("--version", action="version", version=f"stic {__version__}")
@@ -197,13 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("-o", "--output", help="output .stic (default: IMAGE with .stic suffix)")
     enc.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     rate = enc.add_mutually_exclusive_group()
-    rate.add_argument("--bpp", type=float, help="largest model whose real file is <= this many bits per pixel")
-    rate.add_argument("--quality", type=int, help="shipped rate point, 1 = lowest rate")
+    rate.add_argument("--bpp", type=_number(float, 1e-9, "a positive rate"),
+                      help="largest model whose real file is <= this many bits per pixel")
+    rate.add_argument("--quality", type=_number(int, 1, "rate points start at 1"),
+                      help="shipped rate point, 1 = lowest rate (1..3 per family)")
     rate.add_argument("--model", help="image model: a shipped name or a local model directory")
     enc.add_argument("--family", help="model family --quality/--bpp choose from: mse (default) or perceptual "
                      "(decoders fine-tuned for LPIPS; docs/training.md); twins share encoder and rates")
     enc.add_argument(
-        "--search-steps", type=int, default=0, metavar="N",
+        "--search-steps", type=_number(int, 0, "0 turns the search off"), default=0, metavar="N",
         help="optimise the image latents for this image with N gradient steps before coding, by the model's "
         "own training loss (rate + MSE, + LPIPS for the perceptual family): a better file for the same decoder, "
         "~0.5 s per step for 768x512 (0.8 s perceptual); with --bpp the model is the one without search and "
