@@ -162,3 +162,13 @@ def test_offline_smollm2_converts_once_then_loads_from_cache(tmp_path, monkeypat
     coder = LMArithmeticCoder(cached, preamble="examples")
     text = " The image features a small boat on a calm lake."
     assert coder.decode(coder.encode(text)) == text
+
+
+def test_a_damaged_conversion_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("STIC_CACHE", str(tmp_path))
+    first = load_lm(str(tiny_folder()))
+    (cached,) = (tmp_path / "lm-exact").glob("*.safetensors")
+    cached.write_bytes(b"not a safetensors file")
+    again = load_lm(str(tiny_folder()))
+    assert again.fingerprint() == first.fingerprint()
+    assert cached.read_bytes() != b"not a safetensors file"
