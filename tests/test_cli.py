@@ -169,3 +169,17 @@ def test_usage_errors_are_one_line_with_status_1(argv, needle, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("stic: error: ") and "\n" not in err and needle in err
+
+
+def test_decode_json_and_info_on_a_caption_only_file(photo, tmp_path, capsys):
+    out = _encode(photo, tmp_path, "--quality", "1", "--caption", "A cup of coffee")
+    png = tmp_path / "j.png"
+    capsys.readouterr()
+    assert main(["decode", str(out), "-o", str(png), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"output": str(png), "width": 300, "height": 200, "refiner": None, "caption": "A cup of coffee"}
+    caption_only = tmp_path / "t.stic"
+    assert main(["text", "encode", "Two dogs.", "-o", str(caption_only), "--coder", "zlib"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(caption_only)]) == 0
+    assert "caption only" in capsys.readouterr().out

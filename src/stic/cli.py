@@ -198,6 +198,11 @@ def _cmd_decode(args) -> None:
     save_png(out, decoded.image)
     if decoded.caption is not None and args.caption_output:
         write_bytes_atomic(Path(args.caption_output), decoded.caption.encode("utf-8"))
+    if args.json:
+        report = {"output": str(out), "width": file.width, "height": file.height,
+                  "refiner": decoded.refiner, "caption": decoded.caption}  # fmt: skip
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return
     print(f"{out}: {file.width}x{file.height}" + (f", refined by {decoded.refiner}" if decoded.refiner else ""))
     if decoded.caption is not None:
         print(f"caption: {decoded.caption}")
@@ -211,7 +216,8 @@ def _cmd_info(args) -> None:
     if args.json:
         print(json.dumps({"file": args.file, **info}, indent=2))
         return
-    print(f"{args.file}: {info['width']}x{info['height']}, {_summary(info)}")
+    size = f"{info['width']}x{info['height']}" if info["width"] else "caption only"
+    print(f"{args.file}: {size}, {_summary(info)}")
     for s in info["sections"]:
         bpp = f", {s['bpp']:.5f} bpp" if s["bpp"] is not None else ""
         model = f", model {s['fingerprint']}" if s["fingerprint"] else ""
@@ -281,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("input")
     dec.add_argument("-o", "--output", help="output PNG (default: INPUT with .decoded.png suffix)")
     dec.add_argument("--force", action="store_true", help="overwrite the outputs if they exist")
+    dec.add_argument("--json", action="store_true", help="print what was written as JSON")
     dec.add_argument("--caption-output", help="also write the decoded caption to this file")
     dec.add_argument("--text-model", help="caption LM (or VLM) to use when the file names a custom model")
     dec.add_argument("--text-prefix", help="the learned prefix the caption was coded with, if not the shipped one")

@@ -49,7 +49,7 @@ def get_refiner(name: str, *, model: str | None = None, settings=None) -> Refine
         from stic.refine.diffusion import DiffusionRefiner
 
         return DiffusionRefiner(_pipeline(diffusion_model(inline_model or model)), settings)
-    raise InputError(f"unknown refiner {name!r}; choose from {', '.join(REFINER_CHOICES)}")
+    raise InputError(f"unknown refiner {name!r}; choose from {', '.join(REFINER_CHOICES)} (or none = identity)")
 
 
 def refine_section(refiner: Refiner, seed: int = 0) -> Section | None:

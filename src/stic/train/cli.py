@@ -25,7 +25,7 @@ def _add_context(commands) -> None:
     p = commands.add_parser(
         "context", help="train a checkerboard spatial context on a model's frozen transforms (stic-mean-checkerboard)",
         description="Fit a checkerboard context to an mbt2018-mean model (shipped name or model folder) with its "
-        "transforms frozen; OUT then holds model.safetensors + config.json, loadable as --image-model OUT, and "
+        "transforms frozen; OUT then holds model.safetensors + config.json, loadable as `stic encode --model OUT`, and "
         "`--name NAME --dest DIR` also writes DIR/NAME.safetensors + .json. Rerunning with the same OUT resumes.",
     )
     p.add_argument("base", help="the model whose transforms are kept, e.g. stic-q2")
