@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from stic.text import fixed_point as fp
+from stic.text.exact_lm import quantise_weight
 
 OUT_BITS = 12  #: means, scales and every activation, in units of 2^-12
 _CODE_LIMIT = (1 << 15) - 1  #: activations enter a convolution as 16-bit codes
@@ -38,17 +39,13 @@ class IntConv:
         if mask is not None:  # a masked convolution: CompressAI masks its weight only on forward()
             weight = weight * mask.double()
         out_dim = 1 if transposed else 0
-        per_out = weight.transpose(0, out_dim).reshape(weight.shape[out_dim], -1)
-        scale = per_out.abs().amax(1) / 127
-        shift = 15 - int(torch.frexp(scale.max()).exponent)
-        mantissa = torch.ceil(torch.ldexp(scale, torch.tensor(shift)))
-        exact = torch.ldexp(mantissa, torch.tensor(-shift)).clamp(min=1e-300)
-        view = [1] * weight.ndim
-        view[out_dim] = -1
-        self.codes = torch.round(weight / exact.view(view)).clamp(-127, 127)  # float64 integers
-        self.mantissa = mantissa.to(torch.int64).view(1, -1, 1, 1)
-        self.shift = shift
-        bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(mantissa.shape[0], dtype=torch.float64)
+        per_out = weight.transpose(0, out_dim)  # [out, in, k, k] either way
+        q = quantise_weight(per_out.reshape(per_out.shape[0], -1).numpy())  # the LM's per-row int8
+        codes = torch.from_numpy(q["codes"]).double().reshape(per_out.shape)
+        self.codes = codes.transpose(0, out_dim).contiguous()  # float64 integers, conv layout
+        self.mantissa = torch.from_numpy(q["mantissa"]).view(1, -1, 1, 1)
+        self.shift = int(q["shift"])
+        bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(per_out.shape[0], dtype=torch.float64)
         self.bias = torch.round(bias * (1 << OUT_BITS)).to(torch.int64).view(1, -1, 1, 1)
         self.transposed = transposed
         self.stride, self.padding = conv.stride, conv.padding
@@ -65,18 +62,12 @@ class IntConv:
         else:
             acc = F.conv2d(codes, self.codes, stride=self.stride, padding=self.padding)
         acc = torch.round(acc).to(torch.int64)  # |acc| < 2^15 * 127 * K < 2^53
-        return _shift(acc * self.mantissa, exponent - self.shift) + self.bias
-
-
-def _shift(x: torch.Tensor, shift: int) -> torch.Tensor:
-    if shift >= 0:
-        return x << shift
-    return (x + (1 << (-shift - 1))) >> -shift
+        return fp.shift_round(acc * self.mantissa, exponent - self.shift) + self.bias
 
 
 def leaky_relu(x: torch.Tensor, slope: float = 0.01) -> torch.Tensor:
     factor = round(slope * (1 << 16))
-    return torch.where(x >= 0, x, _shift(x * factor, -16))
+    return torch.where(x >= 0, x, fp.shift_round(x * factor, -16))
 
 
 #: round(2^16 Phi(k / 2^8)) for k in [-2^11, 2^11], int32 little-endian, made by `phi_table()`
@@ -115,8 +106,8 @@ def _erf(x: decimal.Decimal, ctx: decimal.Context) -> decimal.Decimal:
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
     """x * Phi(x) for int64 x in units of 2^-12 (Phi from the table, x clamped to +-8 there)."""
-    index = (_shift(x, -4).clamp(-(1 << 11), 1 << 11) + (1 << 11)).long()
-    return _shift(x * _phi_table()[index], -16)
+    index = (fp.shift_round(x, -4).clamp(-(1 << 11), 1 << 11) + (1 << 11)).long()
+    return fp.shift_round(x * _phi_table()[index], -16)
 
 
 class ExactEntropyParameters:
@@ -151,9 +142,6 @@ class ExactEntropyParameters:
         h = gelu(self.mlp[1](h))
         return x[:, self.channels :] + self.mlp[2](h)
 
-    def context_features(self, y_hat_fixed: torch.Tensor) -> torch.Tensor:
-        return self.context(y_hat_fixed)
-
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """CDF table index of each (fixed-point) scale: how many thresholds lie below it."""
         return torch.searchsorted(self.thresholds, scales.contiguous()).to(torch.int32)
@@ -163,9 +151,14 @@ def _to_float(fixed: torch.Tensor) -> torch.Tensor:
     return fixed.to(torch.float64).div(1 << OUT_BITS).float()
 
 
-def _params(exact: ExactEntropyParameters, model, context: torch.Tensor, hyper: torch.Tensor, half: int):
+def _params(exact: ExactEntropyParameters, model, fixed_halves: torch.Tensor, hyper: torch.Tensor, half: int):
     """Scale indexes and means (fixed point) of one checkerboard half, laid out as the coder
-    codes it ([n, c, h, w/2])."""
+    codes it ([n, c, h, w/2]): the anchors from the hyperprior alone, the other half also from
+    the decoded anchors (`fixed_halves`) around them."""
+    if half == 0:
+        context = torch.zeros_like(hyper[:, : exact.channels])
+    else:
+        context = exact.context(model.context.embed(fixed_halves))
     params = exact.entropy_parameters(context, hyper)
     scales, means = params.chunk(2, 1)
     cb = model.context
@@ -178,16 +171,12 @@ def compress_latents(model, exact: ExactEntropyParameters, y: torch.Tensor, z: t
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
     hyper = exact.hyper(z_hat)
-    cb, gc, m = model.context, model.gaussian_conditional, exact.channels
-    y_halves = cb.unembed(y)
+    gc = model.gaussian_conditional
+    y_halves = model.context.unembed(y)
     fixed_halves = torch.zeros((2, *y_halves.shape[1:]), dtype=torch.int64)
     strings = []
     for half in range(2):
-        if half == 0:
-            context = torch.zeros_like(hyper[:, :m])
-        else:
-            context = exact.context_features(cb.embed(fixed_halves))
-        indexes, means = _params(exact, model, context, hyper, half)
+        indexes, means = _params(exact, model, fixed_halves, hyper, half)
         strings.append(gc.compress(y_halves[half], indexes, means=_to_float(means))[0])
         symbols = torch.round(y_halves[half] - _to_float(means)).to(torch.int64)
         fixed_halves[half] = (symbols << OUT_BITS) + means
@@ -198,15 +187,10 @@ def decompress_latents(model, exact: ExactEntropyParameters, strings: list[bytes
     """y_hat (float) from strings [anchors, non-anchors, z]."""
     z_hat = model.entropy_bottleneck.decompress([strings[2]], z_shape)
     hyper = exact.hyper(z_hat)
-    cb, gc, m = model.context, model.gaussian_conditional, exact.channels
     h, w = hyper.shape[-2:]
-    fixed_halves = torch.zeros((2, 1, m, h, w // 2), dtype=torch.int64)
+    fixed_halves = torch.zeros((2, 1, exact.channels, h, w // 2), dtype=torch.int64)
     for half in range(2):
-        if half == 0:
-            context = torch.zeros_like(hyper[:, :m])
-        else:
-            context = exact.context_features(cb.embed(fixed_halves))
-        indexes, means = _params(exact, model, context, hyper, half)
-        y_hat = gc.decompress([strings[half]], indexes, means=_to_float(means))
+        indexes, means = _params(exact, model, fixed_halves, hyper, half)
+        y_hat = model.gaussian_conditional.decompress([strings[half]], indexes, means=_to_float(means))
         fixed_halves[half] = torch.round(y_hat.double() * (1 << OUT_BITS)).to(torch.int64)
-    return _to_float(cb.embed(fixed_halves))
+    return _to_float(model.context.embed(fixed_halves))

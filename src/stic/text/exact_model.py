@@ -35,6 +35,16 @@ OFFLINE_GGUF = {
 _OFFLINE_ASSEMBLED = ("gemma3-270m",)
 
 
+def start_ids(tokenizer, name: str) -> list[int]:
+    """The token every sequence starts from: BOS, else EOS (models without a BOS)."""
+    start = tokenizer.bos_token_id
+    if start is None:
+        start = tokenizer.eos_token_id
+    if start is None:
+        raise ModelNotFoundError(f"model {name!r}: tokenizer has neither BOS nor EOS")
+    return [int(start)]
+
+
 class FastTokenizer:
     """The parts of a transformers tokenizer the coders use, over the `tokenizers` library."""
 
@@ -118,12 +128,7 @@ class ExactLanguageModel:
         return self.decoder.vocab_size
 
     def start_ids(self) -> list[int]:
-        start = self.tokenizer.bos_token_id
-        if start is None:
-            start = self.tokenizer.eos_token_id
-        if start is None:
-            raise ModelNotFoundError(f"model {self.name!r}: tokenizer has neither BOS nor EOS")
-        return [int(start)]
+        return start_ids(self.tokenizer, self.name)
 
     def prefix_shape(self, length: int) -> tuple[int, int, int, int]:
         c = self.config

@@ -211,13 +211,9 @@ class LanguageModel:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
     def start_ids(self) -> list[int]:
-        """The token every sequence starts from: BOS, else EOS (models without a BOS)."""
-        start = self.tokenizer.bos_token_id
-        if start is None:
-            start = self.tokenizer.eos_token_id
-        if start is None:
-            raise ModelNotFoundError(f"model {self.name!r}: tokenizer has neither BOS nor EOS")
-        return [int(start)]
+        from stic.text.exact_model import start_ids
+
+        return start_ids(self.tokenizer, self.name)
 
     def session(self, prefix_ids: Sequence[int], learned: LearnedPrefix | None = None) -> LMSession:
         """Run `prefix_ids` (at least one token) in one pass and return an incremental session.
