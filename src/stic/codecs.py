@@ -27,6 +27,7 @@ IMAGE_LEARNED_EXACT = 2  # the checkerboard models with exact integer entropy pa
 REFINE_REALESRGAN_X4 = 1  # Real-ESRGAN x4plus on x̂ downscaled by 4
 REFINE_DIFFUSION_IMG2IMG = 2  # text-conditioned diffusion img2img from x̂, tiled
 REFINE_REALESRGAN_COMPACT_X4 = 3  # Real-ESRGAN animevideov3 (compact net) on x̂ downscaled by 4
+REFINE_REALESRGAN_STIC_X4 = 4  # general-x4v3 fine-tuned on stic's decoded images, on x̂ downscaled by 4
 
 TEXT_CODEC_NAMES = {
     TEXT_RAW: "raw",
@@ -48,4 +49,5 @@ REFINER_NAMES = {
     REFINE_REALESRGAN_X4: "realesrgan",
     REFINE_DIFFUSION_IMG2IMG: "diffusion",
     REFINE_REALESRGAN_COMPACT_X4: "realesrgan-compact",
+    REFINE_REALESRGAN_STIC_X4: "realesrgan-stic",
 }

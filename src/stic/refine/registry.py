@@ -16,7 +16,8 @@ from stic.errors import FormatError, InputError, ModelMismatchError
 from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
 
-REFINER_CHOICES = ("identity", "realesrgan", "realesrgan-compact", "diffusion")
+REFINER_CHOICES = ("identity", "realesrgan", "realesrgan-compact", "realesrgan-stic", "diffusion")
+_GAN_REFINERS = ("realesrgan", "realesrgan-compact", "realesrgan-stic")
 _ALIASES = {"none": "identity", "gan": "realesrgan"}
 
 
@@ -35,13 +36,13 @@ def _pipeline(model: str):
 
 
 def get_refiner(name: str, *, model: str | None = None, settings=None) -> Refiner:
-    """`identity`, `realesrgan`, `realesrgan-compact` or `diffusion` (also `diffusion:MODEL`); `settings` is a
+    """`identity`, `realesrgan`, `realesrgan-compact`, `realesrgan-stic` or `diffusion` (also `diffusion:MODEL`); `settings` is a
     DiffusionSettings for the diffusion refiner."""
     base, _, inline_model = name.partition(":")
     base = _ALIASES.get(base, base)
     if base == "identity":
         return IdentityRefiner()
-    if base in ("realesrgan", "realesrgan-compact"):
+    if base in _GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
 
         return RealESRGANRefiner(base)
@@ -70,7 +71,7 @@ def refiner_for_section(section: Section, *, model: str | None = None) -> tuple[
         raise FormatError(f"refine section names unknown refiner id {section.codec_id}")
     seed, pos = decode_varint(section.payload, 0, "refine seed")
     params = section.payload[pos:]
-    if name in ("realesrgan", "realesrgan-compact"):
+    if name in _GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
 
         refiner = RealESRGANRefiner.from_params(name, params)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stic.train.config import ContextConfig, TrainConfig
+from stic.train.config import ContextConfig, RefinerConfig, TrainConfig
 
 _DEFAULTS = TrainConfig(out="")
 
@@ -17,7 +17,60 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _add_run(commands)
     _add_export(commands)
     _add_context(commands)
+    _add_refiner(commands)
     return group
+
+
+def _add_refiner(commands) -> None:
+    defaults = RefinerConfig(out="")
+    p = commands.add_parser(
+        "refiner", help="fit a compact x4 refiner to the images stic's decoders make (docs/refiners.md)",
+        description="Fine-tune Real-ESRGAN's compact network on (x_hat, x) pairs made by shipped image models from "
+        "the training sets, with LPIPS-Alex + DISTS + colour + adversarial losses. Rerunning with the same OUT "
+        "resumes; `--export FILE` writes the weights as fp16 safetensors, e.g. into the package's weights folder.",
+    )
+    p.add_argument("out", help="run folder (coded pairs, checkpoints, train.log)")
+    p.add_argument("--models", nargs="+", default=list(defaults.models), help="shipped image models making x_hat")
+    p.add_argument("--init-from", default=None,
+                   help="starting weights: .safetensors, a Real-ESRGAN .pth (e.g. realesr-general-x4v3's "
+                   "RealESR_Gx4.pth; read tensors-only) or a run folder; default random")
+    p.add_argument("--num-conv", type=int, default=defaults.num_conv, help="network depth (general-x4v3: 32)")
+    p.add_argument("--crop", type=int, default=defaults.crop, help="output crop side, a multiple of 4")
+    p.add_argument("--batch", type=int, default=defaults.batch)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--minutes", type=float, default=defaults.minutes, help="wall-clock budget over all resumes")
+    p.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    p.add_argument("--losses", default=json.dumps(defaults.losses),
+                   help="loss weights as JSON {term: weight}: colour and metrics from stic.metrics")
+    p.add_argument("--adversarial", type=float, default=defaults.adversarial, help="generator's adversarial weight (0: off)")
+    p.add_argument("--adversarial-warmup", type=int, default=defaults.adversarial_warmup)
+    p.add_argument("--datasets", nargs="+", default=list(defaults.datasets), help="folders under $STIC_DATA (never kodak)")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--threads", type=int, default=defaults.threads)
+    p.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes)
+    p.add_argument("--val-crop", type=int, default=defaults.val_crop)
+    p.add_argument("--device", default=defaults.device, help="'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=defaults.precision,
+                   help="'auto': bf16 autocast on cuda, fp32 on cpu")
+    p.add_argument("--export", default=None, help="after training, write the weights here (fp16 .safetensors)")
+    p.set_defaults(func=run_refiner)
+
+
+def run_refiner(args) -> int:
+    from stic.train.refiner import export_refiner, train_refiner
+
+    cfg = RefinerConfig(
+        out=args.out, models=tuple(args.models), init_from=args.init_from, num_conv=args.num_conv, crop=args.crop,
+        batch=args.batch, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps, losses=json.loads(args.losses),
+        adversarial=args.adversarial, adversarial_warmup=args.adversarial_warmup, datasets=tuple(args.datasets),
+        seed=args.seed, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes, val_crop=args.val_crop,
+        device=args.device, precision=args.precision,
+    )
+    run = train_refiner(cfg)
+    if args.export:
+        path = export_refiner(run, Path(args.export))
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
 
 
 def _add_context(commands) -> None:

@@ -71,3 +71,35 @@ class ContextConfig:
     #: start from this checkerboard model's context (model folder or shipped name), e.g. for a
     #: perceptual twin whose encoder, hence latents, are its MSE twin's; with steps=0 it is only copied
     context_from: str | None = None
+
+
+@dataclass
+class RefinerConfig:
+    """`stic train refiner` (stic.train.refiner): a compact ×4 refiner fitted to stic's own decoded images."""
+
+    out: str
+    #: the shipped image models whose decoded images (x̂) the refiner learns to restore
+    models: tuple = ("stic-q1", "stic-q2", "stic-q3")
+    #: starting weights: a .safetensors file, a Real-ESRGAN .pth ({"params": ...}, read tensors-only)
+    #: or a run folder; None starts from random weights
+    init_from: str | None = None
+    num_conv: int = 32  #: general-x4v3's depth (animevideov3 has 16)
+    crop: int = 192  #: output crop side (a multiple of 4; the network sees crop / 4)
+    batch: int = 4
+    lr: float = 5e-5
+    minutes: float = 60.0
+    max_steps: int = 10**9
+    lr_drop_at: float = 0.85
+    #: loss weights: LPIPS-Alex, DISTS, colour (L1 of 8x8 block means, 0..1 scale) and adversarial
+    losses: dict = field(default_factory=lambda: {"lpips-alex": 1.0, "dists": 1.0, "colour": 2.0})
+    adversarial: float = 0.02
+    adversarial_warmup: int = 200
+    disc_lr: float = 1e-4
+    datasets: tuple = ("urban100", "unsplash", "coco_mini")
+    seed: int = 0
+    threads: int = 2
+    checkpoint_minutes: float = 5.0
+    val_crop: int = 256
+    device: str = "auto"
+    precision: str = "auto"
+    log_every: int = 50
