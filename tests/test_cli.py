@@ -159,6 +159,7 @@ def test_building_the_parser_imports_no_torch():
         (["encode", "x.png", "--quality", "0"], "--quality: 0 is below 1"),
         (["encode", "x.png", "--quality", "9"], "--quality must be 1..3"),
         (["encode", "x.png", "--search-steps", "-5"], "--search-steps: -5 is below 0"),
+        (["encode", "x.png", "--max-side", "8"], "--max-side: 8 is below 16"),
         (["decode"], "required: input"),
     ],
 )
@@ -177,7 +178,8 @@ def test_decode_json_and_info_on_a_caption_only_file(photo, tmp_path, capsys):
     capsys.readouterr()
     assert main(["decode", str(out), "-o", str(png), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report == {"output": str(png), "width": 300, "height": 200, "refiner": None, "caption": "A cup of coffee"}
+    assert report == {"output": str(png), "width": 300, "height": 200, "grey": False, "refiner": None,
+                      "caption": "A cup of coffee"}
     caption_only = tmp_path / "t.stic"
     assert main(["text", "encode", "Two dogs.", "-o", str(caption_only), "--coder", "zlib"]) == 0
     capsys.readouterr()

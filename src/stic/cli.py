@@ -149,10 +149,10 @@ def _cmd_encode(args) -> None:
     out = check_output(Path(args.output) if args.output else Path(args.image).with_suffix(".stic"), args.force)
     from stic.container import write_bytes_atomic
     from stic.fileinfo import describe
-    from stic.image.io import load_image
+    from stic.image.io import read_image
     from stic.pipeline import encode
 
-    image = load_image(args.image)
+    image, original_size = read_image(args.image, max_side=args.max_side)
     caption, caption_info = _caption_for(args, image)
     encoded = encode(
         image,
@@ -166,6 +166,8 @@ def _cmd_encode(args) -> None:
         family=args.family,
         search_steps=args.search_steps,
         progress=True,  # shown only while a search runs
+        max_side=args.max_side,
+        original_size=original_size,
     )
     write_bytes_atomic(out, encoded.data)
     info = describe(encoded.file)
@@ -194,16 +196,19 @@ def _cmd_decode(args) -> None:
         text_prefix=args.text_prefix,
         refine=not args.no_refine,
         refiner_model=args.refiner_model,
+        original_size=not args.coded_size,
     )
     save_png(out, decoded.image)
+    height, width = decoded.image.shape[:2]
     if decoded.caption is not None and args.caption_output:
         write_bytes_atomic(Path(args.caption_output), decoded.caption.encode("utf-8"))
     if args.json:
-        report = {"output": str(out), "width": file.width, "height": file.height,
+        report = {"output": str(out), "width": width, "height": height, "grey": decoded.presentation.grey,
                   "refiner": decoded.refiner, "caption": decoded.caption}  # fmt: skip
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return
-    print(f"{out}: {file.width}x{file.height}" + (f", refined by {decoded.refiner}" if decoded.refiner else ""))
+    grey = ", grey" if decoded.presentation.grey else ""
+    print(f"{out}: {width}x{height}{grey}" + (f", refined by {decoded.refiner}" if decoded.refiner else ""))
     if decoded.caption is not None:
         print(f"caption: {decoded.caption}")
 
@@ -217,6 +222,10 @@ def _cmd_info(args) -> None:
         print(json.dumps({"file": args.file, **info}, indent=2))
         return
     size = f"{info['width']}x{info['height']}" if info["width"] else "caption only"
+    if info["original_size"]:
+        size += " (shrunk from {}x{})".format(*info["original_size"])
+    if info["grey"]:
+        size += ", grey"
     print(f"{args.file}: {size}, {_summary(info)}")
     for s in info["sections"]:
         bpp = f", {s['bpp']:.5f} bpp" if s["bpp"] is not None else ""
@@ -246,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--quality", type=_number(int, 1, "rate points start at 1"),
                       help="shipped rate point, 1 = lowest rate (1..3 per family)")
     rate.add_argument("--model", help="image model: a shipped name or a local model directory")
+    enc.add_argument("--max-side", type=_number(int, 16, "at least 16 pixels"), metavar="N",
+                     help="shrink a larger photo (Lanczos) so its longer side is N pixels before coding; the file "
+                     "records the original size, which decoding restores (also lets photos above 16.8 MP in)")
     enc.add_argument("--family", help="model family --quality/--bpp choose from: mse (default) or perceptual "
                      "(decoders fine-tuned for LPIPS; docs/training.md); twins share encoder and rates")
     enc.add_argument(
@@ -292,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--text-model", help="caption LM (or VLM) to use when the file names a custom model")
     dec.add_argument("--text-prefix", help="the learned prefix the caption was coded with, if not the shipped one")
     dec.add_argument("--no-refine", action="store_true", help="output x̂ as decoded, ignoring the file's refiner")
+    dec.add_argument("--coded-size", action="store_true",
+                     help="for a file coded with --max-side: output the coded (shrunk) size, not the original")
     dec.add_argument("--refiner-model", help="diffusion model for a diffusion-refined file (id or local directory)")
     dec.set_defaults(func=_cmd_decode)
 

@@ -44,6 +44,8 @@ TEXT_CODEC_NAMES = {
     TEXT_LM_EXACT: "lm-exact",
     TEXT_LM_FLOAT: "lm-float",
 }
+PICTURE_V1 = 0  # picture section: flags (grey, original size) + original width and height
+PICTURE_NAMES = {PICTURE_V1: "picture-v1"}
 IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned", IMAGE_LEARNED_EXACT: "learned-exact"}
 REFINER_NAMES = {
     REFINE_REALESRGAN_X4: "realesrgan",

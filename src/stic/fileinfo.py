@@ -2,12 +2,13 @@
 no torch import), so inspecting a file is instant."""
 
 from stic import codecs
-from stic.container import SECTION_CAPTION, SECTION_IMAGE, SECTION_REFINE, SticFile
+from stic.container import SECTION_CAPTION, SECTION_IMAGE, SECTION_PICTURE, SECTION_REFINE, SticFile
 
 _CODEC_NAMES = {
     SECTION_CAPTION: codecs.TEXT_CODEC_NAMES,
     SECTION_IMAGE: codecs.IMAGE_CODEC_NAMES,
     SECTION_REFINE: codecs.REFINER_NAMES,
+    SECTION_PICTURE: codecs.PICTURE_NAMES,
 }
 
 
@@ -29,9 +30,14 @@ def describe(file: SticFile) -> dict:
                 "bpp": per_pixel(len(section.payload)),
             }
         )
+    from stic.picture import Presentation
+
+    picture = Presentation.from_section(file.section(SECTION_PICTURE))
     return {
         "width": file.width,
         "height": file.height,
+        "grey": picture.grey,
+        "original_size": list(picture.original) if picture.original else None,
         "file_bytes": file.size,
         "file_bits": 8 * file.size,
         "bpp": per_pixel(file.size),

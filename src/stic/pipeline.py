@@ -18,6 +18,7 @@ from stic import codecs
 from stic.container import (
     SECTION_CAPTION,
     SECTION_IMAGE,
+    SECTION_PICTURE,
     SECTION_REFINE,
     Section,
     SticFile,
@@ -37,6 +38,7 @@ from stic.image.registry import (
     recommended_refiner,
     shipped_models,
 )
+from stic.picture import Presentation, fit_to_side, is_grey
 from stic.refine.protocol import Refiner
 from stic.text.protocol import TextCoder
 from stic.text.registry import get_text_coder, text_coder_for_section
@@ -68,6 +70,8 @@ class Decoded:
     caption: str | None
     file: SticFile
     refiner: str | None = None  # name of the refiner applied, None when x̂ is returned as is
+    #: grey (then `image` is HxW) and the original size (`image` has it unless original_size=False)
+    presentation: Presentation = Presentation()
 
 
 def default_quality(family: str | None = None) -> int:
@@ -128,12 +132,13 @@ CAP_MARGIN = 0.97
 
 
 def _pack_with(
-    codec: ImageCodec, payload: bytes, image: np.ndarray, caption: _CaptionSection, refine_section: Section | None
+    codec: ImageCodec, payload: bytes, image: np.ndarray, caption: _CaptionSection, refine_section: Section | None,
+    picture_section: Section | None,
 ) -> bytes:
     height, width = image.shape[:2]
     sections = [Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())]
     caption_section = caption.for_image(codec, payload, width, height)
-    sections += [s for s in (caption_section, refine_section) if s is not None]
+    sections += [s for s in (caption_section, refine_section, picture_section) if s is not None]
     return pack(width, height, sections)
 
 
@@ -150,6 +155,8 @@ def encode(
     family: str | None = None,
     search_steps: int = 0,
     progress: bool = False,
+    max_side: int | None = None,
+    original_size: tuple[int, int] | None = None,
 ) -> Encoded:
     """Code an HxWx3 uint8 RGB image (and optionally a caption) into .stic bytes.
 
@@ -161,20 +168,28 @@ def encode(
     seeing x̂). `refiner` (a name, a Refiner, or AUTO: the chosen model's default) and `seed` are
     written for the decoder to apply. `search_steps` > 0 optimises the image latents for this
     image before coding (slower encoding, same decoder; docs/latent_search.md); `progress` shows
-    a progress bar for it.
+    a progress bar for it. `max_side` shrinks a larger image (Lanczos) to that longer side before
+    coding; the file records the original size, which decoding restores (`original_size`: the
+    (width, height) of the photo `image` was already shrunk from, as `stic.image.io.read_image`
+    gives it). A grey image (three equal channels) is recorded as grey and decodes grey.
     """
     if sum(option is not None for option in (quality, bpp, model)) > 1:
         raise InputError("give at most one of quality, bpp and model")
     if search_steps < 0:
         raise InputError(f"search_steps must be >= 0, got {search_steps}")
+    _check_image(image, shrinking=max_side is not None)
+    original = tuple(original_size or (image.shape[1], image.shape[0]))
+    image = fit_to_side(image, max_side)
     _check_image(image)
+    shrunk = original != (image.shape[1], image.shape[0])
+    picture = Presentation(grey=is_grey(image), original=original if shrunk else None).section()
     caption_section = _CaptionSection(caption, text_coder)
     refine = _RefineSection(refiner, seed)
     if bpp is not None:
-        return _encode_to_target(image, bpp, caption_section, refine, family, search_steps, progress)
+        return _encode_to_target(image, bpp, caption_section, refine, picture, family, search_steps, progress)
     codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
     payload = codec.compress(image, search_steps, progress)
-    data = _pack_with(codec, payload, image, caption_section, refine.for_model(codec.name))
+    data = _pack_with(codec, payload, image, caption_section, refine.for_model(codec.name), picture)
     return Encoded(data, unpack(data), codec.name, caption)
 
 
@@ -206,8 +221,8 @@ class _RefineSection:
 
 
 def _encode_to_target(
-    image: np.ndarray, target: float, caption: _CaptionSection, refine: _RefineSection, family: str | None,
-    search_steps: int, progress: bool,
+    image: np.ndarray, target: float, caption: _CaptionSection, refine: _RefineSection, picture: Section | None,
+    family: str | None, search_steps: int, progress: bool,
 ) -> Encoded:
     """The largest model whose plain file fits; with search, that model's searched file under a
     rate cap that keeps the whole file within the target (the plain file if the searched one
@@ -220,7 +235,7 @@ def _encode_to_target(
         codec = load_image_codec(name)
         refine_section = refine.for_model(codec.name)
         payload = codec.compress(image)
-        data = _pack_with(codec, payload, image, caption, refine_section)
+        data = _pack_with(codec, payload, image, caption, refine_section, picture)
         achieved[name] = 8 * len(data) / pixels
         if achieved[name] > target:
             continue
@@ -230,7 +245,7 @@ def _encode_to_target(
             fixed = max(0.0, 8 * len(payload) - codec.estimate_bits(image))
             cap = CAP_MARGIN * (target * pixels - 8 * (len(data) - len(payload)) - fixed) / pixels
             searched = codec.compress(image, search_steps, progress, max_bpp=cap)
-            searched_data = _pack_with(codec, searched, image, caption, refine_section)
+            searched_data = _pack_with(codec, searched, image, caption, refine_section, picture)
             if 8 * len(searched_data) <= target * pixels:
                 data = searched_data
         return Encoded(data, unpack(data), codec.name, caption.caption)
@@ -241,10 +256,10 @@ def _encode_to_target(
     )
 
 
-def _check_image(image: np.ndarray) -> None:
+def _check_image(image: np.ndarray, shrinking: bool = False) -> None:
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise InputError("image must be an HxWx3 uint8 RGB array (use stic.load_image for files)")
-    problem = size_problem(image.shape[1], image.shape[0])
+    problem = size_problem(image.shape[1], image.shape[0], shrinking)
     if problem:
         raise InputError(f"image {problem}")
 
@@ -289,12 +304,15 @@ def decode(
     text_prefix: str | None = None,
     refine: bool = True,
     refiner_model: str | None = None,
+    original_size: bool = True,
 ) -> Decoded:
-    """Decode .stic bytes to the RGB image (exact original size) and the caption, if any; the
-    refiner the file names is applied unless `refine` is False (then x̂ is returned)."""
+    """Decode .stic bytes to the image and the caption, if any; the refiner the file names is
+    applied unless `refine` is False (then x̂ is returned). The image is HxWx3 RGB, or HxW for a
+    file coded from a grey image, at the size it had before encoding shrank it (`original_size`
+    False: at the coded size)."""
     return decode_file(
         unpack(data), text_model=text_model, text_prefix=text_prefix, refine=refine,
-        refiner_model=refiner_model,
+        refiner_model=refiner_model, original_size=original_size,
     )  # fmt: skip
 
 
@@ -305,8 +323,9 @@ def decode_file(
     text_prefix: str | None = None,
     refine: bool = True,
     refiner_model: str | None = None,
+    original_size: bool = True,
 ) -> Decoded:
-    """Decode a parsed file; every model it names is resolved before anything is decoded.
+    """Decode a parsed file (see `decode`); every model it names is resolved before anything is decoded.
     `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
     A declared size above MAX_PIXELS or MAX_SIDE is refused first: a few corrupt header bytes must not make
     the decoder allocate gigabytes."""
@@ -315,6 +334,7 @@ def decode_file(
             f"file declares a {file.width}x{file.height} image, above the {MAX_PIXELS:,} pixels "
             f"and {MAX_SIDE} a side that stic codes (corrupt header?)"
         )
+    presentation = Presentation.from_section(file.section(SECTION_PICTURE))
     image_codec, text_coder = resolve_models(file, text_model, text_prefix)
     refine_section = file.section(SECTION_REFINE) if refine else None
     refiner, seed = (None, 0)
@@ -336,4 +356,5 @@ def decode_file(
     caption = text_coder.decode(caption_section.payload) if text_coder else None
     if refiner is not None:
         image = refiner.refine(image, caption, seed)
-    return Decoded(image, caption, file, refiner.name if refiner is not None else None)
+    image = presentation.apply(image, original_size)
+    return Decoded(image, caption, file, refiner.name if refiner is not None else None, presentation)

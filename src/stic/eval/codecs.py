@@ -115,6 +115,8 @@ class SticRunner:
         encode_s = time.perf_counter() - started
         started = time.perf_counter()
         decoded = decode(encoded.data).image
+        if decoded.ndim == 2:  # a grey photo decodes grey; metrics compare RGB arrays
+            decoded = np.repeat(decoded[:, :, None], 3, axis=2)
         decode_s = time.perf_counter() - started
         image = encoded.file.section(SECTION_IMAGE)
         caption = encoded.file.section(SECTION_CAPTION)

@@ -1,7 +1,8 @@
 """Reading any common image file into the one form the codecs take (HxWx3 uint8 RGB), and
 writing PNGs atomically.
 
-Decisions (documented in the README): greyscale is coded as RGB; alpha is dropped with a warning;
+Decisions (documented in the README): greyscale is coded as RGB and recorded as grey (stic.picture),
+so it decodes grey; alpha is dropped with a warning;
 16-bit samples are scaled to 8 bits; palette and CMYK images are converted; EXIF orientation is
 applied. The size limits are checked from the header, before any pixel is decoded.
 """
@@ -26,11 +27,25 @@ MAX_PIXELS = 4096 * 4096
 #: MAX_PIXELS would cost 64x its size; with this limit padding at most about doubles the work.
 MAX_SIDE = 16384
 
+#: Largest photo stic reads when told to shrink it (`max_side`): a 200 MP phone photo; JPEGs are
+#: decoded at a reduced scale (libjpeg's DCT scaling), so memory stays near the shrunk size.
+MAX_SOURCE_PIXELS = 200_000_000
+
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+ORIENTATION = 0x0112  #: the EXIF tag; values 5-8 swap width and height
+_TRANSPOSING = {5, 6, 7, 8}
 
 
-def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
-    """Return an HxWx3 uint8 RGB array from a path or the file's bytes."""
+def load_image(source: str | os.PathLike | bytes, max_side: int | None = None) -> np.ndarray:
+    """Return an HxWx3 uint8 RGB array from a path or the file's bytes; with `max_side`, shrunk
+    (Lanczos) so that its longer side is at most that many pixels, and larger photos accepted."""
+    return read_image(source, max_side)[0]
+
+
+def read_image(source: str | os.PathLike | bytes, max_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """`load_image`, and the photo's own (width, height) before any shrinking (after EXIF rotation)."""
+    from stic.picture import fit_to_side
+
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
@@ -51,23 +66,34 @@ def load_image(source: str | os.PathLike | bytes) -> np.ndarray:
             raise InputError(f"{name}: image too large ({err})") from err
         except (OSError, SyntaxError, ValueError) as err:
             raise InputError(f"{name} is truncated or corrupt: {err}") from err
-        problem = size_problem(*image.size)
+        problem = size_problem(*image.size, max_side is not None)
         if problem:
             raise InputError(f"{name} {problem}")
         try:
+            size = image.size
+            if max_side is not None and max(size) > max_side:
+                scale = max_side / max(size)
+                image.draft("RGB", (round(size[0] * scale), round(size[1] * scale)))  # JPEG only
             image.load()
+            if image.getexif().get(ORIENTATION) in _TRANSPOSING:
+                size = size[::-1]
             image = ImageOps.exif_transpose(image)
-            return to_rgb_array(image, name)
+            return fit_to_side(to_rgb_array(image, name), max_side), size
         except (OSError, SyntaxError, ValueError) as err:
             raise InputError(f"{name} is truncated or corrupt: {err}") from err
 
 
-def size_problem(width: int, height: int) -> str | None:
-    """Why stic will not code an image of this size (a phrase after the image's name), or None."""
+def size_problem(width: int, height: int, shrinking: bool = False) -> str | None:
+    """Why stic will not code (or, `shrinking`, read and shrink) an image of this size (a phrase
+    after the image's name), or None."""
+    if shrinking:
+        if width * height > MAX_SOURCE_PIXELS:
+            return f"is {width}x{height}; stic reads at most {MAX_SOURCE_PIXELS:,} pixels"
+        return None if width >= 1 and height >= 1 else f"has no pixels ({width}x{height})"
     if width * height > MAX_PIXELS:
         return (
             f"is {width}x{height} = {width * height:,} pixels; stic codes at most {MAX_PIXELS:,} "
-            "pixels. Downscale or crop it first."
+            "pixels; give a max side (stic encode --max-side 4096) to code it shrunk."
         )
     if max(width, height) > MAX_SIDE:
         return f"is {width}x{height}; stic codes sides of at most {MAX_SIDE} pixels. Crop it first."
@@ -94,7 +120,7 @@ def to_rgb_array(image: Image.Image, name: str = "image") -> np.ndarray:
 
 
 def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write an RGB array as PNG without ever leaving a half-written file at `path`."""
+    """Write an RGB (HxWx3) or grey (HxW) array as PNG without ever leaving a half-written file at `path`."""
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
     write_bytes_atomic(Path(path), buffer.getvalue())
