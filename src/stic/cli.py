@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from stic import __version__
+from stic import __version__, status
 from stic.errors import InputError, SticError
 
 
@@ -147,10 +147,11 @@ def _cmd_encode(args) -> None:
     if args.quality is not None and args.quality > (top := _shipped_quality_count(args.family)):
         raise InputError(f"--quality must be 1..{top} for the {args.family or 'mse'} family")
     out = check_output(Path(args.output) if args.output else Path(args.image).with_suffix(".stic"), args.force)
-    from stic.container import write_bytes_atomic
-    from stic.fileinfo import describe
-    from stic.image.io import read_image
-    from stic.pipeline import encode
+    with status.step("starting"):  # torch and the codecs' imports: ~2 s
+        from stic.container import write_bytes_atomic
+        from stic.fileinfo import describe
+        from stic.image.io import read_image
+        from stic.pipeline import encode
 
     image, original_size = read_image(args.image, max_side=args.max_side)
     caption, caption_info = _caption_for(args, image)
@@ -185,9 +186,10 @@ def _cmd_decode(args) -> None:
     out = check_output(Path(args.output) if args.output else source.with_suffix(".decoded.png"), args.force)
     if args.caption_output:
         check_output(Path(args.caption_output), args.force)
-    from stic.container import read_file, write_bytes_atomic
-    from stic.image.io import save_png
-    from stic.pipeline import decode_file
+    with status.step("starting"):
+        from stic.container import read_file, write_bytes_atomic
+        from stic.image.io import save_png
+        from stic.pipeline import decode_file
 
     file = read_file(source)
     decoded = decode_file(
@@ -322,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    status.enable(sys.stderr.isatty())  # a line per slow step on a terminal; silent into files and pipes
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         # CompressAI's import-time use of torch.jit.script: not the user's concern

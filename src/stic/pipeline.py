@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stic import codecs
+from stic.status import step
 from stic.container import (
     SECTION_CAPTION,
     SECTION_IMAGE,
@@ -112,8 +113,10 @@ class _CaptionSection:
 
                 coder = VLMArithmeticCoder(cached_vlm(parsed[1]))
             else:
-                coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
-            self._fixed = Section(SECTION_CAPTION, coder.codec_id, coder.encode(caption), coder.fingerprint())
+                with step("loading the caption model"):
+                    coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
+            with step("coding the caption"):
+                self._fixed = Section(SECTION_CAPTION, coder.codec_id, coder.encode(caption), coder.fingerprint())
 
     def for_image(self, codec: ImageCodec, payload: bytes, width: int, height: int) -> Section | None:
         if self.caption is None or self.xhat_model is None:
@@ -187,8 +190,10 @@ def encode(
     refine = _RefineSection(refiner, seed)
     if bpp is not None:
         return _encode_to_target(image, bpp, caption_section, refine, picture, family, search_steps, progress)
-    codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
-    payload = codec.compress(image, search_steps, progress)
+    with step("loading the image model"):
+        codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
+    with step("coding the image"):
+        payload = codec.compress(image, search_steps, progress)
     data = _pack_with(codec, payload, image, caption_section, refine.for_model(codec.name), picture)
     return Encoded(data, unpack(data), codec.name, caption)
 
@@ -232,9 +237,10 @@ def _encode_to_target(
     pixels = image.shape[0] * image.shape[1]
     achieved = {}
     for name in reversed(shipped_models(family)):
-        codec = load_image_codec(name)
-        refine_section = refine.for_model(codec.name)
-        payload = codec.compress(image)
+        with step(f"coding the image with {name}"):
+            codec = load_image_codec(name)
+            refine_section = refine.for_model(codec.name)
+            payload = codec.compress(image)
         data = _pack_with(codec, payload, image, caption, refine_section, picture)
         achieved[name] = 8 * len(data) / pixels
         if achieved[name] > target:
@@ -335,26 +341,32 @@ def decode_file(
             f"and {MAX_SIDE} a side that stic codes (corrupt header?)"
         )
     presentation = Presentation.from_section(file.section(SECTION_PICTURE))
-    image_codec, text_coder = resolve_models(file, text_model, text_prefix)
-    refine_section = file.section(SECTION_REFINE) if refine else None
-    refiner, seed = (None, 0)
-    if refine_section is not None:
-        from stic.refine.registry import refiner_for_section
+    with step("loading the models"):
+        image_codec, text_coder = resolve_models(file, text_model, text_prefix)
+        refine_section = file.section(SECTION_REFINE) if refine else None
+        refiner, seed = (None, 0)
+        if refine_section is not None:
+            from stic.refine.registry import refiner_for_section
 
-        refiner, seed = refiner_for_section(refine_section, model=refiner_model)
+            refiner, seed = refiner_for_section(refine_section, model=refiner_model)
     if image_codec is None:
         raise FormatError("file has no image section (a caption-only file: use `stic text decode`)")
     if file.width < 1 or file.height < 1:
         raise FormatError(f"file declares an empty image ({file.width}x{file.height})")
     image_section = file.section(SECTION_IMAGE)
-    image = image_codec.decompress(image_section.payload, file.width, file.height, image_section.codec_id)
+    with step("decoding the image"):
+        image = image_codec.decompress(image_section.payload, file.width, file.height, image_section.codec_id)
     caption_section = file.section(SECTION_CAPTION)
     if caption_section is not None and text_coder is None:  # a VLM coder that sees x̂
         from stic.text.vlm_coder import vlm_coder_for_section
 
         text_coder = vlm_coder_for_section(caption_section.codec_id, caption_section.fingerprint, text_model, image)
-    caption = text_coder.decode(caption_section.payload) if text_coder else None
+    caption = None
+    if text_coder:
+        with step("decoding the caption"):
+            caption = text_coder.decode(caption_section.payload)
     if refiner is not None:
-        image = refiner.refine(image, caption, seed)
+        with step(f"refining with {refiner.name}"):
+            image = refiner.refine(image, caption, seed)
     image = presentation.apply(image, original_size)
     return Decoded(image, caption, file, refiner.name if refiner is not None else None, presentation)
