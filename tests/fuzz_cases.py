@@ -306,11 +306,11 @@ def make_seeds(with_lm: bool = False) -> dict[str, bytes]:
 
     caption = "A red barn in a green field under a blue sky."
     seeds = {
-        "64x48-zlib": pipeline.encode(sample_image(48, 64), quality=1, caption=caption, text_coder="zlib").data,
+        "64x48-zlib": pipeline.encode(sample_image(48, 64), quality=1, caption=caption, text_coder="zlib", refiner=None).data,
         "70x33-q3-refine": pipeline.encode(sample_image(33, 70, 1), quality=3, caption=caption, text_coder="brotli",
                                            refiner="realesrgan-compact", seed=5).data,
-        "1x1-no-caption": pipeline.encode(sample_image(1, 1, 2), quality=2).data,
-        "130x9-raw": pipeline.encode(sample_image(9, 130, 3), quality=1, caption="x", text_coder="raw").data,
+        "1x1-no-caption": pipeline.encode(sample_image(1, 1, 2), quality=2, refiner=None).data,
+        "130x9-raw": pipeline.encode(sample_image(9, 130, 3), quality=1, caption="x", text_coder="raw", refiner=None).data,
     }  # fmt: skip
     base = c.unpack(seeds["64x48-zlib"])
     extra = c.Section(40, 3, b"future side information", required=False)
@@ -321,7 +321,7 @@ def make_seeds(with_lm: bool = False) -> dict[str, bytes]:
 
         lm = get_text_coder("lm")
         seeds["caption-only-lm"] = c.pack(0, 0, [c.Section(c.SECTION_CAPTION, lm.codec_id, lm.encode(caption), lm.fingerprint())])
-        seeds["64x48-lm"] = pipeline.encode(sample_image(48, 64, 4), quality=1, caption=caption).data
+        seeds["64x48-lm"] = pipeline.encode(sample_image(48, 64, 4), quality=1, caption=caption, refiner=None).data
         seeds["48x40-lm-refine"] = pipeline.encode(sample_image(40, 48, 5), quality=2, caption=caption,
                                                    refiner="realesrgan-compact").data  # fmt: skip
     return seeds

@@ -185,3 +185,19 @@ def test_decode_json_and_info_on_a_caption_only_file(photo, tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(caption_only)]) == 0
     assert "caption only" in capsys.readouterr().out
+
+
+def test_the_readme_snippet_makes_the_same_file_as_the_readme_command(photo, tmp_path):
+    """One set of defaults: `stic encode photo --bpp 0.03 --caption ...` and the README's Python
+    snippet write identical bytes (refiner, caption coder and model choice included)."""
+    import stic.pipeline as sp
+    from stic.image.io import load_image
+
+    caption = "A red barn in a green field"
+    out = tmp_path / "cli.stic"
+    assert main(["encode", str(photo), "-o", str(out), "--bpp", "0.2", "--caption", caption]) == 0
+    encoded = sp.encode(load_image(photo), bpp=0.2, caption=caption)
+    assert encoded.data == out.read_bytes()
+    refines = sp.default_refiner(encoded.image_model) != "identity"
+    assert (encoded.file.section(3) is not None) == refines  # the model's own refiner, as in the CLI
+    assert sp.encode(load_image(photo), quality=1).file.section(3) is not None  # stic-q1's is realesrgan-compact

@@ -153,7 +153,7 @@ def encode(
     model: str | None = None,
     caption: str | None = None,
     text_coder: str | TextCoder = DEFAULT_TEXT_CODER,
-    refiner: str | Refiner | None = None,
+    refiner: str | Refiner | None = AUTO,
     seed: int = 0,
     family: str | None = None,
     search_steps: int = 0,
@@ -168,8 +168,8 @@ def encode(
     `quality` and `bpp` choose within a model `family` ("mse" or "perceptual"; default: the
     registry's default family).
     `text_coder` may also be "vlm:MODEL" or "vlm-xhat:MODEL" (a VLM codes the caption, the latter
-    seeing x̂). `refiner` (a name, a Refiner, or AUTO: the chosen model's default) and `seed` are
-    written for the decoder to apply. `search_steps` > 0 optimises the image latents for this
+    seeing x̂). `refiner` (a name, a Refiner, None for no refinement, or AUTO — the default, as in
+    `stic encode` — for the chosen model's own choice) and `seed` are written for the decoder to apply. `search_steps` > 0 optimises the image latents for this
     image before coding (slower encoding, same decoder; docs/latent_search.md); `progress` shows
     a progress bar for it. `max_side` shrinks a larger image (Lanczos) to that longer side before
     coding; the file records the original size, which decoding restores (`original_size`: the
