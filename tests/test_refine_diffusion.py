@@ -76,6 +76,27 @@ def test_settings_round_trip_and_validation():
         DiffusionSettings.from_bytes(b"\x80")
     with pytest.raises(InputError, match="strength"):
         DiffusionSettings(strength=0)
+    with pytest.raises(InputError, match="strength"):
+        DiffusionSettings(strength=0.004)  # would be stored as 0
+    with pytest.raises(InputError, match="steps x strength"):
+        DiffusionSettings(strength=0.2, steps=4)  # int(0.8) = 0 denoising steps
+    rounded = DiffusionSettings(strength=0.347, guidance_scale=6.54)
+    assert (rounded.strength, rounded.guidance_scale) == (0.35, 6.5)  # what a decoder reads back
+    assert DiffusionSettings.from_bytes(rounded.to_bytes()) == rounded
+    with pytest.raises(FormatError, match="diffusion parameters"):
+        DiffusionSettings.from_bytes(b"\x01\x32\x01")  # strength 0.01 x 1 step: nothing to run
+
+
+def test_seeds_beyond_the_generator_range_are_refused(pipe):
+    refiner = DiffusionRefiner(pipe, BASE)
+    with pytest.raises(InputError, match="seed"):
+        registry.refine_section(refiner, seed=1 << 48)
+    section = registry.refine_section(refiner, seed=(1 << 48) - 1)
+    from stic.container import Section, encode_varint
+
+    forged = Section(section.kind, section.codec_id, encode_varint(1 << 60) + refiner.params(), section.fingerprint, False)
+    with pytest.raises(FormatError, match="seed"):
+        registry.refiner_for_section(forged)
 
 
 def test_file_decodes_identically_through_a_saved_model(pipe, tmp_path):

@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
         "to none), realesrgan (x4plus: much lower LPIPS/DISTS, ~25x the compute), diffusion[:MODEL], identity",
     )
     enc.add_argument("--refiner-model", help="diffusion model id or local directory (default: $STIC_DIFFUSION_MODEL or SD 1.5)")
-    enc.add_argument("--seed", type=int, default=0, help="refiner seed stored in the file (default: 0)")
+    enc.add_argument("--seed", type=_number(int, 0, "seeds are 0..2^48-1"), default=0,
+                     help="refiner seed stored in the file, 0..2^48-1 (default: 0)")
     enc.add_argument("--strength", type=float, help="diffusion: how much of x̂ is repainted, 0-1 (docs/refiners.md has the defaults)")
     enc.add_argument("--guidance", type=float, help="diffusion: classifier-free guidance scale")
     enc.add_argument("--steps", type=int, help="diffusion: denoising steps")

@@ -43,12 +43,20 @@ class DiffusionSettings:
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
 
     def __post_init__(self):
-        if not 0 < self.strength <= 1:
-            raise InputError(f"diffusion strength must be in (0, 1], got {self.strength}")
+        if not 0.01 <= self.strength <= 1:
+            raise InputError(f"diffusion strength must be in 0.01..1, got {self.strength}")
         if not 0 <= self.guidance_scale <= 50:
             raise InputError(f"guidance scale must be in 0..50, got {self.guidance_scale}")
         if not 1 <= self.steps <= 1000:
             raise InputError(f"diffusion steps must be in 1..1000, got {self.steps}")
+        # the file keeps strength in 1/100 and guidance in 1/10: encode with what decoding will read
+        object.__setattr__(self, "strength", round(self.strength * 100) / 100)
+        object.__setattr__(self, "guidance_scale", round(self.guidance_scale * 10) / 10)
+        if int(self.steps * self.strength) < 1:  # img2img runs int(steps * strength) denoising steps
+            raise InputError(
+                f"diffusion steps x strength must be at least 1 (got {self.steps} x {self.strength}): "
+                "raise --steps or --strength"
+            )
 
     def to_bytes(self) -> bytes:
         """strength in 1/100 (varint), guidance in 1/10 (varint), steps (varint), negative prompt

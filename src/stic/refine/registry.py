@@ -19,6 +19,9 @@ from stic.refine.protocol import Refiner
 REFINER_CHOICES = ("identity", "realesrgan", "realesrgan-compact", "realesrgan-stic", "diffusion")
 _GAN_REFINERS = ("realesrgan", "realesrgan-compact", "realesrgan-stic")
 _ALIASES = {"none": "identity", "gan": "realesrgan"}
+#: seeds are stored as varints; the diffusion refiner seeds tile i with (seed << 16) + i, which
+#: torch's generator takes up to 2^64
+MAX_SEED = 1 << 48
 
 
 def diffusion_model(model: str | None = None) -> str:
@@ -57,8 +60,8 @@ def refine_section(refiner: Refiner, seed: int = 0) -> Section | None:
     """The section that makes a decoder run `refiner` with `seed` (None for identity)."""
     if refiner.refiner_id is None:
         return None
-    if seed < 0:
-        raise InputError(f"seed must be >= 0, got {seed}")
+    if not 0 <= seed < MAX_SEED:
+        raise InputError(f"seed must be in 0..2^48-1, got {seed}")
     payload = encode_varint(seed) + refiner.params()
     return Section(SECTION_REFINE, refiner.refiner_id, payload, refiner.fingerprint(), required=False)
 
@@ -70,6 +73,8 @@ def refiner_for_section(section: Section, *, model: str | None = None) -> tuple[
     if name is None:
         raise FormatError(f"refine section names unknown refiner id {section.codec_id}")
     seed, pos = decode_varint(section.payload, 0, "refine seed")
+    if seed >= MAX_SEED:
+        raise FormatError(f"refine section: seed {seed} is out of range (at most 2^48-1)")
     params = section.payload[pos:]
     if name in _GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
