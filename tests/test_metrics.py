@@ -265,3 +265,17 @@ def test_a_damaged_fid_inception_file_is_refused(tmp_path):
     (tmp_path / "default_1.pt").write_bytes(b"not the model")
     with pytest.raises(ModelNotFoundError, match="SHA-1"):
         FIDInception(tmp_path / "default_1.pt")
+
+
+def test_ciede2000_is_zero_for_equal_images_and_grows_with_a_colour_shift():
+    from stic.metrics import compare, create_loss
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    warmer = np.clip(image.astype(int) + [12, 0, -12], 0, 255).astype(np.uint8)
+    much_warmer = np.clip(image.astype(int) + [40, 0, -40], 0, 255).astype(np.uint8)
+    assert compare(image, image, ("ciede2000",))["ciede2000"] == 0
+    small, large = (compare(image, other, ("ciede2000",))["ciede2000"] for other in (warmer, much_warmer))
+    assert 0 < small < large
+    with pytest.raises(InputError, match="not differentiable"):
+        create_loss("ciede2000")

@@ -86,7 +86,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--metrics",
         default=DEFAULT_METRICS,
-        help=f"comma-separated: psnr, msssim, lpips-alex, lpips-vgg, dists (default: {DEFAULT_METRICS})",
+        help=f"comma-separated: psnr, msssim, lpips-alex, lpips-vgg, dists, ciede2000 (colour error) "
+        f"(default: {DEFAULT_METRICS})",
     )
     parser.add_argument(
         "--captions",

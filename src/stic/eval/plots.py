@@ -17,6 +17,7 @@ LABELS = {
     "lpips-alex": "LPIPS-Alex ↓",
     "lpips-vgg": "LPIPS-VGG ↓",
     "dists": "DISTS ↓",
+    "ciede2000": "mean CIEDE2000 (ΔE00) ↓",
 }
 #: column names in published tables (shared/data/published/kodak_peers.csv); LPIPS-VGG is never
 #: read from a column of LPIPS-Alex values

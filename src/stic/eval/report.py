@@ -20,6 +20,7 @@ HIGHER_IS_BETTER = {
     "lpips-alex": False,
     "lpips-vgg": False,
     "dists": False,
+    "ciede2000": False,
 }
 
 

@@ -2,7 +2,8 @@
 taking N x 3 x H x W batches in [0, 1] (so they double as training losses), plus helpers for
 uint8 RGB arrays.
 
-Full-reference: psnr, msssim, lpips-alex, lpips-vgg, dists. Distribution and text-image metrics
+Full-reference: psnr, msssim, lpips-alex, lpips-vgg, dists, and ciede2000 (colour error; not
+differentiable, so never a loss). Distribution and text-image metrics
 (FID/KID on HiFiC patches, CLIP score) live in `stic.metrics.distribution` and `stic.metrics.clip`.
 """
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from stic.errors import InputError
 
-METRICS = ("psnr", "msssim", "lpips-alex", "lpips-vgg", "dists")
+METRICS = ("psnr", "msssim", "lpips-alex", "lpips-vgg", "dists", "ciede2000")
 
 
 def create_metric(name: str) -> nn.Module:
@@ -37,7 +38,19 @@ def create_metric(name: str) -> nn.Module:
         from stic.metrics.dists import DISTS
 
         return DISTS()
+    if name == "ciede2000":
+        from stic.metrics.colour import CIEDE2000
+
+        return CIEDE2000()
     raise InputError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+
+
+def create_loss(name: str) -> nn.Module:
+    """`create_metric` for a training loss: refuses a metric that gradients cannot pass (ciede2000)."""
+    metric = create_metric(name)
+    if not getattr(metric, "differentiable", True):
+        raise InputError(f"{name} is not differentiable: an evaluation metric, not a training loss")
+    return metric
 
 
 @cache

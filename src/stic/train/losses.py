@@ -52,10 +52,10 @@ class MetricTerm(Term):
     The metric's backbone is frozen; gradients flow only into x_hat."""
 
     def __init__(self, metric: str):
-        from stic.metrics import create_metric
+        from stic.metrics import create_loss
 
         self.name = metric
-        self.metric = create_metric(metric)
+        self.metric = create_loss(metric)
 
     def __call__(self, output, target):
         return self.metric(output["x_hat"], target).mean()

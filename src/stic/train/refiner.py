@@ -154,13 +154,13 @@ class RefinerLoss:
     """Weighted LPIPS/DISTS/colour terms on the refined crop; returns (total, {term: value})."""
 
     def __init__(self, weights: dict[str, float], device):
-        from stic.metrics import METRICS, create_metric
+        from stic.metrics import METRICS, create_loss
 
         unknown = set(weights) - set(METRICS) - {"colour"}
         if unknown:
             raise InputError(f"unknown refiner loss {sorted(unknown)}; choose from colour, {', '.join(METRICS)}")
         self.weights = weights
-        self.metrics = {name: create_metric(name).to(device) for name in weights if name != "colour"}
+        self.metrics = {name: create_loss(name).to(device) for name in weights if name != "colour"}
 
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
         values = {name: metric(out, target).mean() for name, metric in self.metrics.items()}
