@@ -37,6 +37,7 @@ def test_encode_info_decode_round_trip(photo, tmp_path, capsys):
     assert info["bpp"] == pytest.approx(8 * out.stat().st_size / (300 * 200))
     kinds = {s["kind"]: s for s in info["sections"]}
     assert set(kinds) == {"image", "caption", "refine"} and kinds["caption"]["codec"] == "zlib"
+    assert kinds["image"]["model"] == "stic-q1"  # named as encode named it, not by fingerprint
     assert info["header_overhead_bytes"] == info["file_bytes"] - sum(s["bytes"] for s in info["sections"])
     png = tmp_path / "d.png"
     assert main(["decode", str(out), "-o", str(png)]) == 0

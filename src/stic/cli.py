@@ -231,7 +231,7 @@ def _cmd_info(args) -> None:
     print(f"{args.file}: {size}, {_summary(info)}")
     for s in info["sections"]:
         bpp = f", {s['bpp']:.5f} bpp" if s["bpp"] is not None else ""
-        model = f", model {s['fingerprint']}" if s["fingerprint"] else ""
+        model = f", model {s['model'] or s['fingerprint']}" if s["fingerprint"] else ""
         print(f"  {s['kind']:<8} codec {s['codec']:<18} {s['bytes']:>7} B = {s['bits']:>8} bits{bpp}{model}")
     print(f"  header   {info['header_overhead_bytes']:>33} B = {8 * info['header_overhead_bytes']:>8} bits")
 

@@ -1,6 +1,11 @@
 """What `stic info` reports about a file, computed from the container alone (no model loads,
 no torch import), so inspecting a file is instant."""
 
+import hashlib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
 from stic import codecs
 from stic.container import SECTION_CAPTION, SECTION_IMAGE, SECTION_PICTURE, SECTION_REFINE, SticFile
 
@@ -10,6 +15,16 @@ _CODEC_NAMES = {
     SECTION_REFINE: codecs.REFINER_NAMES,
     SECTION_PICTURE: codecs.PICTURE_NAMES,
 }
+
+
+@cache
+def shipped_names() -> dict[bytes, str]:
+    """Fingerprint -> name of the image models and refiners inside the package (hashing their
+    files, as the codecs do; no model is loaded)."""
+    folder = Path(str(resources.files("stic") / "weights"))
+    files = [p for p in folder.glob("*.safetensors") if p.with_suffix(".json").is_file()]
+    files += list((folder / "refiners").glob("*.safetensors"))
+    return {hashlib.sha256(p.read_bytes()).digest()[:4]: p.stem for p in files}
 
 
 def describe(file: SticFile) -> dict:
@@ -24,6 +39,7 @@ def describe(file: SticFile) -> dict:
                 "kind": section.kind_name,
                 "codec": names.get(section.codec_id, f"unknown-{section.codec_id}"),
                 "fingerprint": section.fingerprint.hex() or None,
+                "model": shipped_names().get(section.fingerprint) if section.kind != SECTION_CAPTION else None,
                 "required": section.required,
                 "bytes": len(section.payload),
                 "bits": 8 * len(section.payload),
