@@ -202,3 +202,12 @@ def test_the_readme_snippet_makes_the_same_file_as_the_readme_command(photo, tmp
     refines = sp.default_refiner(encoded.image_model) != "identity"
     assert (encoded.file.section(3) is not None) == refines  # the model's own refiner, as in the CLI
     assert sp.encode(load_image(photo), quality=1).file.section(3) is not None  # stic-q1's is realesrgan-compact
+
+
+def test_bpp_far_above_or_below_the_ladder_says_so(photo, tmp_path, capsys):
+    out = tmp_path / "x.stic"
+    assert main(["encode", str(photo), "-o", str(out), "--bpp", "5", "--refiner", "none"]) == 0
+    assert "far below the 5 bpp target" in capsys.readouterr().err
+    assert main(["encode", str(photo), "-o", str(out), "--force", "--bpp", "0.0001"]) == 1
+    err = capsys.readouterr().err
+    assert "raise the target" in err and "caption" not in err  # there is none to drop

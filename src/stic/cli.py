@@ -171,6 +171,9 @@ def _cmd_encode(args) -> None:
         original_size=original_size,
     )
     write_bytes_atomic(out, encoded.data)
+    if args.bpp is not None and encoded.bpp < args.bpp / 2:
+        print(f"stic: note: {encoded.image_model}, the highest-rate model, gives {encoded.bpp:.4f} bpp on this image, "
+              f"far below the {args.bpp:g} bpp target", file=sys.stderr)
     info = describe(encoded.file)
     if args.json:
         print(json.dumps({"output": str(out), "image_model": encoded.image_model, **caption_info, **info}, indent=2))
@@ -299,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.set_defaults(func=_cmd_encode)
 
     dec = sub.add_parser("decode", help="decompress a .stic file to PNG")
-    dec.add_argument("input")
+    dec.add_argument("input", help="the .stic file")
     dec.add_argument("-o", "--output", help="output PNG (default: INPUT with .decoded.png suffix)")
     dec.add_argument("--force", action="store_true", help="overwrite the outputs if they exist")
     dec.add_argument("--json", action="store_true", help="print what was written as JSON")
@@ -313,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.set_defaults(func=_cmd_decode)
 
     info = sub.add_parser("info", help="show a .stic file's sections, sizes, models and bpp")
-    info.add_argument("file")
-    info.add_argument("--json", action="store_true")
+    info.add_argument("file", help="the .stic file")
+    info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=_cmd_info)
 
     add_text(sub)

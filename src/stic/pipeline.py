@@ -258,7 +258,7 @@ def _encode_to_target(
     tried = ", ".join(f"{name} {rate:.4f}" for name, rate in achieved.items())
     raise InputError(
         f"no model reaches {target} bpp on this {image.shape[1]}x{image.shape[0]} image "
-        f"(measured bpp: {tried}); raise the target or drop the caption"
+        f"(measured bpp: {tried}); raise the target" + (" or drop the caption" if caption.caption is not None else "")
     )
 
 

@@ -154,7 +154,7 @@ def add_parser(subparsers) -> None:
     enc.set_defaults(func=_cmd_encode)
 
     dec = sub.add_parser("decode", help="decode the caption of a .stic file")
-    dec.add_argument("file")
+    dec.add_argument("file", help="a caption .stic file (made by stic text encode)")
     dec.add_argument("-o", "--output", help="write the text here (UTF-8) instead of standard output")
     dec.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     dec.add_argument("--model", help=f"{model_help}; default: the one the file names")
@@ -162,7 +162,7 @@ def add_parser(subparsers) -> None:
     dec.set_defaults(func=_cmd_decode)
 
     bench = sub.add_parser("bench", help="compare caption coders on a CSV column of texts")
-    bench.add_argument("csv")
+    bench.add_argument("csv", help="a CSV of captions (one per row)")
     bench.add_argument("--column", required=True, help="the CSV column holding the texts")
     bench.add_argument("--methods", nargs="+", metavar="NAME", help=f"{coder_help} (default: all)")
     bench.add_argument("--json", help="also write the full results (per text too) as JSON here")
@@ -181,6 +181,6 @@ def add_parser(subparsers) -> None:
     adapt.add_argument("--steps", type=int, default=150, help="optimiser steps (default: 150)")
     adapt.add_argument("--batch-size", type=int, default=8, help="captions per step (default: 8)")
     adapt.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
-    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--seed", type=int, default=0, help="random seed of the prefix's initialisation and batches")
     adapt.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     adapt.set_defaults(func=_cmd_adapt)

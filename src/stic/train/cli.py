@@ -11,6 +11,16 @@ from stic.train.config import ContextConfig, RefinerConfig, TrainConfig
 _DEFAULTS = TrainConfig(out="")
 
 
+def _add_common(p, defaults) -> None:
+    """The options every `stic train` command shares."""
+    p.add_argument("--batch", type=int, default=defaults.batch, help=f"crops per step (default: {defaults.batch})")
+    p.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam learning rate (default: {defaults.lr:g})")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="random seed of initialisation and crops")
+    p.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes,
+                   help="minutes between checkpoints (default: %(default)s)")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     group = subparsers.add_parser("train", help="train or export a learned image codec")
     commands = group.add_subparsers(dest="train_command", required=True)
@@ -36,19 +46,16 @@ def _add_refiner(commands) -> None:
                    "RealESR_Gx4.pth; read tensors-only) or a run folder; default random")
     p.add_argument("--num-conv", type=int, default=defaults.num_conv, help="network depth (general-x4v3: 32)")
     p.add_argument("--crop", type=int, default=defaults.crop, help="output crop side, a multiple of 4")
-    p.add_argument("--batch", type=int, default=defaults.batch)
-    p.add_argument("--lr", type=float, default=defaults.lr)
+    _add_common(p, defaults)
     p.add_argument("--minutes", type=float, default=defaults.minutes, help="wall-clock budget over all resumes")
-    p.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many steps")
     p.add_argument("--losses", default=json.dumps(defaults.losses),
                    help="loss weights as JSON {term: weight}: colour and metrics from stic.metrics")
     p.add_argument("--adversarial", type=float, default=defaults.adversarial, help="generator's adversarial weight (0: off)")
-    p.add_argument("--adversarial-warmup", type=int, default=defaults.adversarial_warmup)
+    p.add_argument("--adversarial-warmup", type=int, default=defaults.adversarial_warmup,
+                   help="steps before the adversarial term reaches the refiner (the discriminator learns from step 0)")
     p.add_argument("--datasets", nargs="+", default=list(defaults.datasets), help="folders under $STIC_DATA (never kodak)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--threads", type=int, default=defaults.threads)
-    p.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes)
-    p.add_argument("--val-crop", type=int, default=defaults.val_crop)
+    p.add_argument("--val-crop", type=int, default=defaults.val_crop, help="side of the validation centre crops")
     p.add_argument("--device", default=defaults.device, help="'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=defaults.precision,
                    help="'auto': bf16 autocast on cuda, fp32 on cpu")
@@ -83,13 +90,10 @@ def _add_context(commands) -> None:
     )
     p.add_argument("base", help="the model whose transforms are kept, e.g. stic-q2")
     p.add_argument("--out", required=True, help="run folder (checkpoints, then the model)")
-    p.add_argument("--steps", type=int, default=defaults.steps)
+    p.add_argument("--steps", type=int, default=defaults.steps, help="training steps (default: %(default)s)")
     p.add_argument("--kernel", type=int, default=defaults.kernel, help="context convolution size (odd)")
     p.add_argument("--hidden", type=int, default=defaults.hidden, help="width of the entropy-parameter MLP")
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--batch", type=int, default=defaults.batch)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--threads", type=int, default=defaults.threads)
+    _add_common(p, defaults)
     p.add_argument("--datasets", nargs="+", default=list(defaults.datasets),
                    help="folders under the data root ($STIC_DATA, default ../shared/data); never Kodak")
     p.add_argument("--context-from", default=None,
@@ -153,18 +157,15 @@ def _add_run(commands) -> None:
     p.add_argument("--model", default=json.dumps(_DEFAULTS.model),
                    help='architecture config as JSON, e.g. \'{"architecture": "mbt2018-mean", "N": 64, "M": 96}\'')
     p.add_argument("--lmbda", type=float, default=_DEFAULTS.lmbda, help="weight of 255^2*MSE against bpp")
-    p.add_argument("--crop", type=int, default=_DEFAULTS.crop)
-    p.add_argument("--batch", type=int, default=_DEFAULTS.batch)
-    p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
+    p.add_argument("--crop", type=int, default=_DEFAULTS.crop, help="training crop side in pixels (default: %(default)s)")
+    _add_common(p, _DEFAULTS)
     p.add_argument("--minutes", type=float, default=_DEFAULTS.minutes, help="wall-clock budget over all resumes")
-    p.add_argument("--max-steps", type=int, default=_DEFAULTS.max_steps)
-    p.add_argument("--lr-drop-at", type=float, default=_DEFAULTS.lr_drop_at)
+    p.add_argument("--max-steps", type=int, default=_DEFAULTS.max_steps, help="stop after this many steps")
+    p.add_argument("--lr-drop-at", type=float, default=_DEFAULTS.lr_drop_at,
+                   help="fraction of the budget after which the learning rate drops tenfold")
     p.add_argument("--datasets", nargs="+", default=list(_DEFAULTS.datasets),
                    help="folders under $STIC_DATA (never kodak)")
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--threads", type=int, default=_DEFAULTS.threads)
-    p.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS.checkpoint_minutes)
-    p.add_argument("--val-crop", type=int, default=_DEFAULTS.val_crop)
+    p.add_argument("--val-crop", type=int, default=_DEFAULTS.val_crop, help="side of the validation centre crops")
     p.add_argument("--init-from", default=None, help="run folder or shipped model (e.g. stic-p2) whose weights start this run (fine-tuning)")
     p.add_argument("--decoder-from", default=None,
                    help="with --init-from: take the synthesis transform (decoder) from this run or shipped model instead, e.g. "
