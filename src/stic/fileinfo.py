@@ -29,7 +29,10 @@ def shipped_names() -> dict[bytes, str]:
 
 def describe(file: SticFile) -> dict:
     """What `stic info` shows: sizes, per-section bytes and bits, header overhead, models, bpp."""
-    pixels = file.width * file.height
+    from stic.picture import Presentation, presented_size
+
+    width, height = presented_size(file)
+    pixels = width * height  # of the picture it decodes to: bits per pixel of what the user gets
     per_pixel = (lambda n: 8 * n / pixels) if pixels else (lambda n: None)
     sections = []
     for section in file.sections:
@@ -46,8 +49,6 @@ def describe(file: SticFile) -> dict:
                 "bpp": per_pixel(len(section.payload)),
             }
         )
-    from stic.picture import Presentation
-
     picture = Presentation.from_section(file.section(SECTION_PICTURE))
     return {
         "width": file.width,

@@ -67,6 +67,11 @@ class Presentation:
         return np.asarray(picture)
 
 
+def presented_size(file) -> tuple[int, int]:
+    """(width, height) of the picture a file decodes to: its original size if it was shrunk."""
+    return Presentation.from_section(file.section(SECTION_PICTURE)).original or (file.width, file.height)
+
+
 def is_grey(image: np.ndarray) -> bool:
     """True when all three channels are equal everywhere (a greyscale photo, whatever its file mode)."""
     return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))

@@ -1,7 +1,9 @@
 """Image (+ caption) to .stic bytes and back: the one place where the parts meet.
 
 Rate control is by measurement, never by guess: `bpp=` encodes with each shipped model from the
-highest rate down and keeps the first whose whole file (header and caption included) fits.
+highest rate down and keeps the first whose whole file (header and caption included) fits; where
+that leaves more than a tenth of the target unused, or no model fits, a model codes the picture
+shrunk to the largest size that fits (the decoder scales it back).
 Decoding resolves every model a file names before decoding anything, so a file made with other
 models is refused up front. A refine section, if any, names the refiner the decoder then applies to
 x̂ (with the caption and the stored seed). A caption coded by a VLM that saw x̂ is coded after the
@@ -39,7 +41,7 @@ from stic.image.registry import (
     recommended_refiner,
     shipped_models,
 )
-from stic.picture import Presentation, fit_to_side, is_grey
+from stic.picture import Presentation, fit_to_side, is_grey, presented_size
 from stic.refine.protocol import Refiner
 from stic.text.protocol import TextCoder
 from stic.text.registry import get_text_coder, text_coder_for_section
@@ -62,7 +64,9 @@ class Encoded:
 
     @property
     def bpp(self) -> float:
-        return 8 * len(self.data) / (self.file.width * self.file.height)
+        """Bits per pixel of the picture the file decodes to (its original size if it was shrunk)."""
+        width, height = presented_size(self.file)
+        return 8 * len(self.data) / (width * height)
 
 
 @dataclass
@@ -182,14 +186,13 @@ def encode(
         raise InputError(f"search_steps must be >= 0, got {search_steps}")
     _check_image(image, shrinking=max_side is not None)
     original = tuple(original_size or (image.shape[1], image.shape[0]))
-    image = fit_to_side(image, max_side)
-    _check_image(image)
-    shrunk = original != (image.shape[1], image.shape[0])
-    picture = Presentation(grey=is_grey(image), original=original if shrunk else None).section()
+    source = _Source(fit_to_side(image, max_side), original)
+    _check_image(source.image)
+    image, picture = source.at_side(None)
     caption_section = _CaptionSection(caption, text_coder)
     refine = _RefineSection(refiner, seed)
     if bpp is not None:
-        return _encode_to_target(image, bpp, caption_section, refine, picture, family, search_steps, progress)
+        return _encode_to_target(source, bpp, caption_section, refine, family, search_steps, progress)
     with step("loading the image model"):
         codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
     with step("coding the image"):
@@ -225,41 +228,115 @@ class _RefineSection:
         return refine_section(get_refiner(refiner) if isinstance(refiner, str) else refiner, self.seed)
 
 
+@dataclass
+class _Source:
+    """The image to code (after any max_side) and the size it is presented at (its original)."""
+
+    image: np.ndarray
+    original: tuple[int, int]
+
+    @property
+    def pixels(self) -> int:
+        return self.original[0] * self.original[1]
+
+    @property
+    def side(self) -> int:
+        return max(self.image.shape[:2])
+
+    def at_side(self, side: int | None) -> tuple[np.ndarray, Section | None]:
+        """The image shrunk to `side` (None: as is) and the picture section that presents it."""
+        image = fit_to_side(self.image, side)
+        shrunk = (image.shape[1], image.shape[0]) != self.original
+        return image, Presentation(grey=is_grey(image), original=self.original if shrunk else None).section()
+
+
+@dataclass
+class _Attempt:
+    codec: ImageCodec
+    image: np.ndarray
+    payload: bytes
+    data: bytes
+    picture: Section | None
+
+
+#: `--bpp T` aims for a file in [TARGET_FLOOR * T, T]; the ladder's models alone leave gaps
+TARGET_FLOOR = 0.9
+#: the shrinking tier codes the picture down to this fraction of its sides (1/16 of its pixels)
+MIN_SCALE = 0.25
+
+
 def _encode_to_target(
-    image: np.ndarray, target: float, caption: _CaptionSection, refine: _RefineSection, picture: Section | None,
-    family: str | None, search_steps: int, progress: bool,
+    source: _Source, target: float, caption: _CaptionSection, refine: _RefineSection, family: str | None,
+    search_steps: int, progress: bool,
 ) -> Encoded:
-    """The largest model whose plain file fits; with search, that model's searched file under a
-    rate cap that keeps the whole file within the target (the plain file if the searched one
-    should still not fit)."""
+    """The file with the most bits within the target, by measurement: each model of the ladder at
+    full size, highest first; where the first that fits leaves more than a tenth of the target
+    unused, the model above it on the picture shrunk (largest side that fits, by bisection) —
+    also below the lowest model's rate, down to MIN_SCALE. The decoder scales the picture back.
+    With search, the chosen file's latents are then searched under a rate cap that keeps the
+    whole file within the target (the plain file if the searched one should still not fit)."""
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
-    pixels = image.shape[0] * image.shape[1]
-    achieved = {}
-    for name in reversed(shipped_models(family)):
-        with step(f"coding the image with {name}"):
+    budget = target * source.pixels  # bits
+    achieved: dict[str, float] = {}
+
+    def attempt(name: str, side: int | None = None) -> _Attempt:
+        with step(f"coding the image with {name}" + (f" at {side} px" if side else "")):
             codec = load_image_codec(name)
-            refine_section = refine.for_model(codec.name)
+            image, picture = source.at_side(side)
             payload = codec.compress(image)
-        data = _pack_with(codec, payload, image, caption, refine_section, picture)
-        achieved[name] = 8 * len(data) / pixels
-        if achieved[name] > target:
+            data = _pack_with(codec, payload, image, caption, refine.for_model(codec.name), picture)
+        return _Attempt(codec, image, payload, data, picture)
+
+    def shrunk_to_fit(name: str) -> _Attempt | None:
+        """The largest side (down to MIN_SCALE) at which `name`'s file fits, stopping once it uses
+        at least TARGET_FLOOR of the budget."""
+        low, high, best = max(16, round(MIN_SCALE * source.side)), source.side - 1, None
+        while low <= high:
+            side = (low + high + 1) // 2 if best else low  # first check that the smallest fits at all
+            result = attempt(name, side)
+            if 8 * len(result.data) > budget:
+                high = side - 1
+                if best is None:
+                    return None
+                continue
+            best, low = result, side + 1
+            if 8 * len(result.data) >= TARGET_FLOOR * budget:
+                break
+        return best
+
+    ladder = list(reversed(shipped_models(family)))  # highest rate first
+    chosen = None
+    for index, name in enumerate(ladder):
+        result = attempt(name)
+        achieved[name] = 8 * len(result.data) / source.pixels
+        if 8 * len(result.data) > budget:
             continue
-        if search_steps:
-            # the coder's fixed cost over the estimate (rANS flushes, byte padding: ~200 bits for
-            # the checkerboard models' three strings) weighs up to ~6 % on a small image's budget
-            fixed = max(0.0, 8 * len(payload) - codec.estimate_bits(image))
-            cap = CAP_MARGIN * (target * pixels - 8 * (len(data) - len(payload)) - fixed) / pixels
-            searched = codec.compress(image, search_steps, progress, max_bpp=cap)
-            searched_data = _pack_with(codec, searched, image, caption, refine_section, picture)
-            if 8 * len(searched_data) <= target * pixels:
-                data = searched_data
-        return Encoded(data, unpack(data), codec.name, caption.caption)
-    tried = ", ".join(f"{name} {rate:.4f}" for name, rate in achieved.items())
-    raise InputError(
-        f"no model reaches {target} bpp on this {image.shape[1]}x{image.shape[0]} image "
-        f"(measured bpp: {tried}); raise the target" + (" or drop the caption" if caption.caption is not None else "")
-    )
+        chosen = result
+        if index > 0 and 8 * len(result.data) < TARGET_FLOOR * budget:
+            chosen = shrunk_to_fit(ladder[index - 1]) or result
+        break
+    if chosen is None:
+        chosen = shrunk_to_fit(ladder[-1])
+    if chosen is None:
+        tried = ", ".join(f"{name} {rate:.4f}" for name, rate in achieved.items())
+        raise InputError(
+            f"no model reaches {target} bpp on this {source.original[0]}x{source.original[1]} image, even shrunk "
+            f"to {MIN_SCALE:g} of its size (measured bpp at full size: {tried}); raise the target"
+            + (" or drop the caption" if caption.caption is not None else "")
+        )
+    data = chosen.data
+    if search_steps:
+        codec, image = chosen.codec, chosen.image
+        # the coder's fixed cost over the estimate (rANS flushes, byte padding: ~200 bits for
+        # the checkerboard models' three strings) weighs up to ~6 % on a small image's budget
+        fixed = max(0.0, 8 * len(chosen.payload) - codec.estimate_bits(image))
+        cap_bits = CAP_MARGIN * (budget - 8 * (len(data) - len(chosen.payload)) - fixed)
+        searched = codec.compress(image, search_steps, progress, max_bpp=cap_bits / (image.shape[0] * image.shape[1]))
+        searched_data = _pack_with(codec, searched, image, caption, refine.for_model(codec.name), chosen.picture)
+        if 8 * len(searched_data) <= budget:
+            data = searched_data
+    return Encoded(data, unpack(data), chosen.codec.name, caption.caption)
 
 
 def _check_image(image: np.ndarray, shrinking: bool = False) -> None:

@@ -1,0 +1,41 @@
+"""`bpp=T` uses the rate the ladder leaves unused: the model above the first that fits, on the picture
+shrunk to fit, and below the lowest model the lowest one shrunk; the decoder restores the size."""
+
+import numpy as np
+import pytest
+
+from stic import pipeline
+from stic.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def photo():
+    skimage_data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skimage_data.coffee()[:256, :384])
+
+
+@pytest.fixture(scope="module")
+def ladder(photo):
+    return {name: pipeline.encode(photo, model=name, refiner=None).bpp for name in ("stic-q1", "stic-q2")}
+
+
+def test_a_target_between_two_models_is_met_with_the_upper_one_shrunk(photo, ladder):
+    target = (ladder["stic-q1"] + ladder["stic-q2"]) / 2
+    encoded = pipeline.encode(photo, bpp=target, refiner=None)
+    assert encoded.image_model == "stic-q2" and encoded.file.width < 384
+    assert ladder["stic-q1"] < encoded.bpp <= target
+    assert encoded.bpp == 8 * len(encoded.data) / (384 * 256)  # bits per pixel of the original size
+    assert pipeline.decode(encoded.data).image.shape == photo.shape
+
+
+def test_a_target_below_the_lowest_model_shrinks_the_picture(photo, ladder):
+    target = ladder["stic-q1"] / 2
+    encoded = pipeline.encode(photo, bpp=target, refiner=None)
+    assert encoded.image_model == "stic-q1" and encoded.bpp <= target
+    assert encoded.file.width <= 384 * 0.75
+    assert pipeline.decode(encoded.data).image.shape == photo.shape
+
+
+def test_a_target_below_the_smallest_picture_is_refused(photo, ladder):
+    with pytest.raises(InputError, match="even shrunk to 0.25"):
+        pipeline.encode(photo, bpp=ladder["stic-q1"] / 100, refiner=None)
