@@ -64,3 +64,15 @@ def test_fingerprint_names_mode_and_model_not_xhat(vlm, tmp_path):
     assert VLMArithmeticCoder(vlm, prompt="Caption:").fingerprint() != plain
     other = load_vlm(str(save_tiny_llava(tmp_path / "other", seed=1)))
     assert VLMArithmeticCoder(other).fingerprint() != plain
+
+
+@pytest.mark.parametrize("method", ["vlm", "vlm-xhat"])
+def test_eval_rows_with_a_vlm_caption_coder_decode(tmp_path, method):
+    """`stic eval --text-coder vlm:M`: the decoder is told the VLM (a file cannot name it)."""
+    from stic.eval.codecs import SticRunner
+
+    folder = save_tiny_llava(tmp_path / "llava")
+    runner = SticRunner(_image(3, (64, 96, 3)), "A red barn.", {"text_coder": f"{method}:{folder}", "refiner": None})
+    outcome = runner(2.0)
+    assert outcome.status == "ok", outcome.note
+    assert outcome.caption_bytes > 0

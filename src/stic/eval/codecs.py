@@ -101,6 +101,14 @@ class SticRunner:
         self.options = {k: v for k, v in (options or {}).items() if v is not None}
         self.options.setdefault("refiner", AUTO)
 
+    def _vlm(self) -> str | None:
+        """The VLM a `vlm:`/`vlm-xhat:` caption needs at decode (a file cannot name it)."""
+        from stic.text.vlm_coder import parse_vlm_coder
+
+        coder = self.options.get("text_coder")
+        parsed = parse_vlm_coder(coder) if isinstance(coder, str) else None
+        return parsed[1] if parsed else None
+
     def __call__(self, target: float) -> Outcome:
         from stic.container import SECTION_CAPTION, SECTION_IMAGE
         from stic.pipeline import decode, encode
@@ -114,7 +122,7 @@ class SticRunner:
             raise
         encode_s = time.perf_counter() - started
         started = time.perf_counter()
-        decoded = decode(encoded.data).image
+        decoded = decode(encoded.data, text_model=self._vlm()).image
         if decoded.ndim == 2:  # a grey photo decodes grey; metrics compare RGB arrays
             decoded = np.repeat(decoded[:, :, None], 3, axis=2)
         decode_s = time.perf_counter() - started
