@@ -76,3 +76,22 @@ def test_eval_rows_with_a_vlm_caption_coder_decode(tmp_path, method):
     outcome = runner(2.0)
     assert outcome.status == "ok", outcome.note
     assert outcome.caption_bytes > 0
+
+
+def test_qwen2_vl_codes_the_same_after_an_image_prefill_and_decodes_in_a_fresh_process(tmp_path):
+    """Qwen2-VL keeps M-RoPE offsets on the model: a caption coded text-only after the captioner (or
+    an x̂-conditioned coder) ran an image prefill must still be the fresh decoder's stream."""
+    from tiny_vlm import save_tiny_qwen2_vl
+
+    from stic.caption.vlm import VLMCaptioner
+
+    folder = str(save_tiny_qwen2_vl(tmp_path / "qwen2vl"))
+    vlm, image, text = load_vlm(folder), _image(5, (56, 56, 3)), CAPTIONS[0]
+    before = VLMArithmeticCoder(vlm).encode(text)
+    VLMCaptioner(vlm, max_new_tokens=3).caption(image)  # an image prefill in the same model
+    conditioned = VLMArithmeticCoder(vlm, image).encode(text)
+    after = VLMArithmeticCoder(vlm).encode(text)
+    assert after == before
+    fresh = load_vlm(folder)
+    assert VLMArithmeticCoder(fresh).decode(after) == text
+    assert VLMArithmeticCoder(fresh, image).decode(conditioned) == text

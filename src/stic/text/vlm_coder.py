@@ -23,7 +23,7 @@ import torch
 from stic import codecs
 from stic.caption.vlm import VisionLanguageModel, cached_vlm
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
-from stic.text.lm import CODING_THREADS, _HFSession
+from stic.text.lm import CODING_THREADS, _HFSession, cache_argument
 from stic.text.lm_coder import LMArithmeticCoder
 from stic.threads import fixed_threads
 
@@ -60,15 +60,38 @@ class VLMPromptedLM:
         """Run the prompt (with the image) once, then continue token by token like LanguageModel."""
         if tuple(int(t) for t in prefix_ids) != self._prefix or learned is not None:
             raise ValueError("a VLM session starts only from its own prompt (no learned prefix)")
+        rope = _rope_state_holder(self.model)
         if self._memo is None:
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self.model.config.get_text_config())
+            if rope is not None:
+                rope.rope_deltas = None  # as in a fresh process: no offsets left by another prefill
             with torch.inference_mode(), fixed_threads(CODING_THREADS):
-                out = self.model(**self._inputs, past_key_values=cache, use_cache=True)
-            self._memo = (out.past_key_values, out.logits[0, -1].float())
-        cache, logits = self._memo
-        return _HFSession(self.model, copy.deepcopy(cache), logits.clone())
+                out = self.model(**self._inputs, **cache_argument(self.model, cache))
+            self._memo = (cache, out.logits[0, -1].float(), getattr(rope, "rope_deltas", None))
+        cache, logits, deltas = self._memo
+        return _VLMSession(self.model, copy.deepcopy(cache), logits.clone(), rope, deltas)
+
+
+def _rope_state_holder(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The submodule keeping M-RoPE position offsets between calls (Qwen2-VL/2.5-VL `rope_deltas`), if any."""
+    return next((m for m in model.modules() if hasattr(m, "rope_deltas")), None)
+
+
+class _VLMSession(_HFSession):
+    """A session whose steps use the M-RoPE offsets of its own prefill: Qwen2-VL keeps them on the
+    model, where any other prefill (the captioner's generate, another coder) overwrites them, and
+    a decoder in a fresh process would compute other positions."""
+
+    def __init__(self, model, cache, logits, rope: torch.nn.Module | None, deltas):
+        super().__init__(model, cache, logits)
+        self._rope, self._deltas = rope, deltas
+
+    def push(self, token_id: int) -> None:
+        if self._rope is not None:
+            self._rope.rope_deltas = self._deltas
+        super().push(token_id)
 
 
 class VLMArithmeticCoder(LMArithmeticCoder):
