@@ -95,3 +95,20 @@ def test_qwen2_vl_codes_the_same_after_an_image_prefill_and_decodes_in_a_fresh_p
     fresh = load_vlm(folder)
     assert VLMArithmeticCoder(fresh).decode(after) == text
     assert VLMArithmeticCoder(fresh, image).decode(conditioned) == text
+
+
+def test_the_fingerprint_covers_the_image_processor(tmp_path):
+    folder = save_tiny_llava(tmp_path / "llava")
+    first = load_vlm(str(folder)).fingerprint()
+    import json
+
+    config = folder / "preprocessor_config.json"  # transformers 4; 5 nests it in processor_config.json
+    if config.is_file():
+        settings = json.loads(config.read_text())
+        settings["image_mean"] = [0.5, 0.5, 0.5]
+    else:
+        config = folder / "processor_config.json"
+        settings = json.loads(config.read_text())
+        settings["image_processor"]["image_mean"] = [0.5, 0.5, 0.5]
+    config.write_text(json.dumps(settings))
+    assert load_vlm(str(folder)).fingerprint() != first  # a mismatch, not "corrupt", at decode

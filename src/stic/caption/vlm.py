@@ -8,6 +8,8 @@ same image always gets the same caption; the caption is then fitted to CLIP's 77
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,9 +36,14 @@ class VisionLanguageModel:
         self._fingerprint: bytes | None = None
 
     def fingerprint(self) -> bytes:
-        """4 bytes over the config, the tokenizer and every weight."""
+        """4 bytes over the config, the tokenizer, every weight and the image processor's settings
+        (another resize or normalisation gives other image tokens, hence other probabilities)."""
         if self._fingerprint is None:
-            self._fingerprint = model_digest(self.model, self.tokenizer)[:4]
+            h = hashlib.blake2b(model_digest(self.model, self.tokenizer), digest_size=4)
+            settings = getattr(self.processor, "image_processor", None)
+            if settings is not None:
+                h.update(json.dumps(settings.to_dict(), sort_keys=True, default=str).encode())
+            self._fingerprint = h.digest()
         return self._fingerprint
 
     def prompt_inputs(self, image: np.ndarray | None, prompt: str) -> dict[str, torch.Tensor]:
