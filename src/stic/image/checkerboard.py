@@ -15,6 +15,8 @@ from compressai.latent_codecs import CheckerboardLatentCodec, GaussianConditiona
 from compressai.layers import CheckerboardMaskedConv2d
 from compressai.models import MeanScaleHyperprior
 
+from stic.image.tiled import synthesize
+
 
 class ResidualEntropyParameters(nn.Module):
     """[context features, hyperprior scales, hyperprior means] -> corrected (scales, means): a
@@ -105,7 +107,7 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
             raise ValueError(f"expected {self.STRINGS} strings, got {len(strings)}")
         exact = exact_entropy.ExactEntropyParameters(self)
         y_hat = exact_entropy.decompress_latents(self, exact, [s[0] for s in strings], shape)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+        return {"x_hat": synthesize(self.g_s, y_hat).clamp_(0, 1)}
 
     def decompress_float(self, strings: list, shape) -> dict:
         """Decode stic 0.1's strings, whose entropy parameters came from the float networks (in
@@ -115,4 +117,4 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
         z_hat = self.entropy_bottleneck.decompress(strings[2], shape)
         y_shape = (self.M, 4 * z_hat.shape[-2], 4 * z_hat.shape[-1])
         y_hat = self.context.decompress(strings[:2], y_shape, self.h_s(z_hat))["y_hat"]
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+        return {"x_hat": synthesize(self.g_s, y_hat).clamp_(0, 1)}
