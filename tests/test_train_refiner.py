@@ -106,3 +106,9 @@ def test_cli_flags_reach_the_config(monkeypatch):
     cfg = seen["cfg"]
     assert cfg.models == ("stic-q2",) and cfg.crop == 64 and cfg.losses == {"dists": 1} and cfg.adversarial == 0
     assert cfg.minutes == 3 and cfg.device == "cpu"
+
+
+def test_a_missing_starting_point_fails_before_any_pair_is_coded(data, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        train_refiner(_cfg(tmp_path / "run", max_steps=1, init_from=str(tmp_path / "absent.pth")))
+    assert not (tmp_path / "run" / "pairs").exists()

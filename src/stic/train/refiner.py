@@ -197,6 +197,8 @@ def train_refiner(cfg: RefinerConfig) -> Path:
     torch.manual_seed(cfg.seed)
 
     net = build_network(cfg.num_conv).to(device)
+    if cfg.init_from and not has_checkpoint(out):  # read before the pairs are coded: a bad path fails at once
+        net.load_state_dict(read_weights(cfg.init_from))
     optimizers = {"main": torch.optim.Adam(net.parameters(), lr=cfg.lr)}
     autocast = autocast_factory(cfg.precision, device)
     modules, gan = {}, None
@@ -211,8 +213,6 @@ def train_refiner(cfg: RefinerConfig) -> Path:
     if has_checkpoint(out):
         state = load_checkpoint(out, net, optimizers, modules)
         sampler.set_state(state["sampler"])
-    elif cfg.init_from:
-        net.load_state_dict(read_weights(cfg.init_from))
     config = {"num_conv": cfg.num_conv, "models": list(cfg.models)}
     log = (out / "train.log").open("a")
 
