@@ -19,13 +19,20 @@ def ladder(photo):
     return {name: pipeline.encode(photo, model=name, refiner=None).bpp for name in ("stic-q1", "stic-q2")}
 
 
-def test_a_target_between_two_models_is_met_with_the_upper_one_shrunk(photo, ladder):
-    target = (ladder["stic-q1"] + ladder["stic-q2"]) / 2
+def test_a_target_just_below_a_model_is_met_with_it_shrunk_a_little(photo, ladder):
+    target = 0.95 * ladder["stic-q2"]  # 320 px wide (320x256 padded) gives 0.91 of the full-size bits
     encoded = pipeline.encode(photo, bpp=target, refiner=None)
-    assert encoded.image_model == "stic-q2" and encoded.file.width < 384
+    assert encoded.image_model == "stic-q2" and round(0.8 * 384) <= encoded.file.width < 384
     assert ladder["stic-q1"] < encoded.bpp <= target
     assert encoded.bpp == 8 * len(encoded.data) / (384 * 256)  # bits per pixel of the original size
     assert pipeline.decode(encoded.data).image.shape == photo.shape
+
+
+def test_far_between_two_models_the_lower_one_codes_the_whole_picture(photo, ladder):
+    """Shrinking the upper model past 0.8 of each side looks worse than the lower model at full size."""
+    target = 1.1 * ladder["stic-q1"]
+    encoded = pipeline.encode(photo, bpp=target, refiner=None)
+    assert encoded.image_model == "stic-q1" and encoded.file.width == 384
 
 
 def test_a_target_below_the_lowest_model_shrinks_the_picture(photo, ladder):
