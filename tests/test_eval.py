@@ -292,7 +292,7 @@ def test_stic_codec_rows_come_from_the_pipeline_file(tmp_path, monkeypatch):
     monkeypatch.setattr(
         stic.pipeline,
         "decode",
-        lambda data: SimpleNamespace(image=np.full((64, 96, 3), 128, np.uint8)),
+        lambda data, **options: SimpleNamespace(image=np.full((64, 96, 3), 128, np.uint8)),
     )
     monkeypatch.setattr(stic.image.registry, "shipped_models", lambda: ["fake-q1"])
     folder = _folder(tmp_path, count=1)

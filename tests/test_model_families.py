@@ -97,7 +97,7 @@ def test_shipped_decoder_only_perceptual_models_share_the_mse_bitstreams():
 def test_default_refiner_follows_the_family():
     from stic.pipeline import DEFAULT_REFINERS, default_refiner
 
-    assert default_refiner(family="mse") == DEFAULT_REFINERS["mse"] == "realesrgan-compact"
+    assert default_refiner(family="mse") == DEFAULT_REFINERS["mse"] == "realesrgan-stic"
     assert default_refiner(family="perceptual") == DEFAULT_REFINERS["perceptual"] == "identity"
     for name in registry.all_shipped_models():
         family_default = DEFAULT_REFINERS[registry.model_family(name)]
