@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from stic import codecs
-from stic.status import step
 from stic.container import (
     SECTION_CAPTION,
     SECTION_IMAGE,
@@ -43,6 +42,7 @@ from stic.image.registry import (
 )
 from stic.picture import Presentation, fit_to_side, is_grey, presented_size
 from stic.refine.protocol import Refiner
+from stic.status import step
 from stic.text.protocol import TextCoder
 from stic.text.registry import get_text_coder, text_coder_for_section
 
@@ -175,8 +175,8 @@ def encode(
     registry's default family).
     `text_coder` may also be "vlm:MODEL" or "vlm-xhat:MODEL" (a VLM codes the caption, the latter
     seeing x̂). `refiner` (a name, a Refiner, None for no refinement, or AUTO — the default, as in
-    `stic encode` — for the chosen model's own choice) and `seed` are written for the decoder to apply. `search_steps` > 0 optimises the image latents for this
-    image before coding (slower encoding, same decoder; docs/latent_search.md); `progress` shows
+    `stic encode` — for the chosen model's own choice) and `seed` are written for the decoder to
+    apply. `search_steps` > 0 optimises the image latents for this image before coding (slower encoding, same decoder; docs/latent_search.md); `progress` shows
     a progress bar for it. `max_side` shrinks a larger image (Lanczos) to that longer side before
     coding; the file records the original size, which decoding restores (`original_size`: the
     (width, height) of the photo `image` was already shrunk from, as `stic.image.io.read_image`
@@ -188,7 +188,7 @@ def encode(
         raise InputError(f"search_steps must be >= 0, got {search_steps}")
     _check_image(image, shrinking=max_side is not None)
     original = tuple(original_size or (image.shape[1], image.shape[0]))
-    source = _Source(fit_to_side(image, max_side), original)
+    source = _Source(fit_to_side(image, max_side), original, is_grey(image))
     _check_image(source.image)
     image, picture = source.at_side(None)
     caption_section = _CaptionSection(caption, text_coder)
@@ -236,6 +236,7 @@ class _Source:
 
     image: np.ndarray
     original: tuple[int, int]
+    grey: bool  #: three equal channels: the file says so and decodes grey
 
     @property
     def pixels(self) -> int:
@@ -249,7 +250,7 @@ class _Source:
         """The image shrunk to `side` (None: as is) and the picture section that presents it."""
         image = fit_to_side(self.image, side)
         shrunk = (image.shape[1], image.shape[0]) != self.original
-        return image, Presentation(grey=is_grey(image), original=self.original if shrunk else None).section()
+        return image, Presentation(grey=self.grey, original=self.original if shrunk else None).section()
 
 
 @dataclass

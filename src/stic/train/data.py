@@ -144,7 +144,7 @@ class CropSampler:
     def _batch(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
         picks = self.rng.integers(0, len(self.images), size)
         patches = np.stack([self._crop(self.images[i]) for i in picks])
-        return torch.from_numpy(patches).permute(0, 3, 1, 2).float().div_(255.0), picks
+        return batch_tensor(patches), picks
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -163,4 +163,9 @@ def center_crops(images: list[np.ndarray], size: int) -> torch.Tensor:
             h, w = rgb.shape[:2]
         top, left = (h - size) // 2, (w - size) // 2
         out.append(rgb[top : top + size, left : left + size])
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div_(255.0)
+    return batch_tensor(out)
+
+
+def batch_tensor(images) -> torch.Tensor:
+    """HxWx3 uint8 images (a list or a stacked array) -> N x 3 x H x W float batch in [0, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)

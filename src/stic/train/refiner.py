@@ -36,7 +36,7 @@ from stic.refine.rrdbnet import SRVGGNetCompact
 from stic.train.adversarial import Adversarial
 from stic.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from stic.train.config import RefinerConfig
-from stic.train.data import list_images, load_rgb, split
+from stic.train.data import batch_tensor, list_images, load_rgb, split
 from stic.train.distributed import resolve_device
 from stic.train.precision import autocast_factory
 
@@ -118,17 +118,13 @@ class PairSampler:
                 a, b = a[:, ::-1], b[:, ::-1]
             smalls.append(a)
             targets.append(b)
-        return _tensor(smalls), _tensor(targets)
+        return batch_tensor(smalls), batch_tensor(targets)
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
-
-
-def _tensor(images: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def centre_pairs(pairs, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +138,7 @@ def centre_pairs(pairs, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
         targets.append(target[SCALE * top : SCALE * top + crop, SCALE * left : SCALE * left + crop])
     if not smalls:
         raise InputError(f"no validation image is at least {crop} pixels a side")
-    return _tensor(smalls), _tensor(targets)
+    return batch_tensor(smalls), batch_tensor(targets)
 
 
 def colour_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
