@@ -1,8 +1,10 @@
-"""Side-by-side crops for judging by eye (docs/quality.md): original | x̂ | each refiner, per rate point.
+"""Side-by-side crops for judging by eye (docs/quality.md): x̂ | each refiner, per rate point.
 
 Numbers can be gamed, eyes less so. For a few Kodak images and shipped models this codes the
 image (real file, no caption), decodes x̂, applies each refiner, and writes one WebP per
-(image, model): a row of the same 256x256 crop from each, labelled, at 1:1 (WebP quality 92: far
+(image, model): a row of the same 256x256 crop from each, labelled, at 1:1. The original's crop
+is left out (the evaluation data stays out of the repository): `--with-original` adds it for
+local viewing (WebP quality 92: far
 finer than the differences judged, at a fifth of lossless's size).
 
     python bench/quality_crops.py --images kodim05 kodim14 kodim23 --models stic-q1 stic-q2 \\
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--refiners", nargs="+", default=["realesrgan-compact", "realesrgan-stic"])
     parser.add_argument("--at", nargs=2, type=int, metavar=("TOP", "LEFT"), help="crop corner (default: centre)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality")
+    parser.add_argument("--with-original", action="store_true", help="also the original's crop (not for committing)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +58,8 @@ def main() -> None:
             encoded = pipeline.encode(image, model=model, refiner=None)
             x_hat = pipeline.decode(encoded.data).image
             bpp = f"{encoded.bpp:.4f} bpp"
-            panels = [_labelled(image[box], "original"), _labelled(x_hat[box], f"{model} x_hat {bpp}")]
+            panels = [_labelled(image[box], "original")] if args.with_original else []
+            panels.append(_labelled(x_hat[box], f"{model} x_hat {bpp}"))
             panels += [_labelled(refiner.refine(x_hat)[box], refiner_name) for refiner_name, refiner in refiners.items()]
             row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
             for i, panel in enumerate(panels):
