@@ -241,6 +241,7 @@ def _cmd_info(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from stic.eval.cli import add_parser as add_eval
+    from stic.serve.cli import add_parser as add_serve
     from stic.text.cli import add_parser as add_text
     from stic.train.cli import add_parser as add_train
 
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_text(sub)
     add_train(sub)
     add_eval(sub)
+    add_serve(sub)
     return parser
 
 

@@ -42,11 +42,14 @@ def load_image(source: str | os.PathLike | bytes, max_side: int | None = None) -
     return read_image(source, max_side)[0]
 
 
-def read_image(source: str | os.PathLike | bytes, max_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """`load_image`, and the photo's own (width, height) before any shrinking (after EXIF rotation)."""
+def read_image(
+    source: str | os.PathLike | bytes, max_side: int | None = None, name: str | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """`load_image`, and the photo's own (width, height) before any shrinking (after EXIF rotation).
+    `name` is what messages call the image (default: its path, or "<bytes>")."""
     from stic.picture import fit_to_side
 
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except FileNotFoundError as err:
