@@ -3,7 +3,8 @@ coded size chosen, with the default refiner and no caption (the caption's bits w
 
     python bench/rate_control_kodak.py --images 6      # writes results/rate_control_kodak.json
 
-A target is met when the real file is within [0.9 T, T] (stic.pipeline.TARGET_FLOOR).
+A target is met when the real file is within [0.9 T, T] (stic.pipeline.TARGET_FLOOR). `step` is the
+finer quantisation step the file was coded with (0: the model's own).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from stic import pipeline
 from stic.errors import InputError
+from stic.fileinfo import describe
 from stic.image.io import load_image
 from stic.metrics import compare
 from stic.paths import data_dir
@@ -51,6 +53,7 @@ def main() -> None:
             rows.append({
                 "image": name, "target": target, "bpp": round(encoded.bpp, 5), "ratio": round(encoded.bpp / target, 3),
                 "met": 0.9 * target <= encoded.bpp <= target, "model": encoded.image_model,
+                "step": describe(encoded.file)["sections"][0].get("step", 0),
                 "coded": [encoded.file.width, encoded.file.height], "encode_s": round(seconds, 2),
                 **{k: round(v, 4) for k, v in compare(image, decoded, ("psnr", "lpips-alex")).items()},
             })

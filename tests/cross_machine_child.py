@@ -4,7 +4,7 @@ so that ATEN_CPU_CAPABILITY, the thread count and oneDNN take effect from the st
     python cross_machine_child.py JOB.json OUT.json
 
 JOB: {"threads": n, "onednn": bool, "models": [...], "encode": {model: [texts]},
-      "decode": {model: [hex]}, "files": [hex of .stic files], "images": [seeds]}
+      "decode": {model: [hex]}, "files": [hex of .stic files], "images": [[seed, model, step]]}
 OUT: {"capability": str, "encoded": {model: [hex]}, "decoded": {model: [texts]},
       "files": [[caption, symbols digest]], "made": [[hex, caption, symbols digest]]}
 """
@@ -36,8 +36,9 @@ def main() -> None:
     if job.get("images"):
         import fuzz_cases as fc
 
-        for seed, model in job["images"]:
-            data = pipeline.encode(fc.sample_image(96, 128, seed), model=model, caption=f"Test card {seed}.", refiner=None).data
+        for seed, model, step in job["images"]:
+            image = fc.sample_image(96, 128, seed)
+            data = pipeline.encode(image, model=model, caption=f"Test card {seed}.", refiner=None, step=step).data
             out["made"].append([data.hex(), pipeline.decode(data).caption, symbols_digest(data)])
     with open(sys.argv[2], "w", encoding="utf-8") as f:
         json.dump(out, f)

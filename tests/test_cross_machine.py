@@ -85,6 +85,9 @@ def test_captions_decode_across_kernel_classes_threads_and_onednn(tmp_path):
     files = [
         pipeline.encode(fc.sample_image(96, 128, seed), model=model, caption=f"Test card {seed}.").data
         for seed, model in enumerate(image_models)
+    ] + [  # finer quantisation steps
+        pipeline.encode(fc.sample_image(96, 128, 50 + k), model=model, step=step, caption="Finer.").data
+        for k, (model, step) in enumerate([("stic-q1", 20), ("stic-p3", 48)])
     ]
     file_expected = [[pipeline.decode(f).caption, symbols_digest(f)] for f in files]
     reference = {}
@@ -103,7 +106,9 @@ def test_captions_decode_across_kernel_classes_threads_and_onednn(tmp_path):
             "encode": {m: [texts[i] for i in (chosen if m == models[0] else range(len(texts)))] for m in models},
             "decode": {m: [reference[m][i] for i in share] for m in models},
             "files": [f.hex() for f in files],
-            "images": [[100 + 2 * index + k, image_models[(index + k) % len(image_models)]] for k in range(2)],
+            # [seed, model, quantisation step]: one file at the model's own step, one finer
+            "images": [[100 + 2 * index + k, image_models[(index + k) % len(image_models)], k * (5 + 7 * index)]
+                       for k in range(2)],
         }  # fmt: skip
         jobs.append(({"ATEN_CPU_CAPABILITY": capability}, job))
         expected.append((chosen, share))

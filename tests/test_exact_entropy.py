@@ -62,14 +62,36 @@ def test_exact_strings_cost_what_float_ones_did_and_decode_to_the_encoders_laten
     assert (y_hat - y).abs().max() <= 0.5 + 1e-4  # each latent rounded about its own mean
 
 
-def test_ulp_noise_in_the_float_convolutions_changes_no_symbol(model, monkeypatch):
+def test_quantisation_steps_are_exact_powers_of_two_to_the_sixteenth():
+    """STEP_UNITS[s] = floor(2^12 * 2^(-s/16)), checked in integers: D^16 2^s <= 2^192 < (D+1)^16 2^s."""
+    assert ee.STEP_UNITS[0] == 4096 and ee.STEP_UNITS[16] == 2048 and ee.STEP_UNITS[48] == 512
+    for s, units in enumerate(ee.STEP_UNITS):
+        assert units**16 << s <= 1 << 192 < (units + 1) ** 16 << s
+    assert all(a > b for a, b in zip(ee.STEP_UNITS, ee.STEP_UNITS[1:]))
+
+
+@pytest.mark.parametrize("step", [1, 16, 48])
+def test_a_finer_step_decodes_to_the_encoders_latents_within_half_a_step(model, step):
+    exact = ee.ExactEntropyParameters(model)
+    y, z = _latents(model, seed=1)
+    with torch.no_grad():
+        coarse = ee.compress_latents(model, exact, y, z)
+        strings = ee.compress_latents(model, exact, y, z, step)
+        y_hat = ee.decompress_latents(model, exact, strings, z.shape[-2:], step)
+    assert strings[2] == coarse[2]  # z is coded as before
+    assert len(strings[0]) + len(strings[1]) >= len(coarse[0]) + len(coarse[1])
+    assert (y_hat - y).abs().max() <= 0.5 * ee.STEP_UNITS[step] / 4096 + 1e-4
+
+
+@pytest.mark.parametrize("step", [0, 24])
+def test_ulp_noise_in_the_float_convolutions_changes_no_symbol(model, monkeypatch, step):
     """The integer networks' only float operations are float64 convolutions of small integers; an
     ulp of error in any output (another BLAS, oneDNN or not, a GPU) must change nothing."""
     exact = ee.ExactEntropyParameters(model)
     y, z = _latents(model, seed=2)
     with torch.no_grad():
-        strings = ee.compress_latents(model, exact, y, z)
-        clean = ee.decompress_latents(model, exact, strings, z.shape[-2:])
+        strings = ee.compress_latents(model, exact, y, z, step)
+        clean = ee.decompress_latents(model, exact, strings, z.shape[-2:], step)
     generator = torch.Generator().manual_seed(0)
 
     def noisy(conv):
@@ -82,7 +104,7 @@ def test_ulp_noise_in_the_float_convolutions_changes_no_symbol(model, monkeypatc
     monkeypatch.setattr(ee.F, "conv2d", noisy(torch.nn.functional.conv2d))
     monkeypatch.setattr(ee.F, "conv_transpose2d", noisy(torch.nn.functional.conv_transpose2d))
     with torch.no_grad():
-        assert torch.equal(ee.decompress_latents(model, exact, strings, z.shape[-2:]), clean)
+        assert torch.equal(ee.decompress_latents(model, exact, strings, z.shape[-2:], step), clean)
 
 
 def test_shipped_models_write_the_exact_codec_and_still_read_stic_0_1_files(model):
@@ -103,3 +125,32 @@ def test_shipped_models_write_the_exact_codec_and_still_read_stic_0_1_files(mode
     legacy = codec.decompress(pack_strings(old), 96, 64, codecs.IMAGE_LEARNED)
     assert np.abs(legacy.astype(int) - decoded.astype(int)).mean() < 2
     assert len(unpack_strings(data, 3)) == 3
+
+
+def test_finer_steps_write_their_own_codec_and_more_bits_for_a_closer_picture():
+    from stic import pipeline
+    from stic.errors import FormatError, InputError
+    from stic.fileinfo import describe
+
+    image = fc.sample_image(128, 192, 5)
+    plain = pipeline.encode(image, model="stic-q2", refiner=None)
+    assert pipeline.encode(image, model="stic-q2", refiner=None, step=0).data == plain.data
+    errors, sizes = [], []
+    for step in (0, 8, 24):
+        encoded = pipeline.encode(image, model="stic-q2", refiner=None, step=step)
+        section = describe(encoded.file)["sections"][0]
+        assert section["codec"] == ("learned-exact-step" if step else "learned-exact") and section.get("step", 0) == step
+        decoded = pipeline.decode(encoded.data).image
+        errors.append(np.mean((decoded.astype(float) - image) ** 2))
+        sizes.append(len(encoded.data))
+    assert sizes[0] < sizes[1] < sizes[2] and errors[0] > errors[1] > errors[2]
+
+    with pytest.raises(InputError, match="steps 0..48, not 49"):
+        pipeline.encode(image, model="stic-q2", step=49)
+    with pytest.raises(InputError, match="bpp picks the quantisation step itself"):
+        pipeline.encode(image, bpp=0.1, step=3)
+    codec = load_image_codec("stic-q2")
+    payload = codec.compress(image, step=8)
+    for bad in (b"\x00", b"\x31"):
+        with pytest.raises(FormatError, match="quantisation step"):
+            codec.decompress(bad + payload[1:], 192, 128, codecs.IMAGE_LEARNED_EXACT_STEP)

@@ -1,11 +1,13 @@
 """`bpp=T` uses the rate the ladder leaves unused: the model above the first that fits, on the picture
-shrunk to fit, and below the lowest model the lowest one shrunk; the decoder restores the size."""
+shrunk to fit, else the one that fits quantised finer, and below the lowest model the lowest one
+shrunk; the decoder restores the size."""
 
 import numpy as np
 import pytest
 
 from stic import pipeline
 from stic.errors import InputError
+from stic.fileinfo import describe
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +30,21 @@ def test_a_target_just_below_a_model_is_met_with_it_shrunk_a_little(photo, ladde
     assert pipeline.decode(encoded.data).image.shape == photo.shape
 
 
-def test_far_between_two_models_the_lower_one_codes_the_whole_picture(photo, ladder):
-    """Shrinking the upper model past 0.8 of each side looks worse than the lower model at full size."""
-    target = 1.1 * ladder["stic-q1"]
+def test_far_between_two_models_the_lower_one_codes_the_whole_picture_finer(photo, ladder):
+    """Shrinking the upper model past 0.8 of each side looks worse than the lower model at full
+    size; the lower model fills the target with a finer quantisation step."""
+    target = 1.3 * ladder["stic-q1"]
     encoded = pipeline.encode(photo, bpp=target, refiner=None)
     assert encoded.image_model == "stic-q1" and encoded.file.width == 384
+    assert 0.9 * target <= encoded.bpp <= target
+    assert describe(encoded.file)["sections"][0]["step"] > 0
+
+
+def test_above_the_highest_model_it_codes_finer(photo):
+    top = pipeline.encode(photo, model="stic-q3", refiner=None).bpp
+    encoded = pipeline.encode(photo, bpp=1.5 * top, refiner=None)
+    assert encoded.image_model == "stic-q3" and 0.9 * 1.5 * top <= encoded.bpp <= 1.5 * top
+    assert pipeline.decode(encoded.data).image.shape == photo.shape
 
 
 def test_a_target_below_the_lowest_model_shrinks_the_picture(photo, ladder):

@@ -172,8 +172,8 @@ def _cmd_encode(args) -> None:
     )
     write_bytes_atomic(out, encoded.data)
     if args.bpp is not None and encoded.bpp < args.bpp / 2:
-        print(f"stic: note: {encoded.image_model}, the highest-rate model, gives {encoded.bpp:.4f} bpp on this image, "
-              f"far below the {args.bpp:g} bpp target", file=sys.stderr)
+        print(f"stic: note: {encoded.image_model}, the highest-rate model, gives {encoded.bpp:.4f} bpp on this image even "
+              f"at its finest quantisation step, far below the {args.bpp:g} bpp target", file=sys.stderr)
     info = describe(encoded.file)
     if args.json:
         print(json.dumps({"output": str(out), "image_model": encoded.image_model, **caption_info, **info}, indent=2))

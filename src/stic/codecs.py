@@ -22,6 +22,7 @@ TEXT_LM_FLOAT = 20  # the same over a float LM engine: its fingerprint names the
 # image section
 IMAGE_LEARNED = 1  # stic's learned codec (CompressAI architectures, our weights), float entropy parameters
 IMAGE_LEARNED_EXACT = 2  # the checkerboard models with exact integer entropy parameters (stic >= 0.2)
+IMAGE_LEARNED_EXACT_STEP = 3  # the same with y quantised finer: payload = step byte (1..48) + strings
 
 # refine section (no section = no refinement)
 REFINE_REALESRGAN_X4 = 1  # Real-ESRGAN x4plus on x̂ downscaled by 4
@@ -46,7 +47,7 @@ TEXT_CODEC_NAMES = {
 }
 PICTURE_V1 = 0  # picture section: flags (grey, original size) + original width and height
 PICTURE_NAMES = {PICTURE_V1: "picture-v1"}
-IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned", IMAGE_LEARNED_EXACT: "learned-exact"}
+IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned", IMAGE_LEARNED_EXACT: "learned-exact", IMAGE_LEARNED_EXACT_STEP: "learned-exact-step"}
 REFINER_NAMES = {
     REFINE_REALESRGAN_X4: "realesrgan",
     REFINE_DIFFUSION_IMG2IMG: "diffusion",

@@ -49,6 +49,8 @@ def describe(file: SticFile) -> dict:
                 "bpp": per_pixel(len(section.payload)),
             }
         )
+        if section.kind == SECTION_IMAGE and section.codec_id == codecs.IMAGE_LEARNED_EXACT_STEP and section.payload:
+            sections[-1]["step"] = section.payload[0]  # the finer quantisation step
     picture = Presentation.from_section(file.section(SECTION_PICTURE))
     return {
         "width": file.width,

@@ -86,27 +86,28 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
             likelihoods = gc.likelihood_lower_bound(likelihoods)
         return y_hat, likelihoods
 
-    def compress_latents(self, y: torch.Tensor, z: torch.Tensor) -> list[list[bytes]]:
+    def compress_latents(self, y: torch.Tensor, z: torch.Tensor, step: int = 0) -> list[list[bytes]]:
         """Strings [anchors, non-anchors, z] for given latents (g_a's, or a latent search's), with
-        the entropy parameters computed exactly (stic.image.exact_entropy)."""
+        the entropy parameters computed exactly (stic.image.exact_entropy) and y quantised with
+        the finer `step` (exact_entropy.STEP_UNITS; 0: the trained unit step)."""
         from stic.image import exact_entropy
 
-        strings = exact_entropy.compress_latents(self, exact_entropy.ExactEntropyParameters(self), y, z)
+        strings = exact_entropy.compress_latents(self, exact_entropy.ExactEntropyParameters(self), y, z, step)
         return [[s] for s in strings]
 
-    def compress(self, x: torch.Tensor) -> dict:
+    def compress(self, x: torch.Tensor, step: int = 0) -> dict:
         y = self.g_a(x)
         z = self.h_a(y)
-        return {"strings": self.compress_latents(y, z), "shape": z.shape[-2:]}
+        return {"strings": self.compress_latents(y, z, step), "shape": z.shape[-2:]}
 
-    def decompress(self, strings: list, shape) -> dict:
+    def decompress(self, strings: list, shape, step: int = 0) -> dict:
         """Decode strings written with exact entropy parameters (every file since stic 0.2)."""
         from stic.image import exact_entropy
 
         if len(strings) != self.STRINGS:
             raise ValueError(f"expected {self.STRINGS} strings, got {len(strings)}")
         exact = exact_entropy.ExactEntropyParameters(self)
-        y_hat = exact_entropy.decompress_latents(self, exact, [s[0] for s in strings], shape)
+        y_hat = exact_entropy.decompress_latents(self, exact, [s[0] for s in strings], shape, step)
         return {"x_hat": synthesize(self.g_s, y_hat).clamp_(0, 1)}
 
     def decompress_float(self, strings: list, shape) -> dict:

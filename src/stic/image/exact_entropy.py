@@ -31,6 +31,24 @@ OUT_BITS = 12  #: means, scales and every activation, in units of 2^-12
 _CODE_LIMIT = (1 << 15) - 1  #: activations enter a convolution as 16-bit codes
 
 
+def _step_units(step: int) -> int:
+    """floor(2^12 * 2^(-step/16)) in integers: the largest D with D^16 * 2^step <= 2^192."""
+    low, high = 1, 1 << OUT_BITS
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if middle**16 << step <= 1 << (16 * OUT_BITS) else (low, middle - 1)
+    return low
+
+
+#: Finer quantisation of y, for rates between and above the models' own: step s rounds y about its
+#: mean in steps of STEP_UNITS[s] / 2^12 ~ 2^(-s/16) (s = 0: the unit step the models were trained
+#: with) and codes it with the Gaussian of scale / step; one step adds ~5 % to the image's bits, so
+#: `--bpp` can land close to any target. Reconstruction (symbol * units + mean) and the scale's
+#: table index are integer arithmetic.
+MAX_STEP = 48
+STEP_UNITS = tuple(_step_units(s) for s in range(MAX_STEP + 1))
+
+
 class IntConv:
     """A (transposed) convolution with int8 weights per output channel and exact integer output."""
 
@@ -142,8 +160,11 @@ class ExactEntropyParameters:
         h = gelu(self.mlp[1](h))
         return x[:, self.channels :] + self.mlp[2](h)
 
-    def indexes(self, scales: torch.Tensor) -> torch.Tensor:
-        """CDF table index of each (fixed-point) scale: how many thresholds lie below it."""
+    def indexes(self, scales: torch.Tensor, units: int = 1 << OUT_BITS) -> torch.Tensor:
+        """CDF table index of each (fixed-point) scale, divided by the quantisation step of `units`
+        (2^-12 each): how many thresholds lie below it."""
+        if units != 1 << OUT_BITS:
+            scales = torch.div(scales << OUT_BITS, units, rounding_mode="floor")
         return torch.searchsorted(self.thresholds, scales.contiguous()).to(torch.int32)
 
 
@@ -151,7 +172,7 @@ def _to_float(fixed: torch.Tensor) -> torch.Tensor:
     return fixed.to(torch.float64).div(1 << OUT_BITS).float()
 
 
-def _params(exact: ExactEntropyParameters, model, fixed_halves: torch.Tensor, hyper: torch.Tensor, half: int):
+def _params(exact: ExactEntropyParameters, model, fixed_halves: torch.Tensor, hyper: torch.Tensor, half: int, units: int):
     """Scale indexes and means (fixed point) of one checkerboard half, laid out as the coder
     codes it ([n, c, h, w/2]): the anchors from the hyperprior alone, the other half also from
     the decoded anchors (`fixed_halves`) around them."""
@@ -163,11 +184,12 @@ def _params(exact: ExactEntropyParameters, model, fixed_halves: torch.Tensor, hy
     scales, means = params.chunk(2, 1)
     cb = model.context
     scales, means = cb.unembed(scales)[half], cb.unembed(means)[half]
-    return exact.indexes(scales), means
+    return exact.indexes(scales, units), means
 
 
-def compress_latents(model, exact: ExactEntropyParameters, y: torch.Tensor, z: torch.Tensor) -> list[bytes]:
-    """Strings [anchors, non-anchors, z] with exact entropy parameters."""
+def compress_latents(model, exact: ExactEntropyParameters, y: torch.Tensor, z: torch.Tensor, step: int = 0) -> list[bytes]:
+    """Strings [anchors, non-anchors, z] with exact entropy parameters, y quantised with `step`."""
+    units = STEP_UNITS[step]
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
     hyper = exact.hyper(z_hat)
@@ -176,21 +198,25 @@ def compress_latents(model, exact: ExactEntropyParameters, y: torch.Tensor, z: t
     fixed_halves = torch.zeros((2, *y_halves.shape[1:]), dtype=torch.int64)
     strings = []
     for half in range(2):
-        indexes, means = _params(exact, model, fixed_halves, hyper, half)
-        strings.append(gc.compress(y_halves[half], indexes, means=_to_float(means))[0])
-        symbols = torch.round(y_halves[half] - _to_float(means)).to(torch.int64)
-        fixed_halves[half] = (symbols << OUT_BITS) + means
+        indexes, means = _params(exact, model, fixed_halves, hyper, half, units)
+        residual = y_halves[half] - _to_float(means)
+        if step:  # the encoder's own choice of symbol: nothing to keep exact here
+            residual = residual.double() * ((1 << OUT_BITS) / units)
+        symbols = torch.round(residual).to(torch.int64)
+        strings.append(gc.compress(symbols.float(), indexes)[0])
+        fixed_halves[half] = symbols * units + means
     return [*strings, z_strings[0]]
 
 
-def decompress_latents(model, exact: ExactEntropyParameters, strings: list[bytes], z_shape) -> torch.Tensor:
-    """y_hat (float) from strings [anchors, non-anchors, z]."""
+def decompress_latents(model, exact: ExactEntropyParameters, strings: list[bytes], z_shape, step: int = 0) -> torch.Tensor:
+    """y_hat (float) from strings [anchors, non-anchors, z] written with `step`."""
+    units = STEP_UNITS[step]
     z_hat = model.entropy_bottleneck.decompress([strings[2]], z_shape)
     hyper = exact.hyper(z_hat)
     h, w = hyper.shape[-2:]
     fixed_halves = torch.zeros((2, 1, exact.channels, h, w // 2), dtype=torch.int64)
     for half in range(2):
-        indexes, means = _params(exact, model, fixed_halves, hyper, half)
-        y_hat = model.gaussian_conditional.decompress([strings[half]], indexes, means=_to_float(means))
-        fixed_halves[half] = torch.round(y_hat.double() * (1 << OUT_BITS)).to(torch.int64)
+        indexes, means = _params(exact, model, fixed_halves, hyper, half, units)
+        symbols = model.gaussian_conditional.decompress([strings[half]], indexes).to(torch.int64)
+        fixed_halves[half] = symbols * units + means
     return _to_float(model.context.embed(fixed_halves))

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stic.codecs import IMAGE_LEARNED, IMAGE_LEARNED_EXACT
+from stic.codecs import IMAGE_LEARNED, IMAGE_LEARNED_EXACT, IMAGE_LEARNED_EXACT_STEP
 from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
 from stic.image.architectures import PAD_MULTIPLE, string_count
+from stic.image.exact_entropy import MAX_STEP
 from stic.image.latent_search import Objective, compress_latents, search_latents
 from stic.threads import fixed_threads
 
@@ -69,8 +70,10 @@ class LearnedImageCodec:
 
     Checkerboard models (all shipped ones) write IMAGE_LEARNED_EXACT: their entropy parameters
     are computed in integer arithmetic (stic.image.exact_entropy), so the symbols decode alike
-    on every machine; they still read stic 0.1's IMAGE_LEARNED sections. Other architectures
-    write IMAGE_LEARNED (float entropy parameters).
+    on every machine; they still read stic 0.1's IMAGE_LEARNED sections. With a finer
+    quantisation step (`step` > 0, for rates between and above the shipped models') they write
+    IMAGE_LEARNED_EXACT_STEP, whose payload starts with the step. Other architectures write
+    IMAGE_LEARNED (float entropy parameters) and have no steps.
     """
 
     def __init__(self, name: str, model: torch.nn.Module, weights_digest: bytes, objective: Objective | None = None):
@@ -86,15 +89,30 @@ class LearnedImageCodec:
     def fingerprint(self) -> bytes:
         return self._digest[:4]
 
+    @property
+    def max_step(self) -> int:
+        """The finest quantisation step this model codes with (0: only its own)."""
+        return MAX_STEP if self.codec_id == IMAGE_LEARNED_EXACT else 0
+
+    def codec_id_for(self, step: int) -> int:
+        """The image section's codec id for a payload made with `step`."""
+        return IMAGE_LEARNED_EXACT_STEP if step else self.codec_id
+
     def compress(self, image: np.ndarray, search_steps: int = 0, progress: bool = False,
-                 max_bpp: float | None = None) -> bytes:
+                 max_bpp: float | None = None, step: int = 0) -> bytes:
         """`search_steps` > 0 first optimises the latents for this image (stic.image.latent_search):
-        slower encoding, the same decoder; `max_bpp` caps the searched latents' rate."""
+        slower encoding, the same decoder; `max_bpp` caps the searched latents' rate. `step` > 0
+        quantises the latents finer (more bits, see exact_entropy.STEP_UNITS); not with a search."""
+        if not 0 <= step <= self.max_step:
+            raise InputError(f"image model {self.name} codes with steps 0..{self.max_step}, not {step}")
+        if step and search_steps:
+            raise InputError("latent search codes with the model's own step only")
         x = to_tensor(image)
         with fixed_threads(CODEC_THREADS):
             if not search_steps:
                 with torch.no_grad():
-                    return pack_strings([s[0] for s in self.model.compress(x)["strings"]])
+                    strings = self.model.compress(x, step)["strings"] if step else self.model.compress(x)["strings"]
+                    return (bytes([step]) if step else b"") + pack_strings([s[0] for s in strings])
             if self.objective is None:
                 raise InputError(f"image model {self.name} does not say its training λ, which latent search needs")
             height, width = image.shape[:2]
@@ -107,10 +125,16 @@ class LearnedImageCodec:
     def decompress(self, data: bytes, width: int, height: int, codec_id: int | None = None) -> np.ndarray:
         """`codec_id`: the section's (default: what this codec writes)."""
         codec_id = self.codec_id if codec_id is None else codec_id
-        if codec_id not in (self.codec_id, IMAGE_LEARNED):
+        readable = (self.codec_id, IMAGE_LEARNED) + ((IMAGE_LEARNED_EXACT_STEP,) if self.max_step else ())
+        if codec_id not in readable:
             raise FormatError(f"image model {self.name} cannot decode an image section of codec {codec_id}")
         if width < 1 or height < 1:
             raise FormatError(f"image size {width}x{height} is invalid")
+        step = 0
+        if codec_id == IMAGE_LEARNED_EXACT_STEP:
+            if not data or not 1 <= data[0] <= self.max_step:
+                raise FormatError(f"image payload names quantisation step {data[0] if data else None}, not 1..{self.max_step}")
+            step, data = data[0], data[1:]
         ph, pw = padded_size(height, width)
         # CompressAI's rANS decoder does not check bounds: a corrupt stream would read past its end.
         # Zero bytes enough for one 32-bit read per symbol keep every read inside the buffer (and
@@ -121,10 +145,12 @@ class LearnedImageCodec:
         shape = (ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
         with fixed_threads(CODEC_THREADS):
             try:
-                decode = self.model.decompress
                 if codec_id == IMAGE_LEARNED and codec_id != self.codec_id:
-                    decode = self.model.decompress_float
-                out = decode([[s] for s in strings], shape)
+                    out = self.model.decompress_float([[s] for s in strings], shape)
+                elif step:
+                    out = self.model.decompress([[s] for s in strings], shape, step)
+                else:
+                    out = self.model.decompress([[s] for s in strings], shape)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise FormatError(f"image payload could not be decoded by {self.name}: {exc}") from exc
         return to_image(out["x_hat"], height, width)

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from stic import codecs
+from stic import __version__, codecs
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
 from stic.paths import cache_dir
 from stic.text import baselines
@@ -152,7 +152,7 @@ def text_coder_for_section(
         )
     method = _METHOD_OF_CODEC.get(codec_id)
     if method is None:
-        raise FormatError(f"caption section uses unknown codec id {codec_id} (written by a newer stic?)")
+        raise FormatError(f"caption section uses unknown codec id {codec_id} (written by a newer stic than {__version__}?)")
     if method in ("lm", "lm-float") and prefix is not None:
         model = model or model_for_fingerprint(codec_id, fingerprint) or default_model()
         coder = get_text_coder(f"{method}:{model}", prefix=prefix)
