@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--at", nargs=2, type=int, metavar=("TOP", "LEFT"), help="crop corner (default: centre)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality")
     parser.add_argument("--with-original", action="store_true", help="also the original's crop (not for committing)")
+    parser.add_argument("--step", type=int, default=0, help="finer quantisation step (0: the model's own)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -55,16 +56,16 @@ def main() -> None:
         top, left = args.at or ((h - CROP) // 2, (w - CROP) // 2)
         box = (slice(top, top + CROP), slice(left, left + CROP))
         for model in args.models:
-            encoded = pipeline.encode(image, model=model, refiner=None)
+            encoded = pipeline.encode(image, model=model, refiner=None, step=args.step)
             x_hat = pipeline.decode(encoded.data).image
-            bpp = f"{encoded.bpp:.4f} bpp"
+            bpp = f"{encoded.bpp:.4f} bpp" + (f", step {args.step}" if args.step else "")
             panels = [_labelled(image[box], "original")] if args.with_original else []
             panels.append(_labelled(x_hat[box], f"{model} x_hat {bpp}"))
             panels += [_labelled(refiner.refine(x_hat)[box], refiner_name) for refiner_name, refiner in refiners.items()]
             row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
             for i, panel in enumerate(panels):
                 row.paste(panel, (i * panel.width, 0))
-            path = args.out / f"{name}_{model}.webp"
+            path = args.out / (f"{name}_{model}" + (f"_step{args.step}" if args.step else "") + ".webp")
             row.save(path, quality=92, method=6)
             print(path, path.stat().st_size)
 

@@ -120,6 +120,20 @@ def test_vlm_captioner_is_deterministic(tiny_vlm_dir):
     assert short.clip_tokens <= 5
 
 
+def test_the_captioner_is_placed_and_the_coder_stays_in_float32_on_the_cpu(tiny_vlm_dir):
+    import torch
+
+    from stic.caption.vlm import cached_vlm
+
+    captioner = make_captioner(model=str(tiny_vlm_dir))  # the CPU's default: bfloat16, half the memory
+    assert captioner.vlm.model.dtype == torch.bfloat16 and captioner.caption(IMAGE).text
+    assert cached_vlm(str(tiny_vlm_dir)).model.dtype == torch.float32  # what the VLM coder uses
+    shared = make_captioner(model=str(tiny_vlm_dir), device="cpu", dtype="float32")
+    assert shared.vlm is cached_vlm(str(tiny_vlm_dir))  # one copy when captioner and coder agree
+    with pytest.raises(InputError, match="unknown device 'tpu'"):
+        make_captioner(model=str(tiny_vlm_dir), device="tpu")
+
+
 def test_missing_vlm_is_a_clear_error(tmp_path):
     with pytest.raises(ModelNotFoundError, match="vision-language model"):
         load_vlm(str(tmp_path / "no-such-model"))

@@ -122,3 +122,75 @@ def test_missing_or_different_model_is_a_clear_error(pipe, tmp_path, monkeypatch
     monkeypatch.setenv("STIC_DIFFUSION_MODEL", str(other))
     with pytest.raises(ModelMismatchError, match="refiner-model"):
         registry.refiner_for_section(section)
+
+
+def test_tiles_blend_across_the_whole_overlap():
+    from stic.refine.diffusion import _ramps, _starts
+
+    starts = _starts(88, 32)
+    ramps = _ramps(starts, 32)
+    total = np.zeros(88)
+    for start, ramp in zip(starts, ramps, strict=True):
+        total[start : start + 32] += ramp
+    assert np.allclose(total, 1)  # neighbours hand over smoothly, nowhere a flat average
+    overlap = starts[0] + 32 - starts[1]
+    rise = ramps[1][:overlap]
+    assert np.all(np.diff(rise) > 0) and rise[0] < 0.1 and rise[-1] > 0.9
+
+
+def test_small_images_are_refined_at_the_native_size(pipe, monkeypatch):
+    refiner = DiffusionRefiner(pipe, BASE)
+    seen = []
+    run = refiner._run
+    monkeypatch.setattr(refiner, "_run", lambda crop, *rest: seen.append(crop.shape) or run(crop, *rest))
+    out = refiner.refine(_image((16, 24, 3)), CAPTION, seed=1)
+    assert out.shape == (16, 24, 3) and seen == [(32, 32, 3)] * 2  # enlarged to 32x48: two native tiles
+
+
+@pytest.mark.parametrize("family", ["sdxl", "turbo"])
+def test_sdxl_and_turbo_pipelines_refine_deterministically(family):
+    from refine_helpers import tiny_sdxl_img2img_pipeline, tiny_turbo_img2img_pipeline
+
+    pipe = {"sdxl": tiny_sdxl_img2img_pipeline, "turbo": tiny_turbo_img2img_pipeline}[family]()
+    settings = DiffusionSettings(strength=0.5, guidance_scale=0.0 if family == "turbo" else 5.0, steps=2)
+    image = _image((40, 48, 3))
+    out = DiffusionRefiner(pipe, settings).refine(image, CAPTION, seed=1)
+    assert out.shape == image.shape and not np.array_equal(out, image)
+    assert np.array_equal(DiffusionRefiner(pipe, settings).refine(image, CAPTION, seed=1), out)
+
+
+def test_the_fingerprint_covers_sdxls_second_text_encoder():
+    import torch
+    from refine_helpers import tiny_sdxl_img2img_pipeline
+
+    from stic.refine.diffusion import pipeline_fingerprint
+
+    pipe = tiny_sdxl_img2img_pipeline()
+    before = pipeline_fingerprint(pipe)
+    with torch.no_grad():
+        pipe.text_encoder_2.text_projection.weight.mul_(2)
+    assert pipeline_fingerprint(pipe) != before
+
+
+def test_transformer_pipelines_are_refused_in_one_line():
+    class SD3Like:  # what AutoPipelineForImage2Image gives for SD3 or Flux: a transformer, no unet
+        transformer = object()
+
+    with pytest.raises(InputError, match="SD3Like: the diffusion refiner runs UNet pipelines"):
+        DiffusionRefiner(SD3Like())
+
+
+def test_load_pipeline_places_the_model(pipe, tmp_path):
+    import torch
+
+    from stic.refine.diffusion import load_pipeline
+
+    pipe.save_pretrained(tmp_path / "tiny")
+    loaded = load_pipeline(str(tmp_path / "tiny"), "cpu", "bfloat16")
+    assert loaded.unet.dtype == torch.bfloat16 and loaded.unet.device.type == "cpu"
+    assert load_pipeline(str(tmp_path / "tiny")).unet.dtype == torch.float32  # the CPU's default
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU is visible"):
+            load_pipeline(str(tmp_path / "tiny"), "cuda")
+    with pytest.raises(InputError, match="unknown dtype 'int8'"):
+        load_pipeline(str(tmp_path / "tiny"), "cpu", "int8")

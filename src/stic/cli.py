@@ -40,9 +40,13 @@ def _caption_for(args, image) -> tuple[str | None, dict]:
         raise InputError(f"give one of --captioner, --caption and --caption-file, not {' and '.join(given)}")
     precomputed = args.caption_file is not None and Path(args.caption_file).suffix.lower() in (".csv", ".json")
     text = args.caption if args.caption_file is None or precomputed else _read_caption(args)
+    # the same VLM as captioner and caption coder: one copy, in the coder's float32 (unless --dtype)
+    coder_model = args.text_coder.partition(":")[2] if args.text_coder.startswith(("vlm:", "vlm-xhat:")) else None
+    dtype = args.dtype or ("float32" if args.captioner is not None and coder_model == args.captioner else None)
     captioner = make_captioner(
-        model=args.captioner, text=text, file=args.caption_file if precomputed else None, prompt=args.caption_prompt
-    )
+        model=args.captioner, text=text, file=args.caption_file if precomputed else None, prompt=args.caption_prompt,
+        device=args.device, dtype=dtype,
+    )  # fmt: skip
     if captioner is None:
         return None, {}
     fitted = captioner.caption(image, str(args.image))
@@ -74,7 +78,7 @@ def _refiner_for(args):
         given = {"strength": args.strength, "guidance_scale": args.guidance, "steps": args.steps,
                  "negative_prompt": args.negative_prompt}  # fmt: skip
         settings = DiffusionSettings(**{k: v for k, v in given.items() if v is not None})
-    return get_refiner(name, model=args.refiner_model, settings=settings)
+    return get_refiner(name, model=args.refiner_model, settings=settings, device=args.device, dtype=args.dtype)
 
 
 def _text_coder_for(args):
@@ -202,6 +206,8 @@ def _cmd_decode(args) -> None:
         refine=not args.no_refine,
         refiner_model=args.refiner_model,
         original_size=not args.coded_size,
+        device=args.device,
+        dtype=args.dtype,
     )
     save_png(out, decoded.image)
     height, width = decoded.image.shape[:2]
@@ -237,6 +243,15 @@ def _cmd_info(args) -> None:
         model = f", model {s['model'] or s['fingerprint']}" if s["fingerprint"] else ""
         print(f"  {s['kind']:<8} codec {s['codec']:<18} {s['bytes']:>7} B = {s['bits']:>8} bits{bpp}{model}")
     print(f"  header   {info['header_overhead_bytes']:>33} B = {8 * info['header_overhead_bytes']:>8} bits")
+
+
+def _add_placement(parser: argparse.ArgumentParser, what: str) -> None:
+    """--device and --dtype: where the large float models run (stic.placement; the exact coders
+    always run on the CPU)."""
+    parser.add_argument("--device", help=f"where {what} runs: cpu, cuda or cuda:N (default: cuda if a GPU is visible)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help=f"precision of {what} (default: bfloat16 on a GPU; on the CPU float32 for diffusion, "
+                        "bfloat16 for a captioner)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--guidance", type=float, help="diffusion: classifier-free guidance scale")
     enc.add_argument("--steps", type=int, help="diffusion: denoising steps")
     enc.add_argument("--negative-prompt", help="diffusion: negative prompt (default: none)")
+    _add_placement(enc, "the captioner and a diffusion refiner (its fingerprint)")
     enc.add_argument("--json", action="store_true", help="print the result as JSON")
     enc.set_defaults(func=_cmd_encode)
 
@@ -314,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--coded-size", action="store_true",
                      help="for a file coded with --max-side: output the coded (shrunk) size, not the original")
     dec.add_argument("--refiner-model", help="diffusion model for a diffusion-refined file (id or local directory)")
+    _add_placement(dec, "a diffusion refiner")
     dec.set_defaults(func=_cmd_decode)
 
     info = sub.add_parser("info", help="show a .stic file's sections, sizes, models and bpp")

@@ -124,12 +124,12 @@ class _CaptionSection:
             with status_step("coding the caption"):
                 self._fixed = Section(SECTION_CAPTION, coder.codec_id, coder.encode(caption), coder.fingerprint())
 
-    def for_image(self, codec: ImageCodec, payload: bytes, width: int, height: int) -> Section | None:
+    def for_image(self, codec: ImageCodec, codec_id: int, payload: bytes, width: int, height: int) -> Section | None:
         if self.caption is None or self.xhat_model is None:
             return self._fixed
         from stic.text.vlm_coder import VLMArithmeticCoder, cached_vlm
 
-        xhat = codec.decompress(payload, width, height)  # exactly the decoder's x̂
+        xhat = codec.decompress(payload, width, height, codec_id)  # exactly the decoder's x̂
         coder = VLMArithmeticCoder(cached_vlm(self.xhat_model), xhat)
         return Section(SECTION_CAPTION, coder.codec_id, coder.encode(self.caption), coder.fingerprint())
 
@@ -147,7 +147,7 @@ def _pack_with(
     height, width = image.shape[:2]
     codec_id = codec.codec_id_for(step) if step else codec.codec_id
     sections = [Section(SECTION_IMAGE, codec_id, payload, codec.fingerprint())]
-    caption_section = caption.for_image(codec, payload, width, height)
+    caption_section = caption.for_image(codec, codec_id, payload, width, height)
     sections += [s for s in (caption_section, refine_section, picture_section) if s is not None]
     return pack(width, height, sections)
 
@@ -422,14 +422,16 @@ def decode(
     refine: bool = True,
     refiner_model: str | None = None,
     original_size: bool = True,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> Decoded:
     """Decode .stic bytes to the image and the caption, if any; the refiner the file names is
     applied unless `refine` is False (then x̂ is returned). The image is HxWx3 RGB, or HxW for a
     file coded from a grey image, at the size it had before encoding shrank it (`original_size`
-    False: at the coded size)."""
+    False: at the coded size). `device` and `dtype` place a diffusion refiner (stic.placement)."""
     return decode_file(
         unpack(data), text_model=text_model, text_prefix=text_prefix, refine=refine,
-        refiner_model=refiner_model, original_size=original_size,
+        refiner_model=refiner_model, original_size=original_size, device=device, dtype=dtype,
     )  # fmt: skip
 
 
@@ -441,6 +443,8 @@ def decode_file(
     refine: bool = True,
     refiner_model: str | None = None,
     original_size: bool = True,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> Decoded:
     """Decode a parsed file (see `decode`); every model it names is resolved before anything is decoded.
     `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
@@ -459,7 +463,7 @@ def decode_file(
         if refine_section is not None:
             from stic.refine.registry import refiner_for_section
 
-            refiner, seed = refiner_for_section(refine_section, model=refiner_model)
+            refiner, seed = refiner_for_section(refine_section, model=refiner_model, device=device, dtype=dtype)
     if image_codec is None:
         raise FormatError("file has no image section (a caption-only file: use `stic text decode`)")
     if file.width < 1 or file.height < 1:

@@ -14,8 +14,11 @@ def make_captioner(
     file: str | None = None,
     prompt: str | None = None,
     max_clip_tokens: int = CLIP_CAPTION_TOKENS,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> Captioner | None:
-    """Exactly one of `model` (VLM id or directory), `text` or `file` (CSV/JSON); None if none."""
+    """Exactly one of `model` (VLM id or directory, placed by `device` and `dtype`: see
+    stic.placement), `text` or `file` (CSV/JSON); None if none."""
     given = [name for name, value in (("captioner", model), ("caption", text), ("caption file", file)) if value is not None]
     if len(given) > 1:
         raise InputError(f"give one caption source, not {' and '.join(given)}")
@@ -28,7 +31,7 @@ def make_captioner(
 
         return PrecomputedCaptioner(file, max_clip_tokens)
     if model is not None:
-        from stic.caption.vlm import DEFAULT_PROMPT, VLMCaptioner, cached_vlm
+        from stic.caption.vlm import DEFAULT_PROMPT, VLMCaptioner, captioner_vlm
 
-        return VLMCaptioner(cached_vlm(model), prompt or DEFAULT_PROMPT, max_clip_tokens=max_clip_tokens)
+        return VLMCaptioner(captioner_vlm(model, device, dtype), prompt or DEFAULT_PROMPT, max_clip_tokens=max_clip_tokens)
     return None

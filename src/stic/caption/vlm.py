@@ -20,7 +20,10 @@ from PIL import Image
 from stic.caption.clip_tokens import CLIP_CAPTION_TOKENS, FittedCaption, fit_caption
 from stic.errors import ModelNotFoundError
 from stic.text.lm import model_digest
+from stic.threads import fixed_threads
 
+#: intra-op threads while captioning on the CPU (float sums depend on the count)
+CAPTION_THREADS = 2
 #: asks for about what CLIP can read (75 tokens ≈ 55 words) in plain declarative sentences
 DEFAULT_PROMPT = "Describe this image in two or three sentences of at most 50 words in total."
 
@@ -57,25 +60,40 @@ class VisionLanguageModel:
         return dict(self.processor(text=text, images=images, return_tensors="pt"))
 
 
-def load_vlm(name_or_dir: str) -> VisionLanguageModel:
-    """Load a VLM by model id or local directory (float32, CPU)."""
+def load_vlm(name_or_dir: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> VisionLanguageModel:
+    """Load a VLM by model id or local directory onto `device` in `dtype` (the caption coder's
+    placement, float32 on the CPU, by default)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     try:
         processor = AutoProcessor.from_pretrained(name_or_dir)
-        model = AutoModelForImageTextToText.from_pretrained(name_or_dir, dtype=torch.float32)
+        model = AutoModelForImageTextToText.from_pretrained(name_or_dir, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"cannot load vision-language model {name_or_dir!r} (give a local transformers "
             f"directory or a reachable model id; none ships offline): {exc}"
         ) from exc
-    return VisionLanguageModel(Path(name_or_dir).name or name_or_dir, model, processor)
+    return VisionLanguageModel(Path(name_or_dir).name or name_or_dir, model.to(device), processor)
+
+
+def cached_vlm(model: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> VisionLanguageModel:
+    """VLMs are loaded once per process and placement: a captioner and a caption coder of the same
+    model and placement share one (the coder's is always float32 on the CPU). Keyed by the
+    resolved folder for a local model."""
+    folder = Path(model)
+    return _cached_vlm(str(folder.resolve()) if folder.is_dir() else model, device, dtype)
 
 
 @lru_cache(maxsize=2)
-def cached_vlm(model: str) -> VisionLanguageModel:
-    """VLMs are loaded once per process: the captioner and the caption coder share one."""
-    return load_vlm(model)
+def _cached_vlm(model: str, device: str, dtype: torch.dtype) -> VisionLanguageModel:
+    return load_vlm(model, device, dtype)
+
+
+def captioner_vlm(model: str, device: str | None = None, dtype: str | None = None) -> VisionLanguageModel:
+    """The VLM for captioning, placed by stic.placement (bfloat16 on the CPU by default)."""
+    from stic.placement import resolve
+
+    return cached_vlm(model, *resolve(device, dtype, cpu_dtype="bfloat16"))
 
 
 class VLMCaptioner:
@@ -95,11 +113,14 @@ class VLMCaptioner:
         self.max_clip_tokens = max_clip_tokens
 
     def caption(self, image: np.ndarray, source: str | None = None) -> FittedCaption:
-        inputs = self.vlm.prompt_inputs(image, self.prompt)
-        with torch.inference_mode():
-            out = self.vlm.model.generate(
-                **inputs, do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens
-            )
+        model = self.vlm.model
+        inputs = {
+            name: value.to(model.device, model.dtype) if value.is_floating_point() else value.to(model.device)
+            for name, value in self.vlm.prompt_inputs(image, self.prompt).items()
+        }
+        # a fixed thread count: on the CPU the same image gets the same caption on every run
+        with torch.inference_mode(), fixed_threads(CAPTION_THREADS):
+            out = model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens)
         answer = out[0, inputs["input_ids"].shape[1] :]
         text = self.vlm.tokenizer.decode(answer, skip_special_tokens=True).strip()
         return fit_caption(text, self.max_clip_tokens)

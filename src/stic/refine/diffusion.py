@@ -1,16 +1,21 @@
 """Text-conditioned diffusion refiner (diffusers img2img), for users who have the weights.
 
 Why img2img and not a ControlNet/tile condition: img2img needs only a base text-to-image model
-(any Stable Diffusion 1.x/2.x checkpoint or a local copy), starts *from* x̂ — so composition and
-colours stay those of the decoded image — and one number, `strength`, sets how much the generator
-may repaint. A tile ControlNet would hold structure tighter but doubles the weights a decoder needs.
+(a Stable Diffusion 1.x/2.x or SDXL checkpoint, SD-Turbo/SDXL-Turbo for 1-4 steps, or a local
+copy), starts *from* x̂ — so composition and colours stay those of the decoded image — and one
+number, `strength`, sets how much the generator may repaint. A tile ControlNet would hold
+structure tighter but doubles the weights a decoder needs. Transformer pipelines (SD3, Flux) are
+refused with one line: their img2img takes other arguments (Flux has no negative prompt or true
+guidance) and their native tiles are 1024 px.
 
 Everything that changes the pixels is fixed by the file: the caption is the prompt; strength,
 guidance scale, steps and the negative prompt are the refine section's parameters; the seed is
 stored beside them. Images larger than the model's native size are refined in overlapping tiles
-(each tile seeded from the file's seed and its index) and blended with linear ramps, so seams vanish.
+(each tile seeded from the file's seed and its index), blended with linear ramps across the whole
+overlap; smaller ones are enlarged to the native size first, since the models were trained there.
 Guidance and negative prompt are passed through for real (the published code silently dropped
-them); tests check that each changes the output.
+them); tests check that each changes the output. Noise is drawn on the CPU, so a GPU decode starts
+from the same noise (its pixels may still differ by float rounding).
 """
 
 from __future__ import annotations
@@ -81,29 +86,53 @@ class DiffusionSettings:
             raise FormatError(f"refine section: invalid diffusion parameters ({exc})") from exc
 
 
-def load_pipeline(model: str):
-    """An img2img pipeline from a model id or local directory, on the CPU in float32."""
+def load_pipeline(model: str, device: str | None = None, dtype: str | None = None):
+    """An img2img pipeline from a model id or local directory, placed by stic.placement (default:
+    CUDA in bfloat16 when a GPU is visible, else the CPU in float32)."""
+    from stic.placement import resolve
+
+    device, torch_dtype = resolve(device, dtype)
     try:
         from diffusers import AutoPipelineForImage2Image
     except ImportError as exc:
         raise ModelNotFoundError("the diffusion refiner needs diffusers: pip install diffusers") from exc
     try:
-        pipe = AutoPipelineForImage2Image.from_pretrained(model, dtype=torch.float32, safety_checker=None)
+        pipe = AutoPipelineForImage2Image.from_pretrained(model, dtype=torch_dtype, safety_checker=None)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"cannot load diffusion model {model!r} for the diffusion refiner (give a local "
             f"diffusers directory or a reachable model id with --refiner-model, or decode with "
             f"--no-refine): {exc}"
         ) from exc
+    check_supported(pipe, model)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe.to(device)
+
+
+def check_supported(pipe, model: str) -> None:
+    """UNet img2img pipelines only (SD 1.x/2.x, SDXL and their Turbo versions)."""
+    if getattr(pipe, "unet", None) is None:
+        raise InputError(
+            f"diffusion model {model!r} is a {type(pipe).__name__}: the diffusion refiner runs UNet pipelines "
+            "(Stable Diffusion 1.x/2.x, SDXL, SD-Turbo, SDXL-Turbo), not transformer ones such as SD3 or Flux"
+        )
+
+
+#: the SD 1.x/2.x components, hashed first and in this order (the fingerprints of files made
+#: before other pipelines were fingerprinted stay the same); any further model or tokenizer
+#: component (SDXL's text_encoder_2 and tokenizer_2) is hashed after them, by name
+_CORE_MODULES = ("unet", "vae", "text_encoder")
 
 
 def pipeline_fingerprint(pipe) -> bytes:
-    """4 bytes over every component's config, the tokenizer's vocabulary and a fixed sample of
-    every weight tensor (hashing all of a multi-GB model on every decode would take seconds)."""
+    """4 bytes over every model component's config, every tokenizer's vocabulary, the scheduler
+    and a fixed sample of every weight tensor (hashing all of a multi-GB model on every decode
+    would take seconds). Weights are sampled in float32, so a bfloat16 or GPU copy of the same
+    checkpoint has the same fingerprint only where its sampled values survive the cast."""
     h = hashlib.blake2b(digest_size=4)
-    for name in ("unet", "vae", "text_encoder"):
+    components = getattr(pipe, "components", {})
+    extra_modules = sorted(n for n, c in components.items() if isinstance(c, torch.nn.Module) and n not in _CORE_MODULES)
+    for name in (*_CORE_MODULES, *extra_modules):
         module = getattr(pipe, name)
         h.update(name.encode())
         h.update(json.dumps(_plain(module.config), sort_keys=True, default=str).encode())
@@ -111,8 +140,10 @@ def pipeline_fingerprint(pipe) -> bytes:
             flat = tensor.detach().reshape(-1)
             stride = max(1, flat.numel() // 4096)
             h.update(key.encode() + str(tuple(tensor.shape)).encode())
-            h.update(flat[::stride].to(torch.float32).contiguous().numpy().tobytes())
+            h.update(flat[::stride].to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes())
     h.update(json.dumps(pipe.tokenizer.get_vocab(), sort_keys=True).encode())
+    for name in sorted(n for n, c in components.items() if n.startswith("tokenizer_") and c is not None):
+        h.update(name.encode() + json.dumps(components[name].get_vocab(), sort_keys=True).encode())
     h.update(type(pipe.scheduler).__name__.encode())
     h.update(json.dumps(_plain(pipe.scheduler.config), sort_keys=True, default=str).encode())
     return h.digest()
@@ -130,15 +161,21 @@ def _starts(length: int, tile: int) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) // _MULTIPLE * _MULTIPLE for i in range(count)]
 
 
-def _ramp(length: int, at_start: bool, at_end: bool, overlap: int) -> np.ndarray:
-    """Blend weights along one axis: rise over `overlap` pixels at inner edges, flat elsewhere."""
-    weight = np.ones(length)
-    ramp = (np.arange(overlap) + 0.5) / overlap
-    if not at_start:
-        weight[:overlap] = ramp
-    if not at_end:
-        weight[-overlap:] = ramp[::-1]
-    return weight
+def _ramps(starts: list[int], tile: int) -> list[np.ndarray]:
+    """Blend weights along one axis for tiles at `starts`: each rises linearly across the whole
+    overlap with the tile before it and falls across the whole overlap with the tile after it, so
+    neighbours' weights sum to one everywhere and no part of an overlap is a flat average."""
+    weights = []
+    for k, start in enumerate(starts):
+        weight = np.ones(tile)
+        if k > 0:
+            overlap = starts[k - 1] + tile - start
+            weight[:overlap] = (np.arange(overlap) + 0.5) / overlap
+        if k < len(starts) - 1:
+            overlap = start + tile - starts[k + 1]
+            weight[tile - overlap :] = np.minimum(weight[tile - overlap :], (np.arange(overlap)[::-1] + 0.5) / overlap)
+        weights.append(weight)
+    return weights
 
 
 class DiffusionRefiner:
@@ -148,6 +185,7 @@ class DiffusionRefiner:
     refiner_id = codecs.REFINE_DIFFUSION_IMG2IMG
 
     def __init__(self, pipe, settings: DiffusionSettings | None = None):
+        check_supported(pipe, type(pipe).__name__)
         self.pipe = pipe
         self.settings = settings or DiffusionSettings()
         self.tile = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
@@ -163,6 +201,17 @@ class DiffusionRefiner:
 
     def refine(self, image: np.ndarray, caption: str | None, seed: int) -> np.ndarray:
         height, width = image.shape[:2]
+        scale = self.tile / min(height, width)
+        if scale <= 1:
+            return self._tiled(image, caption or "", seed)
+        # below the native size the models paint out of distribution: refine it enlarged
+        size = (max(self.tile, round(width * scale)), max(self.tile, round(height * scale)))
+        enlarged = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+        refined = self._tiled(enlarged, caption or "", seed)
+        return np.asarray(Image.fromarray(refined).resize((width, height), Image.Resampling.LANCZOS))
+
+    def _tiled(self, image: np.ndarray, prompt: str, seed: int) -> np.ndarray:
+        height, width = image.shape[:2]
         pad = ((0, -height % _MULTIPLE), (0, -width % _MULTIPLE), (0, 0))
         padded = np.pad(image, pad, mode="edge")
         H, W = padded.shape[:2]
@@ -170,16 +219,12 @@ class DiffusionRefiner:
         acc = np.zeros((H, W, 3))
         weights = np.zeros((H, W, 1))
         tops, lefts = _starts(H, tile_h), _starts(W, tile_w)
-        overlap = max(_MULTIPLE, self.tile // 8)
         index = 0
-        for top in tops:
-            for left in lefts:
+        for top, rows in zip(tops, _ramps(tops, tile_h), strict=True):
+            for left, columns in zip(lefts, _ramps(lefts, tile_w), strict=True):
                 crop = padded[top : top + tile_h, left : left + tile_w]
-                result = self._run(crop, caption or "", seed, index)
-                w = np.outer(
-                    _ramp(tile_h, top == tops[0], top == tops[-1], min(overlap, tile_h // 2)),
-                    _ramp(tile_w, left == lefts[0], left == lefts[-1], min(overlap, tile_w // 2)),
-                )[..., None]
+                result = self._run(crop, prompt, seed, index)
+                w = np.outer(rows, columns)[..., None]
                 acc[top : top + tile_h, left : left + tile_w] += w * result
                 weights[top : top + tile_h, left : left + tile_w] += w
                 index += 1

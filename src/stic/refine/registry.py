@@ -32,15 +32,18 @@ def diffusion_model(model: str | None = None) -> str:
 
 
 @lru_cache(maxsize=1)
-def _pipeline(model: str):
+def _pipeline(model: str, device: str | None = None, dtype: str | None = None):
+    """The last diffusion pipeline loaded, by (model, device, dtype) as given."""
     from stic.refine.diffusion import load_pipeline
 
-    return load_pipeline(model)
+    return load_pipeline(model, device, dtype)
 
 
-def get_refiner(name: str, *, model: str | None = None, settings=None) -> Refiner:
+def get_refiner(
+    name: str, *, model: str | None = None, settings=None, device: str | None = None, dtype: str | None = None
+) -> Refiner:
     """`identity`, `realesrgan`, `realesrgan-compact`, `realesrgan-stic` or `diffusion` (also `diffusion:MODEL`); `settings` is a
-    DiffusionSettings for the diffusion refiner."""
+    DiffusionSettings for the diffusion refiner, `device` and `dtype` place its model (stic.placement)."""
     base, _, inline_model = name.partition(":")
     base = _ALIASES.get(base, base)
     if base == "identity":
@@ -52,7 +55,7 @@ def get_refiner(name: str, *, model: str | None = None, settings=None) -> Refine
     if base == "diffusion":
         from stic.refine.diffusion import DiffusionRefiner
 
-        return DiffusionRefiner(_pipeline(diffusion_model(inline_model or model)), settings)
+        return DiffusionRefiner(_pipeline(diffusion_model(inline_model or model), device, dtype), settings)
     raise InputError(f"unknown refiner {name!r}; choose from {', '.join(REFINER_CHOICES)} (or none = identity)")
 
 
@@ -66,9 +69,12 @@ def refine_section(refiner: Refiner, seed: int = 0) -> Section | None:
     return Section(SECTION_REFINE, refiner.refiner_id, payload, refiner.fingerprint(), required=False)
 
 
-def refiner_for_section(section: Section, *, model: str | None = None) -> tuple[Refiner, int]:
-    """Rebuild the refiner and seed a refine section names; ModelNotFoundError if its weights are
-    missing, ModelMismatchError if the weights found are not the ones the file was made for."""
+def refiner_for_section(
+    section: Section, *, model: str | None = None, device: str | None = None, dtype: str | None = None
+) -> tuple[Refiner, int]:
+    """Rebuild the refiner and seed a refine section names (a diffusion model placed by `device`
+    and `dtype`); ModelNotFoundError if its weights are missing, ModelMismatchError if the weights
+    found are not the ones the file was made for."""
     name = codecs.REFINER_NAMES.get(section.codec_id)
     if name is None:
         raise FormatError(f"refine section names unknown refiner id {section.codec_id}")
@@ -83,7 +89,7 @@ def refiner_for_section(section: Section, *, model: str | None = None) -> tuple[
     else:
         from stic.refine.diffusion import DiffusionRefiner, DiffusionSettings
 
-        pipe = _pipeline(diffusion_model(model))
+        pipe = _pipeline(diffusion_model(model), device, dtype)
         refiner = DiffusionRefiner(pipe, DiffusionSettings.from_bytes(params))
     if section.fingerprint and refiner.fingerprint() != section.fingerprint:
         raise ModelMismatchError(

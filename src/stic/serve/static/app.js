@@ -92,7 +92,8 @@ function render(report) {
 
   $("sections").tBodies[0].replaceChildren(...report.info.sections.map((s) => {
     const row = document.createElement("tr");
-    for (const text of [s.kind, s.codec, bytes(s.bytes), s.bpp != null ? s.bpp.toFixed(5) : ""]) {
+    const codec = s.step ? `${s.codec} (step ${s.step})` : s.codec;
+    for (const text of [s.kind, codec, bytes(s.bytes), s.bpp != null ? s.bpp.toFixed(5) : ""]) {
       row.insertCell().textContent = text;
     }
     return row;
