@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
+import fuzz_cases as fc
+
 from stic.codecs import IMAGE_LEARNED
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
 from stic.image import registry
@@ -173,3 +175,38 @@ def test_shipped_model_reconstructs_a_photo():
     out = codec.decompress(codec.compress(image), 256, 256)
     mse = np.mean((out.astype(float) - image) ** 2)
     assert 10 * np.log10(255**2 / mse) > 20
+
+
+def test_zoo_model_codes_and_decodes_and_is_fingerprinted_by_its_weights(monkeypatch):
+    """The zoo's happy path with the download patched: a random bmshj2018-hyperprior stands in for
+    the published weights (the real ones need internet)."""
+    from compressai.zoo.image import model_architectures
+
+    from stic import pipeline
+
+    torch.manual_seed(0)
+    state = model_architectures["bmshj2018-hyperprior"](N=128, M=192).state_dict()
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kwargs: dict(state))
+    spec = "compressai:bmshj2018-hyperprior:1"
+    image = fc.sample_image(64, 96, 7)
+    encoded = pipeline.encode(image, model=spec, refiner=None)
+    assert encoded.image_model == spec
+    with pytest.raises(ModelMismatchError, match="stic decode --model"):
+        pipeline.decode(encoded.data)  # not a shipped model: the decoder must be told
+    assert pipeline.decode(encoded.data, image_model=spec).image.shape == image.shape
+    first = load_image_codec(spec).fingerprint()
+    state["g_a.0.weight"] = state["g_a.0.weight"] + 1e-3  # same URL, other weights
+    assert load_image_codec(spec).fingerprint() != first
+
+
+def test_cli_decodes_a_file_of_a_model_folder_when_told_the_model(tiny_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from stic.cli import main
+
+    Image.fromarray(fc.sample_image(64, 96, 8)).save(tmp_path / "a.png")
+    assert main(["encode", str(tmp_path / "a.png"), "--model", str(tiny_dir), "--refiner", "none"]) == 0
+    assert main(["decode", str(tmp_path / "a.stic")]) == 1
+    assert "stic decode --model" in capsys.readouterr().err
+    assert main(["decode", str(tmp_path / "a.stic"), "--model", str(tiny_dir)]) == 0
+    assert Image.open(tmp_path / "a.decoded.png").size == (96, 64)

@@ -208,6 +208,7 @@ def _cmd_decode(args) -> None:
         original_size=not args.coded_size,
         device=args.device,
         dtype=args.dtype,
+        image_model=args.model,
     )
     save_png(out, decoded.image)
     height, width = decoded.image.shape[:2]
@@ -324,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--force", action="store_true", help="overwrite the outputs if they exist")
     dec.add_argument("--json", action="store_true", help="print what was written as JSON")
     dec.add_argument("--caption-output", help="also write the decoded caption to this file")
+    dec.add_argument("--model", help="the image model that made the file when it is not a shipped one: "
+                     "a model folder or compressai:ARCH:QUALITY")
     dec.add_argument("--text-model", help="caption LM (or VLM) to use when the file names a custom model")
     dec.add_argument("--text-prefix", help="the learned prefix the caption was coded with, if not the shipped one")
     dec.add_argument("--no-refine", action="store_true", help="output x̂ as decoded, ignoring the file's refiner")

@@ -382,11 +382,13 @@ def _check_image(image: np.ndarray, shrinking: bool = False) -> None:
 
 
 def resolve_models(
-    file: SticFile, text_model: str | None = None, text_prefix: str | None = None
+    file: SticFile, text_model: str | None = None, text_prefix: str | None = None, image_model: str | None = None
 ) -> tuple[ImageCodec | None, TextCoder | None]:
     """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them.
     A VLM coder conditioned on x̂ is returned as None: `decode_file` builds it once x̂ exists.
-    `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one."""
+    `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one;
+    `image_model`: the image model that made the file, if not a shipped one (a model folder or
+    compressai:ARCH:QUALITY)."""
     for section in file.sections:
         if section.kind == SECTION_IMAGE and section.codec_id not in codecs.IMAGE_CODEC_NAMES:
             raise FormatError(f"image section uses unknown codec id {section.codec_id} (written by a newer stic than {__version__}?)")
@@ -394,7 +396,8 @@ def resolve_models(
             raise FormatError("corrupt file: the image section names no model (no fingerprint)")
     image_section = file.section(SECTION_IMAGE)
     caption_section = file.section(SECTION_CAPTION)
-    image_codec = codec_for_fingerprint(image_section.fingerprint) if image_section else None
+    extra = [load_image_codec(image_model)] if image_model and image_section else []
+    image_codec = codec_for_fingerprint(image_section.fingerprint, extra) if image_section else None
     if caption_section is None:
         return image_codec, None
     if caption_section.codec_id in (codecs.TEXT_VLM_ARITHMETIC, codecs.TEXT_VLM_XHAT_ARITHMETIC):
@@ -424,14 +427,16 @@ def decode(
     original_size: bool = True,
     device: str | None = None,
     dtype: str | None = None,
+    image_model: str | None = None,
 ) -> Decoded:
     """Decode .stic bytes to the image and the caption, if any; the refiner the file names is
     applied unless `refine` is False (then x̂ is returned). The image is HxWx3 RGB, or HxW for a
     file coded from a grey image, at the size it had before encoding shrank it (`original_size`
-    False: at the coded size). `device` and `dtype` place a diffusion refiner (stic.placement)."""
+    False: at the coded size). `device` and `dtype` place a diffusion refiner (stic.placement);
+    `image_model` names the image model of a file not made with a shipped one."""
     return decode_file(
-        unpack(data), text_model=text_model, text_prefix=text_prefix, refine=refine,
-        refiner_model=refiner_model, original_size=original_size, device=device, dtype=dtype,
+        unpack(data), text_model=text_model, text_prefix=text_prefix, refine=refine, refiner_model=refiner_model,
+        original_size=original_size, device=device, dtype=dtype, image_model=image_model,
     )  # fmt: skip
 
 
@@ -445,6 +450,7 @@ def decode_file(
     original_size: bool = True,
     device: str | None = None,
     dtype: str | None = None,
+    image_model: str | None = None,
 ) -> Decoded:
     """Decode a parsed file (see `decode`); every model it names is resolved before anything is decoded.
     `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
@@ -457,7 +463,7 @@ def decode_file(
         )
     presentation = Presentation.from_section(file.section(SECTION_PICTURE))
     with status_step("loading the models"):
-        image_codec, text_coder = resolve_models(file, text_model, text_prefix)
+        image_codec, text_coder = resolve_models(file, text_model, text_prefix, image_model)
         refine_section = file.section(SECTION_REFINE) if refine else None
         refiner, seed = (None, 0)
         if refine_section is not None:

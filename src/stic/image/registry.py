@@ -152,9 +152,21 @@ def _load_zoo(spec: str) -> LearnedImageCodec:
         ) from exc
     model = model_architectures[arch].from_state_dict(load_pretrained(state))
     model.update(force=True)
-    digest = hashlib.sha256(url.encode()).digest()
+    digest = state_digest(arch, state)
     lmbda = ZOO_MSE_LAMBDAS[quality - 1] if metric == "mse" and 1 <= quality <= len(ZOO_MSE_LAMBDAS) else None
     return LearnedImageCodec(spec, model.eval(), digest, search_objective(lmbda))
+
+
+def state_digest(architecture: str, state: dict[str, torch.Tensor]) -> bytes:
+    """SHA-256 over an architecture name and every tensor's name, shape, dtype and bytes: the
+    fingerprint of weights that come as a state dict (a re-published file under the same URL is
+    another model)."""
+    h = hashlib.sha256(architecture.encode())
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu").contiguous()
+        h.update(f"{key}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.digest()
 
 
 def load_image_codec(name: str) -> LearnedImageCodec:
@@ -207,5 +219,5 @@ def codec_for_fingerprint(fingerprint: bytes, extra=()) -> LearnedImageCodec:
     known = [f"{n} ({shipped_fingerprint(n).hex()})" for n in names] + [f"{c.name} ({c.fingerprint().hex()})" for c in extra]
     raise ModelMismatchError(
         f"the file was coded with image model fingerprint {fingerprint.hex()}, which none of the available "
-        f"models has: {', '.join(known)}; load the model that made it (by name or folder)"
+        f"models has: {', '.join(known)}; give the model that made it (stic decode --model FOLDER or compressai:ARCH:QUALITY)"
     )
