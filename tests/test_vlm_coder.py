@@ -78,23 +78,31 @@ def test_eval_rows_with_a_vlm_caption_coder_decode(tmp_path, method):
     assert outcome.caption_bytes > 0
 
 
-def test_qwen2_vl_codes_the_same_after_an_image_prefill_and_decodes_in_a_fresh_process(tmp_path):
-    """Qwen2-VL keeps M-RoPE offsets on the model: a caption coded text-only after the captioner (or
-    an x̂-conditioned coder) ran an image prefill must still be the fresh decoder's stream."""
-    from tiny_vlm import save_tiny_qwen2_vl
+#: every VLM family the docs name, with an image size its tiny processor takes
+FAMILIES = {"llava": (40, 72, 3), "llava_next": (40, 72, 3), "qwen2_vl": (56, 56, 3), "qwen2_5_vl": (56, 56, 3),
+            "idefics3": (32, 32, 3)}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_caption_then_code_then_a_fresh_decoder_reads_it(tmp_path, family):
+    """The paper's "one LMM" flow for each family: the VLM captions the image (an image prefill in
+    the same model object: Qwen2-VL/2.5-VL keep M-RoPE offsets on the model), then codes the caption
+    text-only and seeing x̂; a freshly loaded decoder must read both streams."""
+    import tiny_vlm
 
     from stic.caption.vlm import VLMCaptioner
 
-    folder = str(save_tiny_qwen2_vl(tmp_path / "qwen2vl"))
-    vlm, image, text = load_vlm(folder), _image(5, (56, 56, 3)), CAPTIONS[0]
+    folder = str(getattr(tiny_vlm, f"save_tiny_{family}")(tmp_path / family))
+    vlm, image, text = load_vlm(folder), _image(5, FAMILIES[family]), CAPTIONS[0]
     before = VLMArithmeticCoder(vlm).encode(text)
-    VLMCaptioner(vlm, max_new_tokens=3).caption(image)  # an image prefill in the same model
+    caption = VLMCaptioner(vlm, max_new_tokens=3).caption(image).text  # an image prefill in the same model
     conditioned = VLMArithmeticCoder(vlm, image).encode(text)
     after = VLMArithmeticCoder(vlm).encode(text)
     assert after == before
     fresh = load_vlm(folder)
     assert VLMArithmeticCoder(fresh).decode(after) == text
     assert VLMArithmeticCoder(fresh, image).decode(conditioned) == text
+    assert VLMArithmeticCoder(fresh).decode(VLMArithmeticCoder(vlm).encode(caption)) == caption
 
 
 def test_the_fingerprint_covers_the_image_processor(tmp_path):
