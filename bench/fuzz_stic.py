@@ -35,7 +35,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the mutators are shared with tests/test_fuzz.py
 
-import fuzz_cases as fc
+import fuzz_cases as fc  # noqa: E402  (after the path insert above)
 
 #: mutators whose output keeps every CRC valid, so that the damage reaches the decoders
 DECODER_MUTATORS = ["payload_damage", "declared_size", "section_codec", "section_fingerprint", "section_flags", "section_shuffle", "header_field"]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from kodak_bench import kodak_inputs, load_range, previous_rows, report_path
 from PIL import Image
 from tqdm import tqdm
 
@@ -33,8 +34,6 @@ from stic.image.io import load_image
 from stic.metrics import compare
 from stic.refine.registry import get_refiner, refine_section
 from stic.text.registry import get_text_coder
-
-from kodak_bench import kodak_inputs, load_range, previous_rows, report_path
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lpips-alex", "dists", "psnr")

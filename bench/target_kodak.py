@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from kodak_bench import kodak_inputs, load_range, previous_rows, report_path
 from tqdm import tqdm
 
 from stic import pipeline
 from stic.image.io import load_image
 from stic.metrics import compare
-
-from kodak_bench import kodak_inputs, load_range, previous_rows, report_path
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("lpips-alex", "dists", "psnr")

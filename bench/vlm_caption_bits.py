@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from stic.caption.fixed import PrecomputedCaptioner
-from stic.caption.vlm import load_vlm
 from stic.image.io import load_image
 from stic.image.registry import load_image_codec
+from stic.models.vlm import load_vlm
 from stic.paths import data_dir
 from stic.text.vlm_coder import VLMArithmeticCoder
 

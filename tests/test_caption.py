@@ -15,8 +15,9 @@ from stic.caption.clip_tokens import (
 from stic.caption.fixed import PrecomputedCaptioner, TextCaptioner
 from stic.caption.protocol import Captioner
 from stic.caption.registry import make_captioner
-from stic.caption.vlm import VLMCaptioner, load_vlm
+from stic.caption.vlm import VLMCaptioner
 from stic.errors import InputError, ModelNotFoundError
+from stic.models.vlm import load_vlm
 from stic.paths import data_dir
 
 IMAGE = (np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8)
@@ -123,7 +124,7 @@ def test_vlm_captioner_is_deterministic(tiny_vlm_dir):
 def test_the_captioner_is_placed_and_the_coder_stays_in_float32_on_the_cpu(tiny_vlm_dir):
     import torch
 
-    from stic.caption.vlm import cached_vlm
+    from stic.models.vlm import cached_vlm
 
     captioner = make_captioner(model=str(tiny_vlm_dir))  # the CPU's default: bfloat16, half the memory
     assert captioner.vlm.model.dtype == torch.bfloat16 and captioner.caption(IMAGE).text

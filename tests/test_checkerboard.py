@@ -8,18 +8,24 @@ import json
 import numpy as np
 import pytest
 import torch
+from train_helpers import make_images, one_thread  # noqa: F401 (autouse fixture)
 
 from stic.errors import InputError
 from stic.image.architectures import build_model, scale_table, string_count
 from stic.image.checkerboard import MeanScaleCheckerboard
-from stic.image.latent_search import Latents, compress_latents, initial_latents, rd_cost, search_latents, search_objective
+from stic.image.latent_search import (
+    Latents,
+    compress_latents,
+    initial_latents,
+    rd_cost,
+    search_latents,
+    search_objective,
+)
 from stic.image.learned import LearnedImageCodec, pack_strings, to_tensor
 from stic.image.registry import load_image_codec, load_model_weights
 from stic.train.config import ContextConfig
 from stic.train.context import checkerboard_from, train_context
 from stic.train.export import write_model
-
-from train_helpers import make_images, one_thread  # noqa: F401 (autouse fixture)
 
 
 def _photo(h=128, w=192):

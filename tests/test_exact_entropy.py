@@ -3,10 +3,10 @@ cost no bits, decode to the encoder's latents, and an ulp of float noise changes
 
 import math
 
+import fuzz_cases as fc
 import numpy as np
 import pytest
 import torch
-import fuzz_cases as fc
 
 from stic import codecs
 from stic.image import exact_entropy as ee

@@ -21,8 +21,8 @@ from stic.image.latent_search import (
     search_objective,
 )
 from stic.image.learned import LearnedImageCodec, pack_strings, to_tensor
-from stic.metrics import compare
 from stic.image.registry import load_image_codec
+from stic.metrics import compare
 from stic.pipeline import decode, encode
 
 

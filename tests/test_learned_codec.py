@@ -6,14 +6,13 @@ import subprocess
 import sys
 from urllib.error import URLError
 
+import fuzz_cases as fc
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
-
-import fuzz_cases as fc
 
 from stic.codecs import IMAGE_LEARNED
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError

@@ -6,11 +6,10 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny_lm import CORPUS, tiny_lm, tiny_tokenizer
+from tiny_lm import CORPUS, tiny_lm
 
 from stic.codecs import TEXT_LM_EXACT
 from stic.errors import FormatError
-from stic.text.lm import LanguageModel
 from stic.text.lm_coder import (
     _CLASS_FREQS,
     COMMON_LENGTH_CLASS,

@@ -9,7 +9,8 @@ from PIL import Image
 from stic.cli import main
 from stic.container import SECTION_PICTURE, pack, unpack
 from stic.errors import FormatError
-from stic.picture import Presentation, fit_to_side, is_grey
+from stic.image.io import fit_to_side
+from stic.picture import Presentation, is_grey
 from stic.pipeline import decode, encode
 
 

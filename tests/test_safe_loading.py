@@ -4,7 +4,6 @@ weights, and the marker never appears. A scan of src/ keeps new loaders to the s
 
 import ast
 import json
-import pickle
 from pathlib import Path
 
 import pytest

@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 
 from stic.errors import InputError
+from stic.image.losses import MSE255, BitsPerPixel, CompositeLoss, Term, WeightedTerm, rate_distortion
 from stic.image.registry import load_image_codec
+from stic.train.config import TrainConfig
 from stic.train.data import CropSampler, list_images, split
 from stic.train.export import export_weights
-from stic.train.losses import BitsPerPixel, CompositeLoss, MSE255, Term, WeightedTerm, rate_distortion
-from stic.train.config import TrainConfig
 from stic.train.loop import train
 
 TINY = {"architecture": "mbt2018-mean", "N": 8, "M": 8}

@@ -5,8 +5,8 @@ import pytest
 from tiny_vlm import save_tiny_llava
 
 from stic import codecs
-from stic.caption.vlm import load_vlm
 from stic.errors import FormatError
+from stic.models.vlm import load_vlm
 from stic.text.protocol import TextCoder
 from stic.text.vlm_coder import VLMArithmeticCoder
 

@@ -145,7 +145,12 @@ def save_tiny_llava_next(folder: Path, seed: int = 0) -> Path:
 
 def save_tiny_qwen2_5_vl(folder: Path, seed: int = 0) -> Path:
     """Write a loadable Qwen2.5-VL (windowed vision attention, M-RoPE) + processor: 56x56 images."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+    )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     tokenizer = tiny_tokenizer()

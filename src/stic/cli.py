@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stic import __version__, status
 from stic.errors import InputError, SticError
+from stic.paths import check_output
 
 
 def _read_caption(args) -> str | None:
@@ -53,7 +54,8 @@ def _caption_for(args, image) -> tuple[str | None, dict]:
     if fitted.truncated:
         warnings.warn(
             f"caption shortened from {fitted.original_clip_tokens} to {fitted.clip_tokens} CLIP tokens "
-            "(the refiner's text encoder reads at most 75)"
+            "(the refiner's text encoder reads at most 75)",
+            stacklevel=2,
         )
     return fitted.text, {"captioner": captioner.name, "caption_clip_tokens": fitted.clip_tokens,
                          "caption_clip_tokens_before_fitting": fitted.original_clip_tokens}  # fmt: skip
@@ -133,18 +135,6 @@ def _shipped_quality_count(family: str | None) -> int:
         config = json.loads(path.read_text())
         names.append(config.get("family", "mse"))
     return sum(1 for f in names if f == (family or "mse")) or len(names)
-
-
-def check_output(path: Path, force: bool) -> Path:
-    """Refuse, before any work, an output that would overwrite a file (unless `force`) or that
-    lands in a folder that does not exist."""
-    if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a folder")
-    if path.exists() and not force:
-        raise InputError(f"output {path} already exists (give --force to overwrite it)")
-    if not path.parent.is_dir():
-        raise InputError(f"output folder does not exist: {path.parent}")
-    return path
 
 
 def _cmd_encode(args) -> None:

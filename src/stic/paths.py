@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from stic.errors import InputError
+
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,4 +20,16 @@ def cache_dir() -> Path:
     ) / "stic"
     path = Path(base)
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_output(path: Path, force: bool) -> Path:
+    """Refuse, before any work, an output that would overwrite a file (unless `force`) or that
+    lands in a folder that does not exist."""
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    if path.exists() and not force:
+        raise InputError(f"output {path} already exists (give --force to overwrite it)")
+    if not path.parent.is_dir():
+        raise InputError(f"output folder does not exist: {path.parent}")
     return path

@@ -18,7 +18,7 @@ from PIL import Image
 
 from stic import codecs
 from stic.container import MAX_DIMENSION, SECTION_PICTURE, Section, decode_varint, encode_varint
-from stic.errors import FormatError, InputError
+from stic.errors import FormatError
 from stic.image.io import MAX_SOURCE_PIXELS
 
 _GREY = 1
@@ -75,17 +75,3 @@ def presented_size(file) -> tuple[int, int]:
 def is_grey(image: np.ndarray) -> bool:
     """True when all three channels are equal everywhere (a greyscale photo, whatever its file mode)."""
     return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
-
-
-def fit_to_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
-    """The image shrunk (Lanczos, aspect kept) so its longer side is at most `max_side`."""
-    if max_side is None:
-        return image
-    if max_side < 16:
-        raise InputError(f"max_side must be at least 16 pixels, got {max_side}")
-    height, width = image.shape[:2]
-    if max(height, width) <= max_side:
-        return image
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))

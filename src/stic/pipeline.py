@@ -28,7 +28,7 @@ from stic.container import (
     unpack,
 )
 from stic.errors import FormatError, InputError
-from stic.image.io import MAX_PIXELS, MAX_SIDE, size_problem
+from stic.image.io import MAX_PIXELS, MAX_SIDE, fit_to_side, size_problem
 from stic.image.protocol import ImageCodec
 from stic.image.registry import (
     all_shipped_models,
@@ -40,7 +40,7 @@ from stic.image.registry import (
     recommended_refiner,
     shipped_models,
 )
-from stic.picture import Presentation, fit_to_side, is_grey, presented_size
+from stic.picture import Presentation, is_grey, presented_size
 from stic.refine.protocol import Refiner
 from stic.status import step as status_step
 from stic.text.protocol import TextCoder
@@ -115,7 +115,8 @@ class _CaptionSection:
         self._fixed: Section | None = None
         if caption is not None and self.xhat_model is None:
             if parsed:
-                from stic.text.vlm_coder import VLMArithmeticCoder, cached_vlm
+                from stic.models.vlm import cached_vlm
+                from stic.text.vlm_coder import VLMArithmeticCoder
 
                 coder = VLMArithmeticCoder(cached_vlm(parsed[1]))
             else:
@@ -127,7 +128,8 @@ class _CaptionSection:
     def for_image(self, codec: ImageCodec, codec_id: int, payload: bytes, width: int, height: int) -> Section | None:
         if self.caption is None or self.xhat_model is None:
             return self._fixed
-        from stic.text.vlm_coder import VLMArithmeticCoder, cached_vlm
+        from stic.models.vlm import cached_vlm
+        from stic.text.vlm_coder import VLMArithmeticCoder
 
         xhat = codec.decompress(payload, width, height, codec_id)  # exactly the decoder's x̂
         coder = VLMArithmeticCoder(cached_vlm(self.xhat_model), xhat)

@@ -31,7 +31,8 @@ def make_captioner(
 
         return PrecomputedCaptioner(file, max_clip_tokens)
     if model is not None:
-        from stic.caption.vlm import DEFAULT_PROMPT, VLMCaptioner, captioner_vlm
+        from stic.caption.vlm import DEFAULT_PROMPT, VLMCaptioner
+        from stic.models.vlm import captioner_vlm
 
         return VLMCaptioner(captioner_vlm(model, device, dtype), prompt or DEFAULT_PROMPT, max_clip_tokens=max_clip_tokens)
     return None

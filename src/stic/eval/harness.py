@@ -286,7 +286,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> Path:
     if config.ray_address is not None:
         from stic.eval.ray_runner import run_on_ray
 
-        results = run_on_ray(tasks, config)
+        results = run_on_ray(tasks, config, run_task)
     else:
         results = run_local(tasks, config)
     total = sum(len(t.targets) for t in tasks)

@@ -1,4 +1,6 @@
-"""Scale-out: run the same `run_task` calls on a Ray cluster (a local one by default).
+"""Scale-out: run the harness's per-image work on a Ray cluster (a local one by default).
+
+The harness hands its worker function in (`work`), so this module does not import the harness.
 
 Tasks carry the image file's bytes, so workers need no shared file system; decoded PNGs come
 back with the rows and the driver writes them, so the CSV (and folder) equal a local run's.
@@ -7,14 +9,15 @@ Ray is an optional extra: `pip install 'stic[ray]'`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from stic.errors import InputError
 
 
-def run_on_ray(tasks, config) -> Iterator[tuple[list[dict], dict[str, bytes]]]:
+def run_on_ray(tasks, config, work: Callable) -> Iterator[tuple[list[dict], dict[str, bytes]]]:
+    """`work(task, metrics, keep_decoded)` for every task, on Ray workers, as results come in."""
     try:
         import ray
     except ImportError as err:
@@ -32,6 +35,7 @@ def run_on_ray(tasks, config) -> Iterator[tuple[list[dict], dict[str, bytes]]]:
     remote_task = ray.remote(num_cpus=1)(_run_with_one_thread)
     pending = [
         remote_task.remote(
+            work,
             replace(task, data=Path(task.path).read_bytes()),
             config.metrics,
             config.keep_decoded,
@@ -47,10 +51,8 @@ def run_on_ray(tasks, config) -> Iterator[tuple[list[dict], dict[str, bytes]]]:
             ray.shutdown()
 
 
-def _run_with_one_thread(task, metrics, keep_decoded):
+def _run_with_one_thread(work: Callable, task, metrics, keep_decoded):
     import torch
 
-    from stic.eval.harness import run_task
-
     torch.set_num_threads(1)
-    return run_task(task, metrics, keep_decoded)
+    return work(task, metrics, keep_decoded)

@@ -31,6 +31,11 @@ ARCHITECTURES = {
 #: every architecture above downsamples by 16 (analysis) x 4 (hyper-analysis)
 PAD_MULTIPLE = 64
 
+#: CompressAI derives these from the weights with model.update(); they are empty while training
+DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+#: constants every constructor makes the same (masked convolutions' masks): shipped files leave them out
+CONSTRUCTED_BUFFERS = (".mask",)
+
 
 def build_model(config: dict):
     """Instantiate the (untrained) network a config describes."""

@@ -47,8 +47,6 @@ def read_image(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """`load_image`, and the photo's own (width, height) before any shrinking (after EXIF rotation).
     `name` is what messages call the image (default: its path, or "<bytes>")."""
-    from stic.picture import fit_to_side
-
     name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
@@ -84,6 +82,20 @@ def read_image(
             return fit_to_side(to_rgb_array(image, name), max_side), size
         except (OSError, SyntaxError, ValueError) as err:
             raise InputError(f"{name} is truncated or corrupt: {err}") from err
+
+
+def fit_to_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """The image shrunk (Lanczos, aspect kept) so its longer side is at most `max_side`."""
+    if max_side is None:
+        return image
+    if max_side < 16:
+        raise InputError(f"max_side must be at least 16 pixels, got {max_side}")
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
 def size_problem(width: int, height: int, shrinking: bool = False) -> str | None:

@@ -40,7 +40,7 @@ class Latents:
 
 @dataclass(frozen=True)
 class Objective:
-    """What the search minimises: the training loss `stic.train.losses.rate_distortion` builds,
+    """What the search minimises: the training loss `stic.image.losses.rate_distortion` builds,
     rate (bpp) + λ·MSE (0-255 scale) + Σ weight · metric(x̂, x), the metrics named as in
     `stic.metrics` (e.g. {"lpips-alex": 1.0} for a perceptual model)."""
 
@@ -54,7 +54,7 @@ class Objective:
     @cached_property
     def loss(self):
         """Built on first use, so loading a model never loads metric backbones it may not search with."""
-        from stic.train.losses import rate_distortion
+        from stic.image.losses import rate_distortion
 
         return rate_distortion(self.lmbda, self.metrics)
 

@@ -16,10 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from stic.errors import ModelMismatchError, ModelNotFoundError
-from stic.image.architectures import ARCHITECTURES, build_model, scale_table
+from stic.image.architectures import ARCHITECTURES, CONSTRUCTED_BUFFERS, DERIVED_BUFFERS, build_model, scale_table
 from stic.image.latent_search import search_objective
 from stic.image.learned import LearnedImageCodec, file_digest
-from stic.train.checkpoint import CONSTRUCTED_BUFFERS, DERIVED_BUFFERS
 
 ZOO_PREFIX = "compressai:"
 #: λ of CompressAI's MSE zoo models by quality 1-8 (its documented training setup: loss = rate + λ·255²·MSE)
@@ -142,7 +141,7 @@ def _load_zoo(spec: str) -> LearnedImageCodec:
     try:
         url = model_urls[arch][metric][quality]
     except KeyError:
-        raise ModelNotFoundError(f"CompressAI publishes no {arch} weights for quality {quality}, metric {metric}")
+        raise ModelNotFoundError(f"CompressAI publishes no {arch} weights for quality {quality}, metric {metric}") from None
     try:
         state = torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
     except Exception as exc:  # network errors come in many types (URLError, HTTPError, OSError, ...)

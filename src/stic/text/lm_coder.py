@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import constriction
 import numpy as np
-import torch
 
 from stic.codecs import TEXT_LM_EXACT, TEXT_LM_FLOAT
 from stic.errors import FormatError, InputError

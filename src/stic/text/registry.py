@@ -186,7 +186,7 @@ def _lm_coder_for_section(method: str, codec_id: int, fingerprint: bytes, model:
         raise ModelMismatchError(
             f"the caption was coded with {_describe(method, needed, fingerprint)}, not with {model!r}"
         )
-    from stic.text.lm import OFFLINE_MODELS
+    from stic.text.offline_models import OFFLINE_MODELS
 
     if needed is not None:  # known: try exactly that model first; if it is gone, say how to get it
         coder = _coder_with_fingerprint(method, needed, fingerprint)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from stic import codecs
-from stic.caption.vlm import VisionLanguageModel, cached_vlm
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
+from stic.models.vlm import VisionLanguageModel, cached_vlm
 from stic.text.lm import CODING_THREADS, _HFSession, cache_argument
 from stic.text.lm_coder import LMArithmeticCoder
 from stic.threads import fixed_threads

@@ -14,11 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stic.errors import ModelNotFoundError
-
-#: CompressAI derives these from the weights with model.update(); they are empty while training
-DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
-#: constants every constructor makes the same (masked convolutions' masks): shipped files leave them out
-CONSTRUCTED_BUFFERS = (".mask",)
+from stic.image.architectures import CONSTRUCTED_BUFFERS, DERIVED_BUFFERS
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:

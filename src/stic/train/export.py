@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from stic.image.architectures import build_model, scale_table
-from stic.train.checkpoint import CONSTRUCTED_BUFFERS, load_weights
+from stic.image.architectures import CONSTRUCTED_BUFFERS, build_model, scale_table
+from stic.train.checkpoint import load_weights
 
 
 def export_weights(run: Path, name: str, dest: Path) -> Path:

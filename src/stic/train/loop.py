@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from stic.errors import InputError
 from stic.image.architectures import build_model
+from stic.image.losses import CompositeLoss, psnr_from_mse255, rate_distortion
 from stic.paths import data_dir
 from stic.train import distributed
 from stic.train.adversarial import Adversarial, latent_channels
@@ -38,7 +39,6 @@ from stic.train.data import (
     load_captions,
     split,
 )
-from stic.train.losses import CompositeLoss, psnr_from_mse255, rate_distortion
 from stic.train.precision import autocast_factory, keep_entropy_models_fp32
 
 EXTRA_SCALES = (0.6,)  # load_all's default: each training image also at 0.6x

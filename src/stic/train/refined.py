@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stic.errors import InputError
+from stic.image.losses import Term
 from stic.refine.esrgan import SCALE, VARIANTS, load_network
-from stic.train.losses import Term
 
 
 class DifferentiableRefiner(nn.Module):

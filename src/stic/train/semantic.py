@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from stic.errors import InputError
-from stic.train.losses import Term, WeightedTerm
+from stic.image.losses import Term, WeightedTerm
 
 QUALITY_PROMPTS = ("a good photo.", "a bad photo.")
 SEMANTIC_TERMS = ("clip-text", "clip-iqa")

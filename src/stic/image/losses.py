@@ -1,8 +1,8 @@
-"""Composable training losses: total = sum of weighted terms.
-
-Issue 3 trains with rate + lambda*MSE; the perceptual issue adds LPIPS / GAN / semantic terms by
-appending Term objects, without touching the loop. Each term returns a scalar tensor; the loop
-logs every term's value by name.
+"""The image models' losses: total = sum of weighted terms (rate + lambda*MSE, plus LPIPS, GAN or
+semantic terms appended as Term objects). Training (stic.train) minimises them over a data set;
+latent search (stic.image.latent_search) minimises the same loss for one image, so they live
+with the codec, not with the trainer. Each term returns a scalar tensor; the training loop logs
+every term's value by name.
 """
 
 import math
