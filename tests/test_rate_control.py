@@ -50,7 +50,7 @@ def test_above_the_highest_model_it_codes_finer(photo):
 def test_a_target_below_the_lowest_model_shrinks_the_picture(photo, ladder):
     target = ladder["stic-q1"] / 2
     encoded = pipeline.encode(photo, bpp=target, refiner=None)
-    assert encoded.image_model == "stic-q1" and encoded.bpp <= target
+    assert encoded.image_model == "stic-q1" and 0.9 * target <= encoded.bpp <= target
     assert encoded.file.width <= 384 * 0.75
     assert pipeline.decode(encoded.data).image.shape == photo.shape
 

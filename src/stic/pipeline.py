@@ -270,6 +270,7 @@ class _Attempt:
     data: bytes
     picture: Section | None
     step: int = 0
+    side: int | None = None  #: the longer side the picture was shrunk to (None: as given)
 
 
 #: `--bpp T` aims for a file in [TARGET_FLOOR * T, T]; the ladder's models alone leave gaps
@@ -289,9 +290,9 @@ def _encode_to_target(
     """The file with the most bits within the target, by measurement: each model of the ladder at
     full size, highest first; where the first that fits leaves more than a tenth of the target
     unused, the model above it on the picture shrunk (largest side that fits, by bisection, down to
-    BETWEEN_SCALE), else the model that fits with a finer quantisation step (the finest that fits,
-    by bisection); below the lowest model's rate, that model shrunk down to MIN_SCALE. The decoder
-    scales the picture back. With search, the chosen file's latents are then searched under a rate
+    BETWEEN_SCALE); below the lowest model's rate, that model shrunk down to MIN_SCALE; and where
+    the file chosen still leaves a tenth unused, the same model and size with a finer quantisation
+    step (the finest that fits, by bisection). The decoder scales the picture back. With search, the chosen file's latents are then searched under a rate
     cap that keeps the whole file within the target (the plain file if the searched one should
     still not fit)."""
     if target <= 0:
@@ -306,7 +307,7 @@ def _encode_to_target(
             image, picture = source.at_side(side)
             payload = codec.compress(image, step=quantisation)
             data = _pack_with(codec, payload, image, caption, refine.for_model(codec.name), picture, quantisation)
-        return _Attempt(codec, image, payload, data, picture, quantisation)
+        return _Attempt(codec, image, payload, data, picture, quantisation, side)
 
     def largest_fitting(values: range, make) -> _Attempt | None:
         """Bisection over `values` (a file's size grows with the value) for the largest whose file
@@ -330,11 +331,11 @@ def _encode_to_target(
         return largest_fitting(range(max(16, round(min_scale * source.side)), source.side), lambda side: attempt(name, side))
 
     def finer_to_fit(fitting: _Attempt) -> _Attempt:
-        """`fitting`'s model with the finest quantisation step whose file fits (on Kodak, a model
-        shrunk looks better than the model below it quantised finer at the same rate, so the step
-        comes second)."""
+        """`fitting` (model and size) with the finest quantisation step whose file fits (on Kodak,
+        a model shrunk looks better than the model below it quantised finer at the same rate, so
+        the step comes last)."""
         steps = range(1, fitting.codec.max_step + 1)
-        return largest_fitting(steps, lambda s: attempt(fitting.codec.name, None, s)) or fitting
+        return largest_fitting(steps, lambda s: attempt(fitting.codec.name, fitting.side, s)) or fitting
 
     def better(*results: _Attempt | None) -> _Attempt:
         return max((r for r in results if r is not None), key=lambda r: len(r.data))
@@ -349,11 +350,11 @@ def _encode_to_target(
         chosen = result
         if index > 0 and 8 * len(result.data) < TARGET_FLOOR * budget:
             chosen = better(result, shrunk_to_fit(ladder[index - 1], BETWEEN_SCALE))
-        if 8 * len(chosen.data) < TARGET_FLOOR * budget:
-            chosen = better(chosen, finer_to_fit(result))
         break
     if chosen is None:
         chosen = shrunk_to_fit(ladder[-1], MIN_SCALE)
+    if chosen is not None and 8 * len(chosen.data) < TARGET_FLOOR * budget:
+        chosen = better(chosen, finer_to_fit(chosen))
     if chosen is None:
         tried = ", ".join(f"{name} {rate:.4f}" for name, rate in achieved.items())
         raise InputError(
