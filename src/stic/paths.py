@@ -1,6 +1,7 @@
 """Where stic finds data and keeps caches: configurable by environment, sensible defaults."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from stic.errors import InputError
@@ -33,3 +34,17 @@ def check_output(path: Path, force: bool) -> Path:
     if not path.parent.is_dir():
         raise InputError(f"output folder does not exist: {path.parent}")
     return path
+
+
+def replace_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Make `path` by `write(temporary path beside it)`, then rename: readers (a concurrent process
+    too) see the old file or the whole new one, and a failure leaves no temporary file behind. For
+    caches and checkpoints; user outputs go through stic.container.write_bytes_atomic, which also
+    applies the umask and turns OS errors into one-line messages."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -13,7 +13,6 @@ import bz2
 import hashlib
 import json
 import lzma
-import os
 import zlib
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import zstandard
 
 from stic import codecs
 from stic.errors import FormatError, InputError, ModelNotFoundError
-from stic.paths import cache_dir, data_dir
+from stic.paths import cache_dir, data_dir, replace_atomically
 
 #: longest text a decoder will produce; far above any caption, far below a memory problem
 MAX_TEXT_BYTES = 1 << 20
@@ -258,9 +257,7 @@ def caption_dictionary(corpus: Path | None = None, cache: Path | None = None) ->
         threads=1,
     ).as_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(trained)
-    os.replace(tmp, path)  # atomic: concurrent first uses both write the same bytes
+    replace_atomically(path, lambda tmp: tmp.write_bytes(trained))  # concurrent first uses write the same bytes
     return trained
 
 

@@ -14,14 +14,13 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from stic.errors import InputError, ModelNotFoundError
-from stic.paths import cache_dir
+from stic.paths import cache_dir, replace_atomically
 from stic.text import exact_lm
 from stic.text.lm_weights import LMConfig
 
@@ -253,12 +252,7 @@ def _convert_to_cache(path: Path, name: str, target: Path) -> None:
         "digest": weights.digest().hex(),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        save_file(tensors, str(partial), metadata=metadata)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    replace_atomically(target, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def _load_cached(path: Path, name: str) -> ExactLanguageModel | None:

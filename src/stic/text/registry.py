@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 
 from stic import __version__, codecs
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
-from stic.paths import cache_dir
+from stic.paths import cache_dir, replace_atomically
 from stic.text import baselines
 from stic.text.prefix import has_shipped_prefix
 from stic.text.protocol import TextCoder
@@ -127,12 +126,10 @@ def _remember(codec_id: int, fingerprint: bytes, model: str) -> None:
         return
     table[key] = model
     path = _table_path()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        replace_atomically(path, lambda tmp: tmp.write_text(json.dumps(table, indent=1, sort_keys=True)))
     except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache only costs a slower lookup next time
+        pass  # a read-only cache only costs a slower lookup next time
 
 
 def model_for_fingerprint(codec_id: int, fingerprint: bytes) -> str | None:

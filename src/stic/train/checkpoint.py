@@ -6,7 +6,6 @@ good checkpoint.
 """
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from stic.errors import ModelNotFoundError
 from stic.image.architectures import CONSTRUCTED_BUFFERS, DERIVED_BUFFERS
+from stic.paths import replace_atomically
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -26,22 +26,16 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     }
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(folder: Path, model, optimizers: dict, state: dict, config: dict, modules: dict | None = None) -> None:
     """`modules` (e.g. {"discriminator": net}) are auxiliary networks saved as NAME.safetensors."""
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic(folder / "model.safetensors", lambda p: save_file(trainable_state(model), str(p)))
+    replace_atomically(folder / "model.safetensors", lambda p: save_file(trainable_state(model), str(p)))
     for name, module in (modules or {}).items():
         weights = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        _atomic(folder / f"{name}.safetensors", lambda p, w=weights: save_file(w, str(p)))
-    _atomic(folder / "optim.pt", lambda p: torch.save({k: o.state_dict() for k, o in optimizers.items()}, p))
-    _atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
-    _atomic(folder / "state.json", lambda p: p.write_text(json.dumps(state, indent=2)))
+        replace_atomically(folder / f"{name}.safetensors", lambda p, w=weights: save_file(w, str(p)))
+    replace_atomically(folder / "optim.pt", lambda p: torch.save({k: o.state_dict() for k, o in optimizers.items()}, p))
+    replace_atomically(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    replace_atomically(folder / "state.json", lambda p: p.write_text(json.dumps(state, indent=2)))
 
 
 def weights_file(source) -> Path:

@@ -9,7 +9,6 @@ is untouched, and what it is given differs only in where each latent is rounded 
 """
 
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +22,7 @@ from stic.errors import InputError
 from stic.image.architectures import build_model
 from stic.image.checkerboard import MeanScaleCheckerboard
 from stic.image.learned import to_tensor
-from stic.paths import data_dir
+from stic.paths import data_dir, replace_atomically
 from stic.train.config import ContextConfig
 from stic.train.data import list_images, load_all, split
 from stic.train.export import write_model
@@ -95,9 +94,7 @@ def _save(out: Path, model, optimizer, state: dict) -> None:
         ("optim.pt", lambda p: torch.save(optimizer.state_dict(), p)),
         ("state.json", lambda p: p.write_text(json.dumps(state, indent=2))),
     ):
-        tmp = out / (name + ".tmp")
-        write(tmp)
-        os.replace(tmp, out / name)
+        replace_atomically(out / name, write)
 
 
 def _resume(out: Path, model, optimizer) -> dict | None:

@@ -16,7 +16,6 @@ folder resumes; the budget is wall-clock minutes; CUDA with bf16 autocast when a
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import time
 from dataclasses import asdict
@@ -30,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from stic.errors import InputError, ModelNotFoundError
-from stic.paths import data_dir
+from stic.paths import data_dir, replace_atomically
 from stic.refine.esrgan import SCALE, downscale4
 from stic.refine.rrdbnet import SRVGGNetCompact
 from stic.train.adversarial import Adversarial
@@ -88,9 +87,7 @@ def make_pairs(files: list[Path], models: tuple, folder: Path) -> list[tuple[np.
             else:
                 codec = codec or load_image_codec(name)
                 x_hat = codec.decompress(codec.compress(x), x.shape[1], x.shape[0])
-                tmp = cached.with_name(cached.name + ".tmp.png")
-                Image.fromarray(x_hat).save(tmp)
-                os.replace(tmp, cached)
+                replace_atomically(cached, lambda tmp, x_hat=x_hat: Image.fromarray(x_hat).save(tmp, format="PNG"))
             pairs.append((downscale4(x_hat), x))
     return pairs
 
