@@ -4,6 +4,7 @@ BD-rate rules, captions, the CLI, and (when Ray is installed) the same CSV from 
 import argparse
 import csv
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 from stic.errors import InputError
 from stic.eval import harness
 from stic.eval.bdrate import bd_rate
-from stic.eval.dataset import read_captions
+from stic.eval.dataset import caption_for, read_captions
 from stic.eval.harness import EvalConfig, run_eval
 from stic.eval.report import write_report
 
@@ -198,7 +199,7 @@ def test_captions_csv_columns_are_found(tmp_path):
     path = tmp_path / "captions.csv"
     path.write_text("image_name,item1,overall_description\nkodim01.png,,A red door.\n")
     captions = read_captions(path)
-    assert captions["kodim01.png"] == captions["kodim01"] == "A red door."
+    assert caption_for(Path("data/kodim01.png"), captions) == captions["kodim01"] == "A red door."
     path.write_text("file,words\na.png,x\n")
     with pytest.raises(InputError, match="caption column"):
         read_captions(path)

@@ -37,21 +37,21 @@ def _key(name: str) -> str:
     return Path(name.strip()).stem
 
 
-def _read_csv(path: Path) -> dict[str, str]:
+def _read_csv(path: Path, column: str | None = None) -> dict[str, str]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
         image_col = next((c for c in IMAGE_COLUMNS if c in fields), None)
-        caption_col = next((c for c in CAPTION_COLUMNS if c in fields), None)
+        caption_col = column if column in fields else None if column else next((c for c in CAPTION_COLUMNS if c in fields), None)
         if image_col is None or caption_col is None:
             raise InputError(
                 f"{path}: need an image column ({', '.join(IMAGE_COLUMNS)}) and a caption column "
-                f"({', '.join(CAPTION_COLUMNS)}); found {', '.join(fields) or 'no header'}"
+                f"({column or ', '.join(CAPTION_COLUMNS)}); found {', '.join(fields) or 'no header'}"
             )
         return {_key(row[image_col]): row[caption_col] for row in reader if row[image_col]}
 
 
-def _read_json(path: Path) -> dict[str, str]:
+def _read_json(path: Path, column: str | None = None) -> dict[str, str]:
     data = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
         return {_key(k): v for k, v in data.items()}
@@ -59,12 +59,30 @@ def _read_json(path: Path) -> dict[str, str]:
         out = {}
         for item in data:
             image = next((item[c] for c in IMAGE_COLUMNS if c in item), None)
-            caption = next((item[c] for c in CAPTION_COLUMNS if c in item), None)
+            caption = item.get(column) if column else next((item[c] for c in CAPTION_COLUMNS if c in item), None)
             if not isinstance(image, str) or not isinstance(caption, str):
                 raise InputError(f"{path}: every entry needs an image name and a caption string")
             out[_key(image)] = caption
         return out
     raise InputError(f'{path}: expected {{"image": "caption", ...}} or a list of {{"image":, "caption":}} objects')
+
+
+def read_caption_table(path: str | Path, column: str | None = None) -> dict[str, str]:
+    """Image file stem -> caption (as written) from a CSV (an image column and a caption column,
+    `column` naming the latter) or a JSON file: one reader for `--caption-file` and `stic eval
+    --captions`."""
+    path = Path(path)
+    try:
+        return (_read_json if path.suffix.lower() == ".json" else _read_csv)(path, column)
+    except OSError as err:
+        raise InputError(f"cannot read caption file {path}: {err.strerror}") from err
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
+        raise InputError(f"{path} is not a valid caption file: {err}") from err
+
+
+def caption_key(name: str | Path) -> str:
+    """The key an image's caption has in `read_caption_table`'s result."""
+    return _key(str(name))
 
 
 class PrecomputedCaptioner:
@@ -74,13 +92,7 @@ class PrecomputedCaptioner:
         self.path = Path(path)
         self.name = f"file:{self.path.name}"
         self.max_tokens = max_tokens
-        try:
-            reader = _read_json if self.path.suffix.lower() == ".json" else _read_csv
-            self.captions = reader(self.path)
-        except OSError as err:
-            raise InputError(f"cannot read caption file {self.path}: {err.strerror}") from err
-        except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
-            raise InputError(f"{self.path} is not a valid caption file: {err}") from err
+        self.captions = read_caption_table(self.path)
 
     def caption(self, image: np.ndarray, source: str | None = None) -> FittedCaption:
         if source is None:
