@@ -28,7 +28,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> None:
     from stic.codecs import IMAGE_LEARNED
     from stic.image.io import load_image
-    from stic.image.learned import pack_strings, to_tensor
+    from stic.image.learned import pack_strings, padded_tensor
     from stic.image.registry import all_shipped_models, load_image_codec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,7 +48,7 @@ def main() -> None:
             image = load_image(path)
             h, w = image.shape[:2]
             with torch.no_grad():
-                x = to_tensor(image)
+                x = padded_tensor(image)
                 y = model.g_a(x)
                 z = model.h_a(y)
                 exact = pack_strings([s[0] for s in model.compress_latents(y, z)])

@@ -21,7 +21,7 @@ from stic.image.latent_search import (
     search_latents,
     search_objective,
 )
-from stic.image.learned import LearnedImageCodec, pack_strings, to_tensor
+from stic.image.learned import LearnedImageCodec, pack_strings, padded_tensor
 from stic.image.registry import load_image_codec, load_model_weights
 from stic.train.config import ContextConfig
 from stic.train.context import checkerboard_from, train_context
@@ -68,7 +68,7 @@ def _with_random_context(base, seed=0):
 
 
 def test_an_untrained_context_gives_the_hyperprior_likelihoods(base):
-    x = to_tensor(_photo())
+    x = padded_tensor(_photo())
     with torch.no_grad():
         plain = base(x)["likelihoods"]
         checker = checkerboard_from(base, kernel=3, hidden=16)(x)["likelihoods"]
@@ -87,7 +87,7 @@ def test_real_bitstream_matches_the_estimate_and_decodes_to_the_forward_output(b
     assert abs(8 * len(payload) - estimate) <= 0.02 * estimate + 256
     decoded = codec.decompress(payload, image.shape[1], image.shape[0])
     with torch.no_grad():
-        predicted = model(to_tensor(image))["x_hat"][0, :, : image.shape[0], : image.shape[1]]
+        predicted = model(padded_tensor(image))["x_hat"][0, :, : image.shape[0], : image.shape[1]]
     predicted = predicted.clamp(0, 1).mul(255).round().permute(1, 2, 0).numpy()
     # forward() rounds each latent about float means, the coder about the exact integer ones: a
     # latent now and then rounds the other way (under 1 % of them), so compare on average
@@ -107,7 +107,7 @@ def test_the_context_changes_the_rate(base):
 def test_hard_rounded_quantise_is_what_the_coder_writes(base):
     """Latent search's rate (quantise with torch.round) equals forward()'s eval likelihoods."""
     model = _with_random_context(base)
-    x = to_tensor(_photo())
+    x = padded_tensor(_photo())
     with torch.no_grad():
         latents = initial_latents(model, x)
         z_hat, _ = model.entropy_bottleneck(latents.z, training=False)
@@ -120,7 +120,7 @@ def test_latent_search_lowers_the_cost_of_a_checkerboard_model(base):
     model = _with_random_context(base)
     objective = search_objective(0.00032)
     image = _photo()
-    x = to_tensor(image)
+    x = padded_tensor(image)
     h, w = image.shape[:2]
     found = search_latents(model, x, objective, 30, h, w)
     with torch.no_grad():

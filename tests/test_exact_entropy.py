@@ -10,7 +10,7 @@ import torch
 
 from stic import codecs
 from stic.image import exact_entropy as ee
-from stic.image.learned import pack_strings, to_tensor, unpack_strings
+from stic.image.learned import pack_strings, padded_tensor, unpack_strings
 from stic.image.registry import load_image_codec
 
 
@@ -34,7 +34,7 @@ def model():
 
 
 def _latents(model, seed=0):
-    x = to_tensor(fc.sample_image(128, 192, seed))
+    x = padded_tensor(fc.sample_image(128, 192, seed))
     with torch.no_grad():
         y = model.g_a(x)
         return y, model.h_a(y)
@@ -115,7 +115,7 @@ def test_shipped_models_write_the_exact_codec_and_still_read_stic_0_1_files(mode
     decoded = codec.decompress(data, 96, 64)
     assert np.abs(decoded.astype(int) - image.astype(int)).mean() < 40
     # a stic 0.1 section (float entropy parameters) decodes through the float path
-    x = to_tensor(image)
+    x = padded_tensor(image)
     with torch.no_grad():
         y = model.g_a(x)
         z = model.h_a(y)

@@ -20,7 +20,7 @@ from stic.image.latent_search import (
     search_latents,
     search_objective,
 )
-from stic.image.learned import LearnedImageCodec, pack_strings, to_tensor
+from stic.image.learned import LearnedImageCodec, pack_strings, padded_tensor
 from stic.image.registry import load_image_codec
 from stic.metrics import compare
 from stic.pipeline import decode, encode
@@ -47,7 +47,7 @@ def q2():
 def test_without_search_the_latents_code_exactly_as_compressai(q2):
     image = _photo()
     with torch.no_grad():
-        strings = compress_latents(q2.model, initial_latents(q2.model, to_tensor(image)))
+        strings = compress_latents(q2.model, initial_latents(q2.model, padded_tensor(image)))
     assert pack_strings(strings) == q2.compress(image)
 
 
@@ -71,7 +71,7 @@ def test_search_never_returns_latents_worse_than_the_start(q2):
     """A huge λ weights distortion only, a zero-ish one rate only: either way the kept latents cost
     no more (by the model's own measure) than g_a's."""
     image = _photo(64, 64)
-    x = to_tensor(image)
+    x = padded_tensor(image)
     with torch.no_grad():
         start = initial_latents(q2.model, x)
         for objective in (Objective(1e-9), Objective(10.0), Objective(1e-9, {"lpips-alex": 100.0})):
@@ -84,7 +84,7 @@ def test_a_rate_cap_holds_and_still_lowers_the_cost_within_it(q2):
     search returns latents that code within the cap (the coder's bits, not only the estimate) at a
     lower rate + λ·MSE than the plain file. A cap it cannot meet returns the start unchanged."""
     image = _photo(256, 256)
-    x = to_tensor(image)
+    x = padded_tensor(image)
     with torch.no_grad():
         start = initial_latents(q2.model, x)
     plain_rate = coded_bpp(q2.model, start, 256, 256)

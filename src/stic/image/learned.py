@@ -48,7 +48,7 @@ def padded_size(height: int, width: int, multiple: int = PAD_MULTIPLE) -> tuple[
     return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
+def padded_tensor(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 1x3xHxW float in [0,1], replicate-padded to the network's multiple."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise InputError("the image codec takes an HxWx3 uint8 RGB array")
@@ -107,7 +107,7 @@ class LearnedImageCodec:
             raise InputError(f"image model {self.name} codes with steps 0..{self.max_step}, not {step}")
         if step and search_steps:
             raise InputError("latent search codes with the model's own step only")
-        x = to_tensor(image)
+        x = padded_tensor(image)
         with fixed_threads(CODEC_THREADS):
             if not search_steps:
                 with torch.no_grad():
@@ -158,7 +158,7 @@ class LearnedImageCodec:
     @torch.no_grad()
     def estimate_bits(self, image: np.ndarray) -> float:
         """The forward() likelihood estimate of the payload size, in bits (for checks and steering)."""
-        x = to_tensor(image)
+        x = padded_tensor(image)
         with fixed_threads(CODEC_THREADS):
             out = self.model(x)
         return float(sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values()))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from stic.errors import InputError
 from stic.image.architectures import build_model
 from stic.image.checkerboard import MeanScaleCheckerboard
-from stic.image.learned import to_tensor
+from stic.image.learned import padded_tensor
 from stic.paths import data_dir, replace_atomically
 from stic.train.config import ContextConfig
 from stic.train.data import list_images, load_all, split
@@ -46,7 +46,7 @@ def latent_maps(model, images, desc: str) -> list[tuple[torch.Tensor, torch.Tens
     """(y, h_s(z_hat)) per image, fp16, z rounded as the coder rounds it."""
     maps = []
     for image in tqdm(images, desc=desc, unit="img", leave=False):
-        y = model.g_a(to_tensor(image))
+        y = model.g_a(padded_tensor(image))
         z_hat, _ = model.entropy_bottleneck(model.h_a(y), training=False)
         maps.append((y[0].half(), model.h_s(z_hat)[0].half()))
     return maps
