@@ -65,6 +65,14 @@ class ClassicRunner:
         self.rgb = rgb
         self.cache = SizeCache(self.codec, rgb)
 
+    def _diffusion_model(self) -> str | None:
+        """The model of a `diffusion:MODEL` refiner, which the decoder must be told (a file stores only
+        its fingerprint)."""
+        refiner = self.options.get("refiner")
+        if isinstance(refiner, str) and refiner.startswith("diffusion:"):
+            return refiner.partition(":")[2]
+        return None
+
     def __call__(self, target: float) -> Outcome:
         height, width = self.rgb.shape[:2]
         started = time.perf_counter()
@@ -109,6 +117,14 @@ class SticRunner:
         parsed = parse_vlm_coder(coder) if isinstance(coder, str) else None
         return parsed[1] if parsed else None
 
+    def _diffusion_model(self) -> str | None:
+        """The model of a `diffusion:MODEL` refiner, which the decoder must be told (a file stores only
+        its fingerprint)."""
+        refiner = self.options.get("refiner")
+        if isinstance(refiner, str) and refiner.startswith("diffusion:"):
+            return refiner.partition(":")[2]
+        return None
+
     def __call__(self, target: float) -> Outcome:
         from stic.container import SECTION_CAPTION, SECTION_IMAGE
         from stic.pipeline import decode, encode
@@ -122,7 +138,7 @@ class SticRunner:
             raise
         encode_s = time.perf_counter() - started
         started = time.perf_counter()
-        decoded = decode(encoded.data, text_model=self._vlm()).image
+        decoded = decode(encoded.data, text_model=self._vlm(), refiner_model=self._diffusion_model()).image
         if decoded.ndim == 2:  # a grey photo decodes grey; metrics compare RGB arrays
             decoded = np.repeat(decoded[:, :, None], 3, axis=2)
         decode_s = time.perf_counter() - started
