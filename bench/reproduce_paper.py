@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from stic import pipeline
 from stic.caption.registry import make_captioner
 from stic.eval.bdrate import bd_rate
@@ -136,7 +134,7 @@ def main() -> None:
         for kind in curves:
             curves[kind].append((_mean(group, "bpp"), _mean(group, f"{kind}_lpips-alex")))
     result = bd_rate("x̂", sorted(curves["xhat"]), "refined", sorted(curves["refined"]), higher_is_better=False)
-    lines += ["", f"LPIPS-Alex BD-rate of the refined pictures against x̂: "
+    lines += ["", "LPIPS-Alex BD-rate of the refined pictures against x̂: "
               + (f"{result.bd_rate:+.1f} %" if result.bd_rate is not None else f"none ({result.note})")]  # fmt: skip
     (args.out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
