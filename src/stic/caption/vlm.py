@@ -8,13 +8,13 @@ import numpy as np
 import torch
 
 from stic.caption.clip_tokens import CLIP_CAPTION_TOKENS, FittedCaption, fit_caption
-from stic.models.vlm import VisionLanguageModel
+from stic.models.vlm import CAPTION_PROMPT, VisionLanguageModel
 from stic.threads import fixed_threads
 
 #: intra-op threads while captioning on the CPU (float sums depend on the count)
 CAPTION_THREADS = 2
-#: asks for about what CLIP can read (75 tokens ≈ 55 words) in plain declarative sentences
-DEFAULT_PROMPT = "Describe this image in two or three sentences of at most 50 words in total."
+#: the captioning prompt (stic.models.vlm.CAPTION_PROMPT, which the VLM caption coder uses too)
+DEFAULT_PROMPT = CAPTION_PROMPT
 
 
 class VLMCaptioner:

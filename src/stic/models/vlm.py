@@ -21,6 +21,11 @@ from PIL import Image
 from stic.errors import ModelNotFoundError
 from stic.models.hf import model_digest
 
+#: What the captioner asks (about what CLIP can read, 75 tokens ≈ 55 words, in plain declarative
+#: sentences), and the context the VLM caption coder predicts the caption in: the model that wrote
+#: the caption under this prompt assigns its words the highest probabilities under it too.
+CAPTION_PROMPT = "Describe this image in two or three sentences of at most 50 words in total."
+
 
 class VisionLanguageModel:
     """A VLM and its processor; builds the chat-formatted inputs both captioner and coder use."""

@@ -22,13 +22,14 @@ import torch
 
 from stic import codecs
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
-from stic.models.vlm import VisionLanguageModel, cached_vlm
+from stic.models.vlm import CAPTION_PROMPT, VisionLanguageModel, cached_vlm
 from stic.text.lm import CODING_THREADS, _HFSession, cache_argument
 from stic.text.lm_coder import LMArithmeticCoder
 from stic.threads import fixed_threads
 
 #: the prompt whose answer is the caption (the VLM "writes" the caption after it)
-CODING_PROMPT = "Describe this image."
+#: the captioner's own prompt: coding a caption in the context it was written in costs the fewest bits
+CODING_PROMPT = CAPTION_PROMPT
 
 
 class VLMPromptedLM:
