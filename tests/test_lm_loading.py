@@ -172,3 +172,18 @@ def test_a_damaged_conversion_cache_is_rebuilt(tmp_path, monkeypatch):
     again = load_lm(str(tiny_folder()))
     assert again.fingerprint() == first.fingerprint()
     assert cached.read_bytes() != b"not a safetensors file"
+
+
+def test_float_model_digest_reads_behaviour_not_the_librarys_config_serialisation():
+    """A transformers release that adds a config attribute must not change a file's fingerprint;
+    a value that changes the outputs must."""
+    from tiny_lm import tiny_float_lm
+
+    from stic.models.hf import model_digest
+
+    lm = tiny_float_lm()
+    before = model_digest(lm.model, lm.tokenizer)
+    lm.model.config.some_future_attribute = {"new": True}
+    assert model_digest(lm.model, lm.tokenizer) == before
+    lm.model.config.rope_parameters = {**lm.model.config.rope_parameters, "rope_theta": 1234.0}
+    assert model_digest(lm.model, lm.tokenizer) != before

@@ -27,6 +27,17 @@ from stic.models.hf import model_digest
 CAPTION_PROMPT = "Describe this image in two or three sentences of at most 50 words in total."
 
 
+#: image processor settings that change the pixels the vision tower sees or how many tokens it gives
+_IMAGE_SETTINGS = (
+    "do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
+    "do_normalize", "image_mean", "image_std", "do_convert_rgb", "do_pad", "min_pixels", "max_pixels",
+    "patch_size", "merge_size", "temporal_patch_size", "image_grid_pinpoints", "do_image_splitting",
+    "max_image_size",
+)  # fmt: skip
+#: processor settings that decide how many image tokens the prompt holds
+_PROCESSOR_SETTINGS = ("patch_size", "num_additional_image_tokens", "vision_feature_select_strategy", "image_seq_len")
+
+
 class VisionLanguageModel:
     """A VLM and its processor; builds the chat-formatted inputs both captioner and coder use."""
 
@@ -38,13 +49,16 @@ class VisionLanguageModel:
         self._fingerprint: bytes | None = None
 
     def fingerprint(self) -> bytes:
-        """4 bytes over the config, the tokenizer, every weight and the image processor's settings
-        (another resize or normalisation gives other image tokens, hence other probabilities)."""
+        """4 bytes over the model's digest (stic.models.hf) and the image settings that change the
+        image tokens, hence the probabilities (read by name, not through a library's serialisation)."""
         if self._fingerprint is None:
             h = hashlib.blake2b(model_digest(self.model, self.tokenizer), digest_size=4)
-            settings = getattr(self.processor, "image_processor", None)
-            if settings is not None:
-                h.update(json.dumps(settings.to_dict(), sort_keys=True, default=str).encode())
+            images = getattr(self.processor, "image_processor", None)
+            settings = {f"processor.{k}": getattr(self.processor, k) for k in _PROCESSOR_SETTINGS
+                        if getattr(self.processor, k, None) is not None}  # fmt: skip
+            if images is not None:
+                settings.update({k: getattr(images, k) for k in _IMAGE_SETTINGS if getattr(images, k, None) is not None})
+            h.update(json.dumps(settings, sort_keys=True, default=str).encode())
             self._fingerprint = h.digest()
         return self._fingerprint
 
