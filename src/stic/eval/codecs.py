@@ -65,14 +65,6 @@ class ClassicRunner:
         self.rgb = rgb
         self.cache = SizeCache(self.codec, rgb)
 
-    def _diffusion_model(self) -> str | None:
-        """The model of a `diffusion:MODEL` refiner, which the decoder must be told (a file stores only
-        its fingerprint)."""
-        refiner = self.options.get("refiner")
-        if isinstance(refiner, str) and refiner.startswith("diffusion:"):
-            return refiner.partition(":")[2]
-        return None
-
     def __call__(self, target: float) -> Outcome:
         height, width = self.rgb.shape[:2]
         started = time.perf_counter()
