@@ -211,3 +211,19 @@ def test_bpp_far_above_or_below_the_ladder_says_so(photo, tmp_path, capsys):
     assert main(["encode", str(photo), "-o", str(out), "--force", "--bpp", "0.0001"]) == 1
     err = capsys.readouterr().err
     assert "raise the target" in err and "caption" not in err  # there is none to drop
+
+
+def test_step_codes_finer_with_a_quality_and_not_with_bpp(photo, tmp_path, capsys):
+    from stic.container import read_file
+    from stic.fileinfo import describe
+
+    plain, finer = tmp_path / "plain.stic", tmp_path / "finer.stic"
+    assert main(["encode", str(photo), "-o", str(plain), "--quality", "1", "--refiner", "none"]) == 0
+    assert main(["encode", str(photo), "-o", str(finer), "--quality", "1", "--step", "16", "--refiner", "none"]) == 0
+    assert describe(read_file(finer))["sections"][0]["step"] == 16
+    assert finer.stat().st_size > plain.stat().st_size
+    capsys.readouterr()
+    assert main(["encode", str(photo), "-o", str(tmp_path / "x.stic"), "--bpp", "0.05", "--step", "3"]) == 1
+    assert "--bpp picks the quantisation step itself" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["encode", str(photo), "--quality", "1", "--step", "-1"])

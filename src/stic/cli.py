@@ -140,6 +140,8 @@ def _shipped_quality_count(family: str | None) -> int:
 def _cmd_encode(args) -> None:
     if args.quality is not None and args.quality > (top := _shipped_quality_count(args.family)):
         raise InputError(f"--quality must be 1..{top} for the {args.family or 'mse'} family")
+    if args.step and args.bpp is not None:
+        raise InputError("--bpp picks the quantisation step itself: give --step with --quality or --model")
     out = check_output(Path(args.output) if args.output else Path(args.image).with_suffix(".stic"), args.force)
     with status.step("starting"):  # torch and the codecs' imports: ~2 s
         from stic.container import write_bytes_atomic
@@ -163,6 +165,7 @@ def _cmd_encode(args) -> None:
         progress=True,  # shown only while a search runs
         max_side=args.max_side,
         original_size=original_size,
+        step=args.step,
     )
     write_bytes_atomic(out, encoded.data)
     if args.bpp is not None and encoded.bpp < args.bpp / 2:
@@ -267,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--quality", type=_number(int, 1, "rate points start at 1"),
                       help="shipped rate point, 1 = lowest rate (1..3 per family)")
     rate.add_argument("--model", help="image model: a shipped name or a local model directory")
+    enc.add_argument("--step", type=_number(int, 0, "0 is the model's own step"), default=0, metavar="S",
+                     help="with --quality or --model: quantise the latents finer, 0..48 (each step ~5 %% more image "
+                     "bits, for rates between and above the shipped models'; --bpp picks it itself) (default: 0)")
     enc.add_argument("--max-side", type=_number(int, 16, "at least 16 pixels"), metavar="N",
                      help="shrink a larger photo (Lanczos) so its longer side is N pixels before coding; the file "
                      "records the original size, which decoding restores (also lets photos above 16.8 MP in)")
