@@ -120,3 +120,23 @@ def test_the_fingerprint_covers_the_image_processor(tmp_path):
         settings["image_processor"]["image_mean"] = [0.5, 0.5, 0.5]
     config.write_text(json.dumps(settings))
     assert load_vlm(str(folder)).fingerprint() != first  # a mismatch, not "corrupt", at decode
+
+
+def test_registry_names_and_sections_resolve_vlm_coders_and_a_caption_only_xhat_section_is_refused(tmp_path, capsys):
+    """`vlm:`/`vlm-xhat:` names and sections go through the text registry like every coder; the
+    x̂-conditioned one waits for x̂ (`needs_image`), which a caption-only file cannot give."""
+    from stic.cli import main
+    from stic.container import SECTION_CAPTION, Section, write_file
+    from stic.text.registry import get_text_coder, text_coder_for_section
+
+    folder = str(save_tiny_llava(tmp_path / "llava"))
+    plain, pending = get_text_coder(f"vlm:{folder}"), get_text_coder(f"vlm-xhat:{folder}")
+    assert not getattr(plain, "needs_image", False) and pending.needs_image
+    image = _image(3)
+    data = pending.given_image(image).encode(CAPTIONS[0])
+    found = text_coder_for_section(pending.codec_id, pending.fingerprint(), model=folder)
+    assert found.needs_image and found.given_image(image).decode(data) == CAPTIONS[0]
+    path = tmp_path / "caption.stic"
+    write_file(path, 0, 0, [Section(SECTION_CAPTION, pending.codec_id, data, pending.fingerprint())])
+    assert main(["text", "decode", str(path), "--model", folder]) == 1
+    assert "coded seeing the decoded image" in capsys.readouterr().err

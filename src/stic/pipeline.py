@@ -104,36 +104,29 @@ def _image_codec_for_quality(quality: int, family: str | None) -> ImageCodec:
 
 
 class _CaptionSection:
-    """Codes the caption once, or once per image model when the coder is a VLM that sees x̂."""
+    """Codes the caption once, or once per image payload when the coder needs the decoded image
+    (`needs_image`: it predicts the caption seeing x̂)."""
 
     def __init__(self, caption: str | None, text_coder: str | TextCoder):
-        from stic.text.vlm_coder import parse_vlm_coder
-
         self.caption = caption
-        parsed = parse_vlm_coder(text_coder) if isinstance(text_coder, str) else None
-        self.xhat_model = parsed[1] if parsed and parsed[0] else None
+        self._coder = None
         self._fixed: Section | None = None
-        if caption is not None and self.xhat_model is None:
-            if parsed:
-                from stic.models.vlm import cached_vlm
-                from stic.text.vlm_coder import VLMArithmeticCoder
-
-                coder = VLMArithmeticCoder(cached_vlm(parsed[1]))
-            else:
-                with status_step("loading the caption model"):
-                    coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
+        if caption is None:
+            return
+        with status_step("loading the caption model"):
+            self._coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
+        if not getattr(self._coder, "needs_image", False):
             with status_step("coding the caption"):
-                self._fixed = Section(SECTION_CAPTION, coder.codec_id, coder.encode(caption), coder.fingerprint())
+                self._fixed = self._section(self._coder)
+
+    def _section(self, coder: TextCoder) -> Section:
+        return Section(SECTION_CAPTION, coder.codec_id, coder.encode(self.caption), coder.fingerprint())
 
     def for_image(self, codec: ImageCodec, codec_id: int, payload: bytes, width: int, height: int) -> Section | None:
-        if self.caption is None or self.xhat_model is None:
+        if self._fixed is not None or self._coder is None:
             return self._fixed
-        from stic.models.vlm import cached_vlm
-        from stic.text.vlm_coder import VLMArithmeticCoder
-
         xhat = codec.decompress(payload, width, height, codec_id)  # exactly the decoder's x̂
-        coder = VLMArithmeticCoder(cached_vlm(self.xhat_model), xhat)
-        return Section(SECTION_CAPTION, coder.codec_id, coder.encode(self.caption), coder.fingerprint())
+        return self._section(self._coder.given_image(xhat))
 
 
 #: a rate cap leaves this share of the image's bit budget unused: the search's rate is an estimate
@@ -388,7 +381,7 @@ def resolve_models(
     file: SticFile, text_model: str | None = None, text_prefix: str | None = None, image_model: str | None = None
 ) -> tuple[ImageCodec | None, TextCoder | None]:
     """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them.
-    A VLM coder conditioned on x̂ is returned as None: `decode_file` builds it once x̂ exists.
+    A text coder that `needs_image` is checked here and given x̂ by `decode_file`.
     `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one;
     `image_model`: the image model that made the file, if not a shipped one (a model folder or
     compressai:ARCH:QUALITY)."""
@@ -403,17 +396,6 @@ def resolve_models(
     image_codec = codec_for_fingerprint(image_section.fingerprint, extra) if image_section else None
     if caption_section is None:
         return image_codec, None
-    if caption_section.codec_id in (codecs.TEXT_VLM_ARITHMETIC, codecs.TEXT_VLM_XHAT_ARITHMETIC):
-        from stic.text.vlm_coder import check_vlm_section, vlm_coder_for_section
-
-        if not caption_section.fingerprint:
-            raise FormatError("corrupt caption section: a VLM-coded caption without a model fingerprint")
-        if caption_section.codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC:
-            check_vlm_section(caption_section.codec_id, caption_section.fingerprint, text_model)  # before x̂ is decoded
-            return image_codec, None
-        return image_codec, vlm_coder_for_section(
-            caption_section.codec_id, caption_section.fingerprint, text_model, None
-        )
     text_coder = text_coder_for_section(
         caption_section.codec_id, caption_section.fingerprint, model=text_model, prefix=text_prefix
     )
@@ -481,10 +463,8 @@ def decode_file(
     with status_step("decoding the image"):
         image = image_codec.decompress(image_section.payload, file.width, file.height, image_section.codec_id)
     caption_section = file.section(SECTION_CAPTION)
-    if caption_section is not None and text_coder is None:  # a VLM coder that sees x̂
-        from stic.text.vlm_coder import vlm_coder_for_section
-
-        text_coder = vlm_coder_for_section(caption_section.codec_id, caption_section.fingerprint, text_model, image)
+    if getattr(text_coder, "needs_image", False):  # it predicts the caption seeing x̂
+        text_coder = text_coder.given_image(image)
     caption = None
     if text_coder:
         with status_step("decoding the caption"):

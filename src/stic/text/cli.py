@@ -67,6 +67,8 @@ def _cmd_decode(args) -> None:
     coder = text_coder_for_section(
         section.codec_id, section.fingerprint, model=args.model, prefix=args.prefix
     )
+    if getattr(coder, "needs_image", False):
+        raise FormatError(f"the caption in {args.file} was coded seeing the decoded image: decode the file with stic decode")
     text = coder.decode(section.payload)
     if args.output:
         write_bytes_atomic(Path(args.output), text.encode("utf-8"))

@@ -49,7 +49,7 @@ _TABLE_NAME = "text-fingerprints.json"
 
 
 def list_text_coders() -> list[str]:
-    return [*BASELINES, *(f"{method}[:MODEL]" for method in LM_METHODS)]
+    return [*BASELINES, *(f"{method}[:MODEL]" for method in LM_METHODS), "vlm:MODEL", "vlm-xhat:MODEL"]
 
 
 def default_model() -> str:
@@ -68,6 +68,10 @@ def get_text_coder(name: str, **opts) -> TextCoder:
         return BASELINES[method](**opts)
     if method in LM_METHODS:
         return _lm_coder(method, model or default_model(), **opts)
+    if method in ("vlm", "vlm-xhat"):
+        from stic.text.vlm_coder import vlm_coder
+
+        return vlm_coder(name)
     raise InputError(f"unknown text coder {name!r}; known: {', '.join(list_text_coders())}")
 
 
@@ -147,6 +151,10 @@ def text_coder_for_section(
             "the caption was coded by stic 0.1's float LM engine (codec 16), which decodes only with "
             "stic 0.1.0 on the machine class that wrote it; this stic codes captions exactly (codec 19)"
         )
+    if codec_id in (codecs.TEXT_VLM_ARITHMETIC, codecs.TEXT_VLM_XHAT_ARITHMETIC):
+        from stic.text.vlm_coder import vlm_coder_for_section
+
+        return vlm_coder_for_section(codec_id, fingerprint, model)
     method = _METHOD_OF_CODEC.get(codec_id)
     if method is None:
         raise FormatError(f"caption section uses unknown codec id {codec_id} (written by a newer stic than {__version__}?)")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from stic import codecs
-from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
+from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
 from stic.models.vlm import CAPTION_PROMPT, VisionLanguageModel, cached_vlm
 from stic.text.lm import CODING_THREADS, _HFSession, cache_argument
 from stic.text.lm_coder import LMArithmeticCoder
@@ -167,7 +167,36 @@ def check_vlm_section(codec_id: int, fingerprint: bytes, model: str | None) -> V
     return vlm
 
 
-def vlm_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None, xhat: np.ndarray | None):
-    """The coder that decodes a VLM caption section (given x̂ for the conditioned mode)."""
+class XhatVLMCoder:
+    """The x̂-conditioned VLM coder before x̂ exists. Its codec id and fingerprint do not depend on
+    x̂, so a file's models are checked before anything is decoded; `needs_image` tells the pipeline
+    to call `given_image(x̂)` for the coder itself once the image is decoded (at encode, the
+    encoder's own decode of its image bitstream: exactly the decoder's x̂)."""
+
+    needs_image = True
+    codec_id = codecs.TEXT_VLM_XHAT_ARITHMETIC
+
+    def __init__(self, vlm: VisionLanguageModel, prompt: str = CODING_PROMPT):
+        self.vlm, self.prompt = vlm, prompt
+        self.name = f"vlm+xhat:{vlm.name}"
+
+    def fingerprint(self) -> bytes:
+        return mode_fingerprint(self.vlm, self.codec_id, self.prompt)
+
+    def given_image(self, xhat: np.ndarray) -> VLMArithmeticCoder:
+        return VLMArithmeticCoder(self.vlm, xhat, self.prompt)
+
+
+def vlm_coder(name: str) -> VLMArithmeticCoder | XhatVLMCoder:
+    """The coder a `vlm:MODEL` or `vlm-xhat:MODEL` name asks for."""
+    conditioned, model = parse_vlm_coder(name)
+    return XhatVLMCoder(cached_vlm(model)) if conditioned else VLMArithmeticCoder(cached_vlm(model))
+
+
+def vlm_coder_for_section(codec_id: int, fingerprint: bytes, model: str | None) -> VLMArithmeticCoder | XhatVLMCoder:
+    """The coder that decodes a VLM caption section (the conditioned one pending x̂), or a clear
+    error: the VLM must be named (`model`) and have the section's fingerprint."""
+    if not fingerprint:
+        raise FormatError("corrupt caption section: a VLM-coded caption without a model fingerprint")
     vlm = check_vlm_section(codec_id, fingerprint, model)
-    return VLMArithmeticCoder(vlm, xhat if codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC else None)
+    return XhatVLMCoder(vlm) if codec_id == codecs.TEXT_VLM_XHAT_ARITHMETIC else VLMArithmeticCoder(vlm)
