@@ -147,18 +147,17 @@ def _cmd_encode(args) -> None:
         from stic.container import write_bytes_atomic
         from stic.fileinfo import describe
         from stic.image.io import read_image
-        from stic.pipeline import encode
+        from stic.pipeline import SticPipeline
 
     image, original_size = read_image(args.image, max_side=args.max_side)
     caption, caption_info = _caption_for(args, image)
-    encoded = encode(
+    parts = SticPipeline(text_coder=_text_coder_for(args), refiner=_refiner_for(args))
+    encoded = parts.encode(
         image,
         quality=args.quality,
         bpp=args.bpp,
         model=args.model,
         caption=caption,
-        text_coder=_text_coder_for(args),
-        refiner=_refiner_for(args),
         seed=args.seed,
         family=args.family,
         search_steps=args.search_steps,
@@ -189,11 +188,14 @@ def _cmd_decode(args) -> None:
     with status.step("starting"):
         from stic.container import read_file, write_bytes_atomic
         from stic.image.io import save_png
-        from stic.pipeline import decode_file
+        from stic.pipeline import SticPipeline, decode_file
 
     file = read_file(source)
+    # a non-shipped image model the user names is a part held for the file's image section
+    held = SticPipeline.from_pretrained(args.model, refiner=None) if args.model else None
     decoded = decode_file(
         file,
+        held=held,
         text_model=args.text_model,
         text_prefix=args.text_prefix,
         refine=not args.no_refine,
@@ -201,7 +203,6 @@ def _cmd_decode(args) -> None:
         original_size=not args.coded_size,
         device=args.device,
         dtype=args.dtype,
-        image_model=args.model,
     )
     save_png(out, decoded.image)
     height, width = decoded.image.shape[:2]

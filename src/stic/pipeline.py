@@ -152,7 +152,7 @@ def encode(
     *,
     quality: int | None = None,
     bpp: float | None = None,
-    model: str | None = None,
+    model: str | ImageCodec | None = None,
     caption: str | None = None,
     text_coder: str | TextCoder = DEFAULT_TEXT_CODER,
     refiner: str | Refiner | None = AUTO,
@@ -166,7 +166,7 @@ def encode(
 ) -> Encoded:
     """Code an HxWx3 uint8 RGB image (and optionally a caption) into .stic bytes.
 
-    Pick the image model by `model` (a shipped name or a local directory), by `quality`
+    Pick the image model by `model` (a shipped name, a local directory or a loaded codec), by `quality`
     (1 = lowest shipped rate), or by `bpp` (the largest model whose real file fits the target);
     `quality` and `bpp` choose within a model `family` ("mse" or "perceptual"; default: the
     registry's default family).
@@ -198,7 +198,10 @@ def encode(
     if bpp is not None:
         return _encode_to_target(source, bpp, caption_section, refine, family, search_steps, progress)
     with status_step("loading the image model"):
-        codec = load_image_codec(model) if model else _image_codec_for_quality(quality or default_quality(family), family)
+        if model is not None:
+            codec = load_image_codec(model) if isinstance(model, str) else model
+        else:
+            codec = _image_codec_for_quality(quality or default_quality(family), family)
     with status_step("coding the image"):
         payload = codec.compress(image, search_steps, progress, step=step)
     data = _pack_with(codec, payload, image, caption_section, refine.for_model(codec.name), picture, step)
@@ -378,13 +381,15 @@ def _check_image(image: np.ndarray, shrinking: bool = False) -> None:
 
 
 def resolve_models(
-    file: SticFile, text_model: str | None = None, text_prefix: str | None = None, image_model: str | None = None
+    file: SticFile, text_model: str | None = None, text_prefix: str | None = None, image_model: str | None = None,
+    held: SticPipeline | None = None,
 ) -> tuple[ImageCodec | None, TextCoder | None]:
     """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them.
     A text coder that `needs_image` is checked here and given x̂ by `decode_file`.
     `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one;
     `image_model`: the image model that made the file, if not a shipped one (a model folder or
-    compressai:ARCH:QUALITY)."""
+    compressai:ARCH:QUALITY); `held`: a pipeline whose parts are used wherever a section names them
+    (the same codec id and fingerprint), before any registry is asked."""
     for section in file.sections:
         if section.kind == SECTION_IMAGE and section.codec_id not in codecs.IMAGE_CODEC_NAMES:
             raise FormatError(f"image section uses unknown codec id {section.codec_id} (written by a newer stic than {__version__}?)")
@@ -393,9 +398,16 @@ def resolve_models(
     image_section = file.section(SECTION_IMAGE)
     caption_section = file.section(SECTION_CAPTION)
     extra = [load_image_codec(image_model)] if image_model and image_section else []
+    if held is not None and held.image_codec is not None:
+        extra.append(held.image_codec)
     image_codec = codec_for_fingerprint(image_section.fingerprint, extra) if image_section else None
     if caption_section is None:
         return image_codec, None
+    coder = held.text_coder if held is not None else None
+    if coder is not None and not isinstance(coder, str) and (coder.codec_id, coder.fingerprint()) == (
+        caption_section.codec_id, caption_section.fingerprint
+    ):
+        return image_codec, coder
     text_coder = text_coder_for_section(
         caption_section.codec_id, caption_section.fingerprint, model=text_model, prefix=text_prefix
     )
@@ -436,8 +448,10 @@ def decode_file(
     device: str | None = None,
     dtype: str | None = None,
     image_model: str | None = None,
+    held: SticPipeline | None = None,
 ) -> Decoded:
-    """Decode a parsed file (see `decode`); every model it names is resolved before anything is decoded.
+    """Decode a parsed file (see `decode`); every model it names is resolved before anything is decoded
+    (first among `held`'s parts).
     `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
     A declared size above MAX_PIXELS or MAX_SIDE is refused first: a few corrupt header bytes must not make
     the decoder allocate gigabytes."""
@@ -448,13 +462,16 @@ def decode_file(
         )
     presentation = Presentation.from_section(file.section(SECTION_PICTURE))
     with status_step("loading the models"):
-        image_codec, text_coder = resolve_models(file, text_model, text_prefix, image_model)
+        image_codec, text_coder = resolve_models(file, text_model, text_prefix, image_model, held)
         refine_section = file.section(SECTION_REFINE) if refine else None
         refiner, seed = (None, 0)
         if refine_section is not None:
             from stic.refine.registry import refiner_for_section
 
-            refiner, seed = refiner_for_section(refine_section, model=refiner_model, device=device, dtype=dtype)
+            held_refiner = held.refiner if held is not None and not isinstance(held.refiner, str) else None
+            refiner, seed = refiner_for_section(
+                refine_section, model=refiner_model, device=device, dtype=dtype, held=held_refiner
+            )
     if image_codec is None:
         raise FormatError("file has no image section (a caption-only file: use `stic text decode`)")
     if file.width < 1 or file.height < 1:
@@ -474,3 +491,74 @@ def decode_file(
             image = refiner.refine(image, caption, seed)
     image = presentation.apply(image, original_size)
     return Decoded(image, caption, file, refiner.name if refiner is not None else None, presentation)
+
+
+@dataclass
+class SticPipeline:
+    """stic's parts as objects you hold, the way a diffusers pipeline holds its models: the image
+    codec, the caption coder, the captioner and the refiner. Build it from names or paths with
+    `from_pretrained`, or from objects. `encode` codes with these parts; `decode` uses a held part
+    wherever the file's section names it (same codec id and fingerprint) and otherwise the part the
+    section names through the registries (shipped models, caches keyed by resolved paths), so any
+    .stic file decodes. The module's `encode`/`decode` are the same with default parts, and the CLI
+    builds one of these from its options.
+
+    `image_codec` None: `quality`/`bpp` pick from the shipped ladder. `text_coder` may stay a name
+    (loaded when a caption is coded: no 1 s model load for image-only files). `refiner`: a Refiner,
+    None (no refine section), or AUTO (the coding model's own choice)."""
+
+    image_codec: ImageCodec | None = None
+    text_coder: TextCoder | str = DEFAULT_TEXT_CODER
+    captioner: object | None = None  #: a stic.caption Captioner, or None: captions come from the caller
+    refiner: Refiner | str | None = AUTO
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        image_model: str | None = None,
+        *,
+        text_coder: str = DEFAULT_TEXT_CODER,
+        text_prefix: str | None = None,
+        captioner: str | None = None,
+        caption_prompt: str | None = None,
+        refiner: str | None = AUTO,
+        refiner_model: str | None = None,
+        diffusion_settings=None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> SticPipeline:
+        """Parts by name: `image_model` (a shipped name, a folder or compressai:ARCH:QUALITY), a caption
+        coder name (with a learned `text_prefix` for the lm coder), a VLM `captioner` id or folder, a
+        refiner name (`none`, `realesrgan-stic`, `diffusion[:MODEL]`, ...; AUTO: the coding model's
+        own). `device`/`dtype` place the captioner and a diffusion refiner (stic.placement)."""
+        from stic.caption.registry import make_captioner
+        from stic.refine.registry import get_refiner
+
+        coder: TextCoder | str = text_coder
+        if text_prefix is not None:
+            if text_coder.partition(":")[0] != "lm":
+                raise InputError(f"a learned prefix is for the lm coder, not {text_coder!r}")
+            coder = get_text_coder(text_coder, prefix=text_prefix)
+        if refiner is not None and refiner != AUTO:
+            refiner = None if refiner in ("none", "identity") else get_refiner(
+                refiner, model=refiner_model, settings=diffusion_settings, device=device, dtype=dtype
+            )
+        return cls(
+            image_codec=load_image_codec(image_model) if image_model else None,
+            text_coder=coder,
+            captioner=make_captioner(model=captioner, prompt=caption_prompt, device=device, dtype=dtype),
+            refiner=refiner,
+        )
+
+    def encode(self, image: np.ndarray, *, caption: str | None = None, source: str | None = None, **options) -> Encoded:
+        """`stic.pipeline.encode` with this pipeline's parts; a held captioner writes the caption
+        when none is given (`source`: the image's file name, for precomputed captions)."""
+        if caption is None and self.captioner is not None:
+            caption = self.captioner.caption(image, source).text
+        if self.image_codec is not None:
+            options["model"] = self.image_codec
+        return encode(image, caption=caption, text_coder=self.text_coder, refiner=self.refiner, **options)
+
+    def decode(self, data: bytes, **options) -> Decoded:
+        """`stic.pipeline.decode`, using this pipeline's parts wherever the file names them."""
+        return decode_file(unpack(data), held=self, **options)

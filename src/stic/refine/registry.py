@@ -70,11 +70,13 @@ def refine_section(refiner: Refiner, seed: int = 0) -> Section | None:
 
 
 def refiner_for_section(
-    section: Section, *, model: str | None = None, device: str | None = None, dtype: str | None = None
+    section: Section, *, model: str | None = None, device: str | None = None, dtype: str | None = None,
+    held: Refiner | None = None,
 ) -> tuple[Refiner, int]:
     """Rebuild the refiner and seed a refine section names (a diffusion model placed by `device`
-    and `dtype`); ModelNotFoundError if its weights are missing, ModelMismatchError if the weights
-    found are not the ones the file was made for."""
+    and `dtype`; `held`: a refiner already loaded, used when it is the one the section names);
+    ModelNotFoundError if its weights are missing, ModelMismatchError if the weights found are not the
+    ones the file was made for."""
     name = codecs.REFINER_NAMES.get(section.codec_id)
     if name is None:
         raise FormatError(f"refine section names unknown refiner id {section.codec_id}")
@@ -82,15 +84,16 @@ def refiner_for_section(
     if seed >= MAX_SEED:
         raise FormatError(f"refine section: seed {seed} is out of range (at most 2^48-1)")
     params = section.payload[pos:]
+    same = held is not None and held.refiner_id == section.codec_id and held.fingerprint() == section.fingerprint
     if name in _GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
 
-        refiner = RealESRGANRefiner.from_params(name, params)
+        refiner = held if same and not params else RealESRGANRefiner.from_params(name, params)
     else:
         from stic.refine.diffusion import DiffusionRefiner, DiffusionSettings
 
-        pipe = _pipeline(diffusion_model(model), device, dtype)
-        refiner = DiffusionRefiner(pipe, DiffusionSettings.from_bytes(params))
+        pipe = held.pipe if same else _pipeline(diffusion_model(model), device, dtype)
+        refiner = DiffusionRefiner(pipe, DiffusionSettings.from_bytes(params))  # the file's settings
     if section.fingerprint and refiner.fingerprint() != section.fingerprint:
         raise ModelMismatchError(
             f"the file asks for the {name} refiner with weights {section.fingerprint.hex()}, the loaded "
