@@ -58,6 +58,8 @@ def main() -> None:
     makers["image_caption_refine_stic-q2.stic"] = lambda: pipeline.encode(
         image, model="stic-q2", caption="A gradient test card.", refiner="realesrgan-compact"
     ).data
+    # image codec 3 (stic 0.3): latents quantised finer
+    makers["image_step12_stic-q2.stic"] = lambda: pipeline.encode(image, model="stic-q2", refiner="none", step=12).data
     for name, make in makers.items():
         if name in golden:
             continue  # never rewrite a golden file
