@@ -187,3 +187,16 @@ def test_float_model_digest_reads_behaviour_not_the_librarys_config_serialisatio
     assert model_digest(lm.model, lm.tokenizer) == before
     lm.model.config.rope_parameters = {**lm.model.config.rope_parameters, "rope_theta": 1234.0}
     assert model_digest(lm.model, lm.tokenizer) != before
+
+
+def test_model_caches_key_local_models_by_resolved_path(tmp_path, monkeypatch):
+    from tiny_lm import tiny_folder
+
+    from stic.paths import model_key
+    from stic.text import registry
+
+    folder = tiny_folder()
+    monkeypatch.chdir(folder.parent)
+    assert model_key(folder.name) == model_key(str(folder) + "/") == str(folder.resolve())
+    assert model_key("smollm2-135m") == "smollm2-135m"  # names and ids as given
+    assert registry._load_lm(folder.name) is registry._load_lm(str(folder))

@@ -14,6 +14,13 @@ def data_dir() -> Path:
     return Path(os.environ.get("STIC_DATA", _REPO_ROOT.parent / "shared" / "data"))
 
 
+def model_key(name: str) -> str:
+    """How the per-process model caches key a model: a local file or folder by its resolved path
+    (`./m`, `m/` and `/abs/m` are one model), anything else (an id, a shipped name) as given."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
 def cache_dir() -> Path:
     """Converted model weights and other derived files: $STIC_CACHE, else ~/.cache/stic."""
     base = os.environ.get("STIC_CACHE") or Path(

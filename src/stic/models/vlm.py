@@ -20,6 +20,7 @@ from PIL import Image
 
 from stic.errors import ModelNotFoundError
 from stic.models.hf import model_digest
+from stic.paths import model_key
 
 #: What the captioner asks (about what CLIP can read, 75 tokens ≈ 55 words, in plain declarative
 #: sentences), and the context the VLM caption coder predicts the caption in: the model that wrote
@@ -93,8 +94,7 @@ def cached_vlm(model: str, device: str = "cpu", dtype: torch.dtype = torch.float
     """VLMs are loaded once per process and placement: a captioner and a caption coder of the same
     model and placement share one (the coder's is always float32 on the CPU). Keyed by the
     resolved folder for a local model."""
-    folder = Path(model)
-    return _cached_vlm(str(folder.resolve()) if folder.is_dir() else model, device, dtype)
+    return _cached_vlm(model_key(model), device, dtype)
 
 
 @lru_cache(maxsize=2)

@@ -13,6 +13,7 @@ from functools import lru_cache
 from stic import codecs
 from stic.container import SECTION_REFINE, Section, decode_varint, encode_varint
 from stic.errors import FormatError, InputError, ModelMismatchError
+from stic.paths import model_key
 from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
 
@@ -31,9 +32,13 @@ def diffusion_model(model: str | None = None) -> str:
     return model or os.environ.get("STIC_DIFFUSION_MODEL") or DEFAULT_MODEL
 
 
-@lru_cache(maxsize=1)
 def _pipeline(model: str, device: str | None = None, dtype: str | None = None):
-    """The last diffusion pipeline loaded, by (model, device, dtype) as given."""
+    """The last diffusion pipeline loaded, keyed by (model: resolved path for a folder, device, dtype)."""
+    return _cached_pipeline(model_key(model), device, dtype)
+
+
+@lru_cache(maxsize=1)
+def _cached_pipeline(model: str, device: str | None, dtype: str | None):
     from stic.refine.diffusion import load_pipeline
 
     return load_pipeline(model, device, dtype)

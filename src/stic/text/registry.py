@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stic import __version__, codecs
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
-from stic.paths import cache_dir, replace_atomically
+from stic.paths import cache_dir, model_key, replace_atomically
 from stic.text import baselines
 from stic.text.prefix import has_shipped_prefix
 from stic.text.protocol import TextCoder
@@ -75,9 +75,14 @@ def get_text_coder(name: str, **opts) -> TextCoder:
     raise InputError(f"unknown text coder {name!r}; known: {', '.join(list_text_coders())}")
 
 
-@functools.lru_cache(maxsize=4)
 def _load_lm(model: str, engine: str = "exact"):
-    """Models are loaded once per process: the bench runs several methods on the same LM."""
+    """Models are loaded once per process (the bench runs several methods on the same LM), keyed by
+    resolved path for local files and folders."""
+    return _cached_lm(model_key(model), engine)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_lm(model: str, engine: str):
     from stic.text.lm import load_lm
 
     return load_lm(model, engine=engine)
