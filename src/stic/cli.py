@@ -188,14 +188,12 @@ def _cmd_decode(args) -> None:
     with status.step("starting"):
         from stic.container import read_file, write_bytes_atomic
         from stic.image.io import save_png
-        from stic.pipeline import SticPipeline, decode_file
+        from stic.pipeline import decode_file
 
     file = read_file(source)
-    # a non-shipped image model the user names is a part held for the file's image section
-    held = SticPipeline.from_pretrained(args.model, refiner=None) if args.model else None
     decoded = decode_file(
         file,
-        held=held,
+        image_model=args.model,
         text_model=args.text_model,
         text_prefix=args.text_prefix,
         refine=not args.no_refine,

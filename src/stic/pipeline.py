@@ -12,7 +12,7 @@ image, per candidate image model, since x̂ depends on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -140,7 +140,7 @@ def _pack_with(
     picture_section: Section | None, step: int = 0,
 ) -> bytes:
     height, width = image.shape[:2]
-    codec_id = codec.codec_id_for(step) if step else codec.codec_id
+    codec_id = codec.codec_id_for(step)
     sections = [Section(SECTION_IMAGE, codec_id, payload, codec.fingerprint())]
     caption_section = caption.for_image(codec, codec_id, payload, width, height)
     sections += [s for s in (caption_section, refine_section, picture_section) if s is not None]
@@ -288,9 +288,9 @@ def _encode_to_target(
     unused, the model above it on the picture shrunk (largest side that fits, by bisection, down to
     BETWEEN_SCALE); below the lowest model's rate, that model shrunk down to MIN_SCALE; and where
     the file chosen still leaves a tenth unused, the same model and size with a finer quantisation
-    step (the finest that fits, by bisection). The decoder scales the picture back. With search, the chosen file's latents are then searched under a rate
-    cap that keeps the whole file within the target (the plain file if the searched one should
-    still not fit)."""
+    step (the finest that fits, by bisection). The decoder scales the picture back. With search,
+    the chosen file's latents are then searched under a rate cap that keeps the whole file within
+    the target (the plain file if the searched one should still not fit)."""
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
     budget = target * source.pixels  # bits
@@ -381,15 +381,13 @@ def _check_image(image: np.ndarray, shrinking: bool = False) -> None:
 
 
 def resolve_models(
-    file: SticFile, text_model: str | None = None, text_prefix: str | None = None, image_model: str | None = None,
-    held: SticPipeline | None = None,
+    file: SticFile, text_model: str | None = None, text_prefix: str | None = None, held: SticPipeline | None = None
 ) -> tuple[ImageCodec | None, TextCoder | None]:
     """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them.
     A text coder that `needs_image` is checked here and given x̂ by `decode_file`.
     `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one;
-    `image_model`: the image model that made the file, if not a shipped one (a model folder or
-    compressai:ARCH:QUALITY); `held`: a pipeline whose parts are used wherever a section names them
-    (the same codec id and fingerprint), before any registry is asked."""
+    `held`: a pipeline whose parts are used wherever a section names them (the same codec id and
+    fingerprint), before any registry is asked."""
     for section in file.sections:
         if section.kind == SECTION_IMAGE and section.codec_id not in codecs.IMAGE_CODEC_NAMES:
             raise FormatError(f"image section uses unknown codec id {section.codec_id} (written by a newer stic than {__version__}?)")
@@ -397,9 +395,7 @@ def resolve_models(
             raise FormatError("corrupt file: the image section names no model (no fingerprint)")
     image_section = file.section(SECTION_IMAGE)
     caption_section = file.section(SECTION_CAPTION)
-    extra = [load_image_codec(image_model)] if image_model and image_section else []
-    if held is not None and held.image_codec is not None:
-        extra.append(held.image_codec)
+    extra = [held.image_codec] if held is not None and held.image_codec is not None else []
     image_codec = codec_for_fingerprint(image_section.fingerprint, extra) if image_section else None
     if caption_section is None:
         return image_codec, None
@@ -462,7 +458,9 @@ def decode_file(
         )
     presentation = Presentation.from_section(file.section(SECTION_PICTURE))
     with status_step("loading the models"):
-        image_codec, text_coder = resolve_models(file, text_model, text_prefix, image_model, held)
+        if image_model is not None:  # a non-shipped image model named by the caller: a held part
+            held = replace(held or SticPipeline(refiner=None), image_codec=load_image_codec(image_model))
+        image_codec, text_coder = resolve_models(file, text_model, text_prefix, held)
         refine_section = file.section(SECTION_REFINE) if refine else None
         refiner, seed = (None, 0)
         if refine_section is not None:

@@ -111,8 +111,9 @@ class LearnedImageCodec:
         with fixed_threads(CODEC_THREADS):
             if not search_steps:
                 with torch.no_grad():
-                    strings = self.model.compress(x, step)["strings"] if step else self.model.compress(x)["strings"]
-                    return (bytes([step]) if step else b"") + pack_strings([s[0] for s in strings])
+                    if step:  # only the checkerboard models take a step; the payload names it
+                        return bytes([step]) + pack_strings([s[0] for s in self.model.compress(x, step)["strings"]])
+                    return pack_strings([s[0] for s in self.model.compress(x)["strings"]])
             if self.objective is None:
                 raise InputError(f"image model {self.name} does not say its training λ, which latent search needs")
             height, width = image.shape[:2]
