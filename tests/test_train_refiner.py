@@ -79,7 +79,7 @@ def test_shipped_refiner_runs_and_is_named_in_the_refine_section(tmp_path, monke
     state = {k: v.half() for k, v in build_network(2).state_dict().items()}
     save_file(state, str(tmp_path / "r.safetensors"), metadata={"num_conv": "2"})
     monkeypatch.setattr(esrgan, "shipped_file", lambda variant: tmp_path / "r.safetensors")
-    esrgan.load_network.cache_clear()
+    esrgan.LOADED_NETWORKS.clear()
     try:
         refiner = get_refiner("realesrgan-stic")
         image = np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)
@@ -89,11 +89,11 @@ def test_shipped_refiner_runs_and_is_named_in_the_refine_section(tmp_path, monke
         again, seed = refiner_for_section(section)
         assert again.name == "realesrgan-stic" and np.array_equal(again.refine(image), out)
         monkeypatch.setattr(esrgan, "shipped_file", lambda variant: tmp_path / "absent.safetensors")
-        esrgan.load_network.cache_clear()
+        esrgan.LOADED_NETWORKS.clear()
         with pytest.raises(ModelNotFoundError, match="realesrgan-stic"):
             get_refiner("realesrgan-stic")
     finally:
-        esrgan.load_network.cache_clear()
+        esrgan.LOADED_NETWORKS.clear()
 
 
 def test_cli_flags_reach_the_config(monkeypatch):

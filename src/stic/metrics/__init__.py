@@ -9,13 +9,12 @@ differentiable, so never a loss). Distribution and text-image metrics
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 import torch
 from torch import nn
 
 from stic.errors import InputError
+from stic.models.cache import ModelCache
 
 METRICS = ("psnr", "msssim", "lpips-alex", "lpips-vgg", "dists", "ciede2000")
 
@@ -53,10 +52,12 @@ def create_loss(name: str) -> nn.Module:
     return metric
 
 
-@cache
+LOADED_METRICS = ModelCache("metric networks", maxsize=len(METRICS))
+
+
 def get_metric(name: str) -> nn.Module:
     """A shared, cached instance (for evaluation loops; use `create_metric` for a private one)."""
-    return create_metric(name)
+    return LOADED_METRICS.get(name, lambda: create_metric(name))
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

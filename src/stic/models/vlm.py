@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 
 from stic.errors import ModelNotFoundError
+from stic.models.cache import ModelCache
 from stic.models.hf import model_digest
 from stic.paths import model_key
 
@@ -90,16 +90,15 @@ def load_vlm(name_or_dir: str, device: str = "cpu", dtype: torch.dtype = torch.f
     return VisionLanguageModel(Path(name_or_dir).name or name_or_dir, model.to(device), processor)
 
 
+LOADED_VLMS = ModelCache("vision-language models", maxsize=2)
+
+
 def cached_vlm(model: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> VisionLanguageModel:
     """VLMs are loaded once per process and placement: a captioner and a caption coder of the same
     model and placement share one (the coder's is always float32 on the CPU). Keyed by the
     resolved folder for a local model."""
-    return _cached_vlm(model_key(model), device, dtype)
+    return LOADED_VLMS.get((model_key(model), device, dtype), lambda: load_vlm(model, device, dtype))
 
-
-@lru_cache(maxsize=2)
-def _cached_vlm(model: str, device: str, dtype: torch.dtype) -> VisionLanguageModel:
-    return load_vlm(model, device, dtype)
 
 
 def captioner_vlm(model: str, device: str | None = None, dtype: str | None = None) -> VisionLanguageModel:

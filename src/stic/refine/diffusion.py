@@ -35,8 +35,6 @@ from stic.errors import FormatError, InputError, ModelNotFoundError
 #: used when neither the caller nor $STIC_DIFFUSION_MODEL names a model
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_NEGATIVE_PROMPT = ""
-#: config entries that name versions or dtypes, not behaviour
-_CONFIG_KEYS_IGNORED = {"transformers_version", "dtype", "torch_dtype", "name_or_path", "architectures"}
 _MULTIPLE = 8  # the VAE's downsampling factor: tile sides must be multiples of it
 
 
@@ -118,40 +116,99 @@ def check_supported(pipe, model: str) -> None:
         )
 
 
-#: the SD 1.x/2.x components, hashed first and in this order (the fingerprints of files made
-#: before other pipelines were fingerprinted stay the same); any further model or tokenizer
+#: the SD 1.x/2.x components, hashed first and in this order; any further model or tokenizer
 #: component (SDXL's text_encoder_2 and tokenizer_2) is hashed after them, by name
 _CORE_MODULES = ("unet", "vae", "text_encoder")
+#: config values that change a diffusers component's outputs given its weights, read by name
+#: (absent ones are skipped; the text encoders are transformers models, read by stic.models.hf)
+_BEHAVIOUR_KEYS = {
+    "unet": (
+        "sample_size", "flip_sin_to_cos", "freq_shift", "act_fn", "norm_eps", "norm_num_groups",
+        "attention_head_dim", "num_attention_heads", "upcast_attention", "resnet_time_scale_shift",
+        "only_cross_attention", "dual_cross_attention", "mid_block_scale_factor", "downsample_padding",
+        "time_embedding_type", "timestep_post_act", "addition_embed_type", "class_embeddings_concat",
+        "cross_attention_norm", "attention_type",
+    ),
+    "vae": ("scaling_factor", "shift_factor", "latents_mean", "latents_std", "force_upcast", "act_fn", "norm_num_groups"),
+    "scheduler": (
+        "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type",
+        "timestep_spacing", "steps_offset", "clip_sample", "clip_sample_range", "set_alpha_to_one",
+        "rescale_betas_zero_snr", "thresholding", "dynamic_thresholding_ratio", "sample_max_value",
+        "interpolation_type", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "sigma_min",
+        "sigma_max", "timestep_type", "final_sigmas_type", "variance_type",
+    ),
+}  # fmt: skip
 
 
 def pipeline_fingerprint(pipe) -> bytes:
-    """4 bytes over every model component's config, every tokenizer's vocabulary, the scheduler
-    and a fixed sample of every weight tensor (hashing all of a multi-GB model on every decode
-    would take seconds). Weights are sampled in float32, so a bfloat16 or GPU copy of the same
-    checkpoint has the same fingerprint only where its sampled values survive the cast."""
+    """4 bytes over the config values that change outputs (read by name, never a library's
+    serialisation of a config), every tokenizer's vocabulary and length limit, the scheduler's
+    kind, and a fixed sample of every weight tensor (hashing all of a multi-GB model on every
+    decode would take seconds). Weights are sampled in float32, so a bfloat16 or GPU copy of the
+    same checkpoint has the same fingerprint only where its sampled values survive the cast."""
+    from stic.models.hf import behaviour
+
+    def values(name, module) -> dict:
+        if name in _BEHAVIOUR_KEYS:
+            return {k: module.config[k] for k in _BEHAVIOUR_KEYS[name] if module.config.get(k) is not None}
+        return behaviour(module.config)  # a transformers text encoder
+
     h = hashlib.blake2b(digest_size=4)
-    components = getattr(pipe, "components", {})
-    extra_modules = sorted(n for n, c in components.items() if isinstance(c, torch.nn.Module) and n not in _CORE_MODULES)
-    for name in (*_CORE_MODULES, *extra_modules):
-        module = getattr(pipe, name)
+    for name, module in _modules(pipe):
+        h.update(name.encode())
+        h.update(json.dumps(values(name, module), sort_keys=True, default=str).encode())
+        _hash_weight_sample(h, module)
+    for name, tokenizer in _tokenizers(pipe):
+        h.update(name.encode() + str(tokenizer.model_max_length).encode())
+        h.update(json.dumps(sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])).encode())
+    h.update(type(pipe.scheduler).__name__.encode())
+    h.update(json.dumps(values("scheduler", pipe.scheduler), sort_keys=True, default=str).encode())
+    return h.digest()
+
+
+def legacy_pipeline_fingerprint(pipe) -> bytes:
+    """The fingerprint stic < 0.4 wrote (it hashed diffusers' serialisation of each config, which a
+    diffusers release may change): computed only to recognise the files those versions made."""
+    h = hashlib.blake2b(digest_size=4)
+    for name, module in _modules(pipe):
         h.update(name.encode())
         h.update(json.dumps(_plain(module.config), sort_keys=True, default=str).encode())
-        for key, tensor in sorted(module.state_dict().items()):
-            flat = tensor.detach().reshape(-1)
-            stride = max(1, flat.numel() // 4096)
-            h.update(key.encode() + str(tuple(tensor.shape)).encode())
-            h.update(flat[::stride].to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes())
+        _hash_weight_sample(h, module)
     h.update(json.dumps(pipe.tokenizer.get_vocab(), sort_keys=True).encode())
-    for name in sorted(n for n, c in components.items() if n.startswith("tokenizer_") and c is not None):
-        h.update(name.encode() + json.dumps(components[name].get_vocab(), sort_keys=True).encode())
+    for name, tokenizer in _tokenizers(pipe):
+        if name != "tokenizer":
+            h.update(name.encode() + json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
     h.update(type(pipe.scheduler).__name__.encode())
     h.update(json.dumps(_plain(pipe.scheduler.config), sort_keys=True, default=str).encode())
     return h.digest()
 
 
+def _modules(pipe) -> list[tuple[str, torch.nn.Module]]:
+    components = getattr(pipe, "components", {})
+    extra = sorted(n for n, c in components.items() if isinstance(c, torch.nn.Module) and n not in _CORE_MODULES)
+    return [(name, getattr(pipe, name)) for name in (*_CORE_MODULES, *extra)]
+
+
+def _tokenizers(pipe) -> list[tuple[str, object]]:
+    components = getattr(pipe, "components", {})
+    extra = sorted(n for n, c in components.items() if n.startswith("tokenizer_") and c is not None)
+    return [("tokenizer", pipe.tokenizer)] + [(name, components[name]) for name in extra]
+
+
+def _hash_weight_sample(h, module: torch.nn.Module) -> None:
+    for key, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        stride = max(1, flat.numel() // 4096)
+        h.update(key.encode() + str(tuple(tensor.shape)).encode())
+        h.update(flat[::stride].to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes())
+
+
+_LEGACY_IGNORED = {"transformers_version", "dtype", "torch_dtype", "name_or_path", "architectures"}
+
+
 def _plain(config) -> dict:
     items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    return {k: v for k, v in items.items() if not k.startswith("_") and k not in _CONFIG_KEYS_IGNORED}
+    return {k: v for k, v in items.items() if not k.startswith("_") and k not in _LEGACY_IGNORED}
 
 
 def _starts(length: int, tile: int) -> list[int]:
@@ -195,6 +252,10 @@ class DiffusionRefiner:
         if self._fingerprint is None:
             self._fingerprint = pipeline_fingerprint(self.pipe)
         return self._fingerprint
+
+    def legacy_fingerprint(self) -> bytes:
+        """What stic < 0.4 wrote for these weights (files it made still decode)."""
+        return legacy_pipeline_fingerprint(self.pipe)
 
     def params(self) -> bytes:
         return self.settings.to_bytes()

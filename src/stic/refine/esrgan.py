@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from PIL import Image
 
 from stic import codecs
 from stic.errors import FormatError, ModelNotFoundError
+from stic.models.cache import ModelCache
 from stic.refine.rrdbnet import RRDBNet, SRVGGNetCompact, load_ncnn_weights
 
 SCALE = 4
@@ -83,9 +83,15 @@ def refiner_ids() -> dict[str, int]:
     return {**{name: spec[2] for name, spec in VARIANTS.items()}, **SHIPPED}
 
 
-@lru_cache(maxsize=3)
+LOADED_NETWORKS = ModelCache("refiner networks", maxsize=3)
+
+
 def load_network(variant: str = "realesrgan") -> tuple[torch.nn.Module, bytes]:
-    """The ×4 network of a variant with its weights, and its 4-byte fingerprint."""
+    """The ×4 network of a variant with its weights, and its 4-byte fingerprint (loaded once per process)."""
+    return LOADED_NETWORKS.get(variant, lambda: _read_network(variant))
+
+
+def _read_network(variant: str) -> tuple[torch.nn.Module, bytes]:
     if variant in SHIPPED:
         path = shipped_file(variant)
         if not path.is_file():

@@ -8,11 +8,11 @@ the diffusion model's location may be given (`model`), since a model id is too l
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 
 from stic import codecs
 from stic.container import SECTION_REFINE, Section, decode_varint, encode_varint
 from stic.errors import FormatError, InputError, ModelMismatchError
+from stic.models.cache import ModelCache
 from stic.paths import model_key
 from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
@@ -32,16 +32,15 @@ def diffusion_model(model: str | None = None) -> str:
     return model or os.environ.get("STIC_DIFFUSION_MODEL") or DEFAULT_MODEL
 
 
+LOADED_PIPELINES = ModelCache("diffusion pipelines", maxsize=1)
+
+
 def _pipeline(model: str, device: str | None = None, dtype: str | None = None):
     """The last diffusion pipeline loaded, keyed by (model: resolved path for a folder, device, dtype)."""
-    return _cached_pipeline(model_key(model), device, dtype)
-
-
-@lru_cache(maxsize=1)
-def _cached_pipeline(model: str, device: str | None, dtype: str | None):
     from stic.refine.diffusion import load_pipeline
 
-    return load_pipeline(model, device, dtype)
+    return LOADED_PIPELINES.get((model_key(model), device, dtype), lambda: load_pipeline(model, device, dtype))
+
 
 
 def get_refiner(
@@ -89,7 +88,7 @@ def refiner_for_section(
     if seed >= MAX_SEED:
         raise FormatError(f"refine section: seed {seed} is out of range (at most 2^48-1)")
     params = section.payload[pos:]
-    same = held is not None and held.refiner_id == section.codec_id and held.fingerprint() == section.fingerprint
+    same = held is not None and held.refiner_id == section.codec_id and _made_for(held, section.fingerprint)
     if name in _GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
 
@@ -99,7 +98,7 @@ def refiner_for_section(
 
         pipe = held.pipe if same else _pipeline(diffusion_model(model), device, dtype)
         refiner = DiffusionRefiner(pipe, DiffusionSettings.from_bytes(params))  # the file's settings
-    if section.fingerprint and refiner.fingerprint() != section.fingerprint:
+    if section.fingerprint and not _made_for(refiner, section.fingerprint):
         raise ModelMismatchError(
             f"the file asks for the {name} refiner with weights {section.fingerprint.hex()}, the loaded "
             f"weights are {refiner.fingerprint().hex()}"
@@ -107,3 +106,10 @@ def refiner_for_section(
             + ", or decode with --no-refine"
         )
     return refiner, seed
+
+
+def _made_for(refiner: Refiner, fingerprint: bytes) -> bool:
+    """Whether a section's fingerprint names `refiner`'s weights (a diffusion file from stic < 0.4
+    by the fingerprint those versions wrote)."""
+    legacy = getattr(refiner, "legacy_fingerprint", None)
+    return refiner.fingerprint() == fingerprint or (legacy is not None and legacy() == fingerprint)

@@ -13,12 +13,12 @@ model makes the registry try the offline models, then refuse with a message nami
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 from stic import __version__, codecs
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
+from stic.models.cache import ModelCache
 from stic.paths import cache_dir, model_key, replace_atomically
 from stic.text import baselines
 from stic.text.prefix import has_shipped_prefix
@@ -75,17 +75,15 @@ def get_text_coder(name: str, **opts) -> TextCoder:
     raise InputError(f"unknown text coder {name!r}; known: {', '.join(list_text_coders())}")
 
 
+LOADED_LMS = ModelCache("caption language models", maxsize=4)
+
+
 def _load_lm(model: str, engine: str = "exact"):
     """Models are loaded once per process (the bench runs several methods on the same LM), keyed by
     resolved path for local files and folders."""
-    return _cached_lm(model_key(model), engine)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_lm(model: str, engine: str):
     from stic.text.lm import load_lm
 
-    return load_lm(model, engine=engine)
+    return LOADED_LMS.get((model_key(model), engine), lambda: load_lm(model, engine=engine))
 
 
 def _lm_coder(method: str, model: str, **opts) -> TextCoder:
