@@ -36,7 +36,8 @@ def test_encode_info_decode_round_trip(photo, tmp_path, capsys):
     assert info["file_bytes"] == out.stat().st_size
     assert info["bpp"] == pytest.approx(8 * out.stat().st_size / (300 * 200))
     kinds = {s["kind"]: s for s in info["sections"]}
-    assert set(kinds) == {"image", "caption", "refine"} and kinds["caption"]["codec"] == "zlib"
+    assert set(kinds) == {"image", "caption", "refine", "colour"} and kinds["caption"]["codec"] == "zlib"
+    assert kinds["colour"]["codec"] == "lab-affine" and kinds["colour"]["bytes"] == 12
     assert kinds["image"]["model"] == "stic-q1"  # named as encode named it, not by fingerprint
     assert info["header_overhead_bytes"] == info["file_bytes"] - sum(s["bytes"] for s in info["sections"])
     png = tmp_path / "d.png"

@@ -165,6 +165,7 @@ def _cmd_encode(args) -> None:
         max_side=args.max_side,
         original_size=original_size,
         step=args.step,
+        colour=not args.no_colour_map,
     )
     write_bytes_atomic(out, encoded.data)
     if args.bpp is not None and encoded.bpp < args.bpp / 2:
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--max-side", type=_number(int, 16, "at least 16 pixels"), metavar="N",
                      help="shrink a larger photo (Lanczos) so its longer side is N pixels before coding; the file "
                      "records the original size, which decoding restores (also lets photos above 16.8 MP in)")
+    enc.add_argument("--no-colour-map", action="store_true",
+                     help="leave out the colour map (19 bytes) that brings the decoded colours back towards the "
+                     "original's; by default it is fitted and written")
     enc.add_argument("--family", help="model family --quality/--bpp choose from: mse (default) or perceptual "
                      "(decoders fine-tuned for LPIPS; docs/training.md); twins share encoder and rates")
     enc.add_argument(

@@ -47,6 +47,8 @@ TEXT_CODEC_NAMES = {
 }
 PICTURE_V1 = 0  # picture section: flags (grey, original size) + original width and height
 PICTURE_NAMES = {PICTURE_V1: "picture-v1"}
+COLOUR_LAB_AFFINE = 0  # colour section: an affine map of x̂ in CIELAB, 12 signed bytes (stic.colour)
+COLOUR_NAMES = {COLOUR_LAB_AFFINE: "lab-affine"}
 IMAGE_CODEC_NAMES = {IMAGE_LEARNED: "learned", IMAGE_LEARNED_EXACT: "learned-exact", IMAGE_LEARNED_EXACT_STEP: "learned-exact-step"}
 REFINER_NAMES = {
     REFINE_REALESRGAN_X4: "realesrgan",

@@ -23,7 +23,11 @@ SECTION_CAPTION = 1
 SECTION_IMAGE = 2
 SECTION_REFINE = 3  # optional: which refiner (codec id), its seed and parameters
 SECTION_PICTURE = 4  # optional: present the picture grey and/or at its original size (stic.picture)
-SECTION_NAMES = {SECTION_CAPTION: "caption", SECTION_IMAGE: "image", SECTION_REFINE: "refine", SECTION_PICTURE: "picture"}
+SECTION_COLOUR = 5  # optional: a colour correction of x̂, applied before refining (stic.colour)
+SECTION_NAMES = {
+    SECTION_CAPTION: "caption", SECTION_IMAGE: "image", SECTION_REFINE: "refine", SECTION_PICTURE: "picture",
+    SECTION_COLOUR: "colour",
+}  # fmt: skip
 
 FINGERPRINT_SIZE = 4
 MAX_KIND = 0x3F

@@ -7,13 +7,14 @@ from importlib import resources
 from pathlib import Path
 
 from stic import codecs
-from stic.container import SECTION_CAPTION, SECTION_IMAGE, SECTION_PICTURE, SECTION_REFINE, SticFile
+from stic.container import SECTION_CAPTION, SECTION_COLOUR, SECTION_IMAGE, SECTION_PICTURE, SECTION_REFINE, SticFile
 
 _CODEC_NAMES = {
     SECTION_CAPTION: codecs.TEXT_CODEC_NAMES,
     SECTION_IMAGE: codecs.IMAGE_CODEC_NAMES,
     SECTION_REFINE: codecs.REFINER_NAMES,
     SECTION_PICTURE: codecs.PICTURE_NAMES,
+    SECTION_COLOUR: codecs.COLOUR_NAMES,
 }
 
 

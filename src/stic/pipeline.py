@@ -17,8 +17,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from stic import __version__, codecs
+from stic.colour import ColourMap, placeholder_section
 from stic.container import (
     SECTION_CAPTION,
+    SECTION_COLOUR,
     SECTION_IMAGE,
     SECTION_PICTURE,
     SECTION_REFINE,
@@ -137,13 +139,19 @@ CAP_MARGIN = 0.97
 
 def _pack_with(
     codec: ImageCodec, payload: bytes, image: np.ndarray, caption: _CaptionSection, refine_section: Section | None,
-    picture_section: Section | None, step: int = 0,
+    picture_section: Section | None, step: int = 0, colour: Section | bool | None = None,
 ) -> bytes:
+    """The file; `colour` True fits the colour map on x̂ (one more image decode), a Section is
+    written as is (`--bpp`'s placeholder), None writes none."""
     height, width = image.shape[:2]
     codec_id = codec.codec_id_for(step)
     sections = [Section(SECTION_IMAGE, codec_id, payload, codec.fingerprint())]
     caption_section = caption.for_image(codec, codec_id, payload, width, height)
-    sections += [s for s in (caption_section, refine_section, picture_section) if s is not None]
+    if colour is True:
+        with status_step("fitting the colour map"):
+            fitted = ColourMap.fit(codec.decompress(payload, width, height, codec_id), image)
+        colour = fitted.section() if fitted is not None else None
+    sections += [s for s in (caption_section, refine_section, picture_section, colour) if s is not None]
     return pack(width, height, sections)
 
 
@@ -163,6 +171,7 @@ def encode(
     max_side: int | None = None,
     original_size: tuple[int, int] | None = None,
     step: int = 0,
+    colour: bool = True,
 ) -> Encoded:
     """Code an HxWx3 uint8 RGB image (and optionally a caption) into .stic bytes.
 
@@ -180,7 +189,8 @@ def encode(
     gives it). A grey image (three equal channels) is recorded as grey and decodes grey.
     `step` (0..48, with `quality` or `model`) quantises the latents finer than the model was
     trained to, for rates between and above the shipped models' (each step ~5 % more image bits;
-    `bpp` picks it itself).
+    `bpp` picks it itself). `colour` writes the colour map that brings x̂'s colours back towards the
+    original's (stic.colour; 19 bytes).
     """
     if sum(option is not None for option in (quality, bpp, model)) > 1:
         raise InputError("give at most one of quality, bpp and model")
@@ -196,7 +206,7 @@ def encode(
     caption_section = _CaptionSection(caption, text_coder)
     refine = _RefineSection(refiner, seed)
     if bpp is not None:
-        return _encode_to_target(source, bpp, caption_section, refine, family, search_steps, progress)
+        return _encode_to_target(source, bpp, caption_section, refine, family, search_steps, progress, colour)
     with status_step("loading the image model"):
         if model is not None:
             codec = load_image_codec(model) if isinstance(model, str) else model
@@ -204,7 +214,7 @@ def encode(
             codec = _image_codec_for_quality(quality or default_quality(family), family)
     with status_step("coding the image"):
         payload = codec.compress(image, search_steps, progress, step=step)
-    data = _pack_with(codec, payload, image, caption_section, refine.for_model(codec.name), picture, step)
+    data = _pack_with(codec, payload, image, caption_section, refine.for_model(codec.name), picture, step, colour or None)
     return Encoded(data, unpack(data), codec.name, caption)
 
 
@@ -281,7 +291,7 @@ BETWEEN_SCALE = 0.8
 
 def _encode_to_target(
     source: _Source, target: float, caption: _CaptionSection, refine: _RefineSection, family: str | None,
-    search_steps: int, progress: bool,
+    search_steps: int, progress: bool, colour: bool,
 ) -> Encoded:
     """The file with the most bits within the target, by measurement: each model of the ladder at
     full size, highest first; where the first that fits leaves more than a tenth of the target
@@ -290,11 +300,13 @@ def _encode_to_target(
     the file chosen still leaves a tenth unused, the same model and size with a finer quantisation
     step (the finest that fits, by bisection). The decoder scales the picture back. With search,
     the chosen file's latents are then searched under a rate cap that keeps the whole file within
-    the target (the plain file if the searched one should still not fit)."""
+    the target (the plain file if the searched one should still not fit). Candidates carry a
+    placeholder colour section of the fitted one's size; only the file kept gets the fitted map."""
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
     budget = target * source.pixels  # bits
     achieved: dict[str, float] = {}
+    placeholder = placeholder_section() if colour else None
 
     def attempt(name: str, side: int | None = None, quantisation: int = 0) -> _Attempt:
         detail = (f" at {side} px" if side else "") + (f", step {quantisation}" if quantisation else "")
@@ -302,7 +314,9 @@ def _encode_to_target(
             codec = load_image_codec(name)
             image, picture = source.at_side(side)
             payload = codec.compress(image, step=quantisation)
-            data = _pack_with(codec, payload, image, caption, refine.for_model(codec.name), picture, quantisation)
+            data = _pack_with(
+                codec, payload, image, caption, refine.for_model(codec.name), picture, quantisation, placeholder
+            )
         return _Attempt(codec, image, payload, data, picture, quantisation, side)
 
     def largest_fitting(values: range, make) -> _Attempt | None:
@@ -358,18 +372,20 @@ def _encode_to_target(
             f"to {MIN_SCALE:g} of its size (measured bpp at full size: {tried}); raise the target"
             + (" or drop the caption" if caption.caption is not None else "")
         )
-    data = chosen.data
+    codec, image, payload, step = chosen.codec, chosen.image, chosen.payload, chosen.step
     if search_steps:
-        codec, image = chosen.codec, chosen.image
         # the coder's fixed cost over the estimate (rANS flushes, byte padding: ~200 bits for
         # the checkerboard models' three strings) weighs up to ~6 % on a small image's budget
         fixed = max(0.0, 8 * len(chosen.payload) - codec.estimate_bits(image))
-        cap_bits = CAP_MARGIN * (budget - 8 * (len(data) - len(chosen.payload)) - fixed)
+        cap_bits = CAP_MARGIN * (budget - 8 * (len(chosen.data) - len(chosen.payload)) - fixed)
         searched = codec.compress(image, search_steps, progress, max_bpp=cap_bits / (image.shape[0] * image.shape[1]))
-        searched_data = _pack_with(codec, searched, image, caption, refine.for_model(codec.name), chosen.picture)
-        if 8 * len(searched_data) <= budget:
-            data = searched_data
-    return Encoded(data, unpack(data), chosen.codec.name, caption.caption)
+        searched_data = _pack_with(
+            codec, searched, image, caption, refine.for_model(codec.name), chosen.picture, 0, placeholder
+        )
+        if 8 * len(searched_data) <= budget:  # the search codes at the model's own step
+            payload, step = searched, 0
+    data = _pack_with(codec, payload, image, caption, refine.for_model(codec.name), chosen.picture, step, colour or None)
+    return Encoded(data, unpack(data), codec.name, caption.caption)
 
 
 def _check_image(image: np.ndarray, shrinking: bool = False) -> None:
@@ -423,7 +439,7 @@ def decode(
     image_model: str | None = None,
 ) -> Decoded:
     """Decode .stic bytes to the image and the caption, if any; the refiner the file names is
-    applied unless `refine` is False (then x̂ is returned). The image is HxWx3 RGB, or HxW for a
+    applied unless `refine` is False (then x̂ is returned, with the file's colour map applied). The image is HxWx3 RGB, or HxW for a
     file coded from a grey image, at the size it had before encoding shrank it (`original_size`
     False: at the coded size). `device` and `dtype` place a diffusion refiner (stic.placement);
     `image_model` names the image model of a file not made with a shipped one."""
@@ -484,6 +500,10 @@ def decode_file(
     if text_coder:
         with status_step("decoding the caption"):
             caption = text_coder.decode(caption_section.payload)
+    colour = ColourMap.from_section(file.section(SECTION_COLOUR))
+    if colour is not None:  # after the caption: a coder that sees x̂ saw it uncorrected at encode too
+        with status_step("correcting the colours"):
+            image = colour.apply(image)
     if refiner is not None:
         with status_step(f"refining with {refiner.name}"):
             image = refiner.refine(image, caption, seed)

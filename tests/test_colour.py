@@ -1,0 +1,76 @@
+"""The colour map: fitted by the encoder on x̂, carried in 12 bytes, applied by the decoder to x̂
+before refining; optional for old decoders and for users who leave it out."""
+
+import numpy as np
+import pytest
+
+from stic import codecs, pipeline
+from stic.colour import PAYLOAD_BYTES, ColourMap, _from_lab, _to_lab
+from stic.container import SECTION_COLOUR, Section, pack, unpack
+from stic.errors import FormatError
+
+
+@pytest.fixture(scope="module")
+def photo():
+    skimage_data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skimage_data.coffee()[:192, :256])
+
+
+def _lab_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((_to_lab(a) - _to_lab(b)) ** 2))
+
+
+def test_a_washed_out_copy_is_brought_back(photo):
+    lab = _to_lab(photo)
+    washed = _from_lab(np.dstack([0.8 * lab[..., 0] + 12, 0.6 * lab[..., 1], 0.6 * lab[..., 2] + 3]))
+    fitted = ColourMap.fit(washed, photo)
+    assert fitted is not None
+    assert _lab_error(fitted.apply(washed), photo) < 0.05 * _lab_error(washed, photo)
+    again = ColourMap.from_section(unpack(pack(8, 8, [fitted.section()])).section(SECTION_COLOUR))
+    assert np.array_equal(again.deviation, fitted.deviation) and np.array_equal(again.offset, fitted.offset)
+    assert len(fitted.section().payload) == PAYLOAD_BYTES
+
+
+def test_nothing_to_gain_writes_no_map_and_bands_change_nothing(photo):
+    assert ColourMap.fit(photo, photo) is None
+    some = ColourMap(np.array([3, -2, 0, 1, 5, 0, 0, -4, 2]), np.array([8, -3, 1]))
+    tall = np.concatenate([photo] * 3)  # 576 rows: three bands of 256 rows
+    assert np.array_equal(some.apply(tall)[400:450], some.apply(tall[400:450]))
+
+
+def test_bad_or_unknown_sections(photo):
+    with pytest.raises(FormatError, match="colour section"):
+        ColourMap.from_section(Section(SECTION_COLOUR, codecs.COLOUR_LAB_AFFINE, b"\0" * 11, required=False))
+    assert ColourMap.from_section(Section(SECTION_COLOUR, 99, b"whatever", required=False)) is None
+
+
+def test_the_decoder_applies_the_map_and_a_file_without_it_still_decodes(photo):
+    encoded = pipeline.encode(photo, quality=1, refiner=None)
+    plain = pipeline.encode(photo, quality=1, refiner=None, colour=False)
+    assert encoded.file.section(SECTION_COLOUR) is not None and plain.file.section(SECTION_COLOUR) is None
+    assert len(encoded.data) == len(plain.data) + 4 + 3 + PAYLOAD_BYTES  # CRC, header, payload
+    corrected, xhat = pipeline.decode(encoded.data).image, pipeline.decode(plain.data).image
+    assert _lab_error(corrected, photo) < _lab_error(xhat, photo)
+    # what a decoder that predates the section sees: the same file without it gives x̂
+    stripped = [s for s in encoded.file.sections if s.kind != SECTION_COLOUR]
+    assert np.array_equal(pipeline.decode(pack(encoded.file.width, encoded.file.height, stripped)).image, xhat)
+
+
+def test_a_rate_target_counts_the_map(photo):
+    target = 0.05
+    encoded = pipeline.encode(photo, bpp=target, refiner=None)
+    assert encoded.file.section(SECTION_COLOUR) is not None
+    assert 8 * len(encoded.data) <= target * photo.shape[0] * photo.shape[1]
+
+
+def test_the_cli_leaves_the_map_out_when_asked(photo, tmp_path):
+    from PIL import Image
+
+    from stic.cli import main
+
+    source = tmp_path / "p.png"
+    Image.fromarray(photo).save(source)
+    for extra, expected in (([], True), (["--no-colour-map"], False)):
+        out = tmp_path / "p.stic"
+        assert main(["encode", str(source), "-o", str(out), "--force", "--quality", "1", *extra]) == 0
+        assert (unpack(out.read_bytes()).section(SECTION_COLOUR) is not None) is expected
