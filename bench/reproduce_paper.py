@@ -94,7 +94,9 @@ def main() -> None:
         caption = captioner.caption(image, str(path)).text if captioner else caption_for(path, published)
         for model in args.image_models:
             started = time.perf_counter()
-            encoded = pipeline.encode(image, model=model, caption=caption, text_coder=text_coder, refiner=refiner)
+            encoded = pipeline.encode(
+                image, model=model, caption=caption, text_coder=text_coder, refiner=refiner, colour=False
+            )  # the paper's system has no colour map
             encode_s = time.perf_counter() - started
             stem = f"{path.stem}_{model.replace('/', '_').replace(':', '_')}"
             (args.out / f"{stem}.stic").write_bytes(encoded.data)
