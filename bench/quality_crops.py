@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality")
     parser.add_argument("--with-original", action="store_true", help="also the original's crop (not for committing)")
     parser.add_argument("--step", type=int, default=0, help="finer quantisation step (0: the model's own)")
+    parser.add_argument("--no-colour-map", action="store_true", help="files without the colour map (stic.colour)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -56,11 +57,12 @@ def main() -> None:
         top, left = args.at or ((h - CROP) // 2, (w - CROP) // 2)
         box = (slice(top, top + CROP), slice(left, left + CROP))
         for model in args.models:
-            encoded = pipeline.encode(image, model=model, refiner=None, step=args.step)
+            encoded = pipeline.encode(image, model=model, refiner=None, step=args.step, colour=not args.no_colour_map)
             x_hat = pipeline.decode(encoded.data).image
             bpp = f"{encoded.bpp:.4f} bpp" + (f", step {args.step}" if args.step else "")
             panels = [_labelled(image[box], "original")] if args.with_original else []
-            panels.append(_labelled(x_hat[box], f"{model} x_hat {bpp}"))
+            colour = "" if args.no_colour_map else " + colour map"
+            panels.append(_labelled(x_hat[box], f"{model} x_hat{colour} {bpp}"))
             panels += [_labelled(refiner.refine(x_hat)[box], refiner_name) for refiner_name, refiner in refiners.items()]
             row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
             for i, panel in enumerate(panels):

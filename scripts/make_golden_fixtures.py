@@ -60,6 +60,8 @@ def main() -> None:
     ).data
     # image codec 3 (stic 0.3): latents quantised finer
     makers["image_step12_stic-q2.stic"] = lambda: pipeline.encode(image, model="stic-q2", refiner="none", step=12).data
+    # the colour section (stic 0.4): a map of x̂ in CIELAB
+    makers["image_colour_stic-q1.stic"] = lambda: pipeline.encode(image, model="stic-q1", refiner="none").data
     for name, make in makers.items():
         if name in golden:
             continue  # never rewrite a golden file
