@@ -202,7 +202,7 @@ def test_the_readme_snippet_makes_the_same_file_as_the_readme_command(photo, tmp
     assert encoded.data == out.read_bytes()
     refines = sp.default_refiner(encoded.image_model) != "identity"
     assert (encoded.file.section(3) is not None) == refines  # the model's own refiner, as in the CLI
-    assert sp.encode(load_image(photo), quality=1).file.section(3) is not None  # stic-q1's is realesrgan-compact
+    assert sp.encode(load_image(photo), quality=1).file.section(3) is not None  # stic-q1's is realesrgan-stic
 
 
 def test_bpp_far_above_or_below_the_ladder_says_so(photo, tmp_path, capsys):

@@ -42,14 +42,15 @@ def _decode_here(stic_file, png, threads: int) -> None:
         torch.set_num_threads(before)
 
 
-def test_refined_decode_is_identical_across_thread_settings(tmp_path):
+@pytest.mark.parametrize("refiner", ["realesrgan-compact", "realesrgan-stic"])  # the latter with its grid filter
+def test_refined_decode_is_identical_across_thread_settings(tmp_path, refiner):
     encoded = pipeline.encode(fc.sample_image(70, 110, 9), quality=2, caption="a test card",
-                              text_coder="zlib", refiner="realesrgan-compact")  # fmt: skip
+                              text_coder="zlib", refiner=refiner)  # fmt: skip
     stic_file = tmp_path / "a.stic"
     stic_file.write_bytes(encoded.data)
     _decode_here(stic_file, tmp_path / "here.png", 1)
     output = _decode_in_process(stic_file, tmp_path / "other.png", 3)
-    assert "refined by realesrgan-compact" in output
+    assert f"refined by {refiner}" in output
     assert (tmp_path / "here.png").read_bytes() == (tmp_path / "other.png").read_bytes()
 
 

@@ -110,7 +110,7 @@ def test_refine_section_round_trip_and_checks():
         refiner_for_section(wrong)
     with pytest.raises(FormatError, match="unknown refiner id 99"):
         refiner_for_section(Section(SECTION_REFINE, 99, b"\0", required=False))
-    with pytest.raises(FormatError, match="no parameters"):
-        refiner_for_section(Section(SECTION_REFINE, parsed.codec_id, b"\0\1", parsed.fingerprint, False))
+    with pytest.raises(FormatError, match="newer stic"):
+        refiner_for_section(Section(SECTION_REFINE, parsed.codec_id, b"\0\7", parsed.fingerprint, False))
     with pytest.raises(InputError, match="unknown refiner"):
         get_refiner("sharpen")

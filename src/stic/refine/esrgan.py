@@ -143,25 +143,36 @@ def downscale4(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
 
 
-class RealESRGANRefiner:
-    """Decoder-side refiner: x̂ -> downscale by 4 (bicubic, antialiased) -> Real-ESRGAN ×4 -> x̂'s size."""
+#: refiners whose new files ask for the dot-grid filter (stic.refine.degrid); files without the
+#: flag (stic < 0.4, the other networks) decode as they always did
+DEGRID_BY_DEFAULT = frozenset({"realesrgan-stic"})
+_DEGRID = b"\x01"
 
-    def __init__(self, variant: str = "realesrgan"):
+
+class RealESRGANRefiner:
+    """Decoder-side refiner: x̂ -> downscale by 4 (bicubic, antialiased) -> Real-ESRGAN ×4 [-> the
+    dot-grid filter] -> x̂'s size. Parameters: none, or one byte 1 for the filter."""
+
+    def __init__(self, variant: str = "realesrgan", degrid: bool | None = None):
         self.name = variant
         self.refiner_id = refiner_ids()[variant]
+        self.degrid = variant in DEGRID_BY_DEFAULT if degrid is None else degrid
         self.net, self._fingerprint = load_network(variant)
 
     def fingerprint(self) -> bytes:
         return self._fingerprint
 
     def params(self) -> bytes:
-        return b""
+        return _DEGRID if self.degrid else b""
 
     @classmethod
     def from_params(cls, variant: str, params: bytes) -> RealESRGANRefiner:
-        if params:
-            raise FormatError(f"refine section: {variant} takes no parameters, got {len(params)} bytes")
-        return cls(variant)
+        if params not in (b"", _DEGRID):
+            raise FormatError(
+                f"refine section: unknown {variant} parameters {params.hex()} (written by a newer stic?); "
+                "decode with --no-refine"
+            )
+        return cls(variant, degrid=params == _DEGRID)
 
     def refine(self, image: np.ndarray, caption: str | None = None, seed: int = 0) -> np.ndarray:
         height, width = image.shape[:2]
@@ -169,6 +180,10 @@ class RealESRGANRefiner:
         with torch.inference_mode():
             y = upscale4(self.net, x)
         out = (y[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        if self.degrid:
+            from stic.refine.degrid import remove_grid
+
+            out = remove_grid(out)
         if out.shape[:2] != (height, width):
             out = np.asarray(Image.fromarray(out).resize((width, height), Image.Resampling.BICUBIC))
         return np.ascontiguousarray(out)

@@ -92,7 +92,7 @@ def refiner_for_section(
     if name in _GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
 
-        refiner = held if same and not params else RealESRGANRefiner.from_params(name, params)
+        refiner = held if same and held.params() == params else RealESRGANRefiner.from_params(name, params)
     else:
         from stic.refine.diffusion import DiffusionRefiner, DiffusionSettings
 

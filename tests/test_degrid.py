@@ -1,0 +1,53 @@
+"""The dot-grid filter: a pattern locked to the 4-pixel output grid goes, texture that is not stays;
+realesrgan-stic's new files ask for it, older files (no flag) decode as they did."""
+
+import numpy as np
+import pytest
+
+from stic.errors import FormatError
+from stic.refine.degrid import PERIOD, remove_grid
+from stic.refine.esrgan import RealESRGANRefiner
+from stic.refine.registry import refine_section, refiner_for_section
+
+
+def _smooth(h=96, w=128) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([60 + x, 80 + y / 2, 120 + (x + y) / 4], -1).astype(np.float64)
+
+
+def test_a_pattern_locked_to_the_grid_is_removed():
+    dots = np.zeros((PERIOD, PERIOD, 3))
+    dots[1, 2], dots[3, 0] = 12, -12
+    smooth = _smooth()
+    dotted = np.clip(np.rint(smooth + np.tile(dots, (96 // PERIOD, 128 // PERIOD, 1))), 0, 255).astype(np.uint8)
+    cleaned = remove_grid(dotted).astype(np.float64)
+    inner = (slice(8, -8), slice(8, -8))
+    before, after = (np.abs(image[inner] - smooth[inner]).mean() for image in (dotted, cleaned))
+    assert before > 1.5 and after < 0.2 * before
+
+
+def test_texture_off_the_grid_stays():
+    y, x = np.mgrid[0:96, 0:128]
+    stripes = _smooth() + 20 * np.sin(2 * np.pi * (x + 0.7 * y) / 7.3)[..., None]  # not periodic in 4 px
+    image = np.clip(np.rint(stripes), 0, 255).astype(np.uint8)
+    inner = (slice(8, -8), slice(8, -8))
+    assert np.abs(remove_grid(image)[inner].astype(float) - image[inner]).mean() < 2
+
+
+def test_realesrgan_stic_files_ask_for_it_and_old_sections_decode_without():
+    refiner = RealESRGANRefiner("realesrgan-stic")
+    assert refiner.degrid and refiner.params() == b"\x01"
+    assert not RealESRGANRefiner("realesrgan-compact").degrid
+    rebuilt, _ = refiner_for_section(refine_section(refiner, seed=0))
+    assert rebuilt.degrid
+    old = refine_section(RealESRGANRefiner("realesrgan-stic", degrid=False), seed=0)  # what stic 0.3 wrote
+    assert old.payload == b"\x00" and not refiner_for_section(old)[0].degrid
+    image = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    assert not np.array_equal(rebuilt.refine(image), refiner_for_section(old)[0].refine(image))
+
+
+def test_unknown_parameters_are_refused_in_one_line():
+    section = refine_section(RealESRGANRefiner("realesrgan-stic"), seed=0)
+    forged = type(section)(section.kind, section.codec_id, section.payload[:1] + b"\x07", section.fingerprint, False)
+    with pytest.raises(FormatError, match="newer stic"):
+        refiner_for_section(forged)
