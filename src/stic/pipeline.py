@@ -52,7 +52,8 @@ DEFAULT_TEXT_CODER = "lm"
 #: the refiner `stic encode` writes unless told otherwise, per image-model family: the compact
 #: network fine-tuned on stic's own x̂ lowers LPIPS-Alex by 0.19-0.29 and DISTS by 0.09-0.16 on Kodak
 #: at all three MSE rate points (results/refine_kodak_stic.md); the dotted texture it painted over smooth
-#: areas at stic-q1's rate is taken out by its grid filter (stic.refine.degrid, docs/quality.md); the perceptual decoders' own texture is undone by a refiner (results/refine_kodak_compact_perceptual.md)
+#: areas at stic-q1's rate is taken out by its grid filter (stic.refine.degrid, docs/quality.md); the
+#: perceptual decoders' own texture is undone by a refiner (results/refine_kodak_compact_perceptual.md)
 DEFAULT_REFINERS = {"mse": "realesrgan-stic", "perceptual": "identity"}
 #: `encode(refiner=AUTO)`: the default refiner of whichever model codes the image
 AUTO = "auto"
