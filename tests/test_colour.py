@@ -74,3 +74,14 @@ def test_the_cli_leaves_the_map_out_when_asked(photo, tmp_path):
         out = tmp_path / "p.stic"
         assert main(["encode", str(source), "-o", str(out), "--force", "--quality", "1", *extra]) == 0
         assert (unpack(out.read_bytes()).section(SECTION_COLOUR) is not None) is expected
+
+
+def test_a_target_too_low_for_the_map_is_met_without_it(photo, monkeypatch):
+    from stic.colour import ColourMap
+
+    bulky = Section(SECTION_COLOUR, codecs.COLOUR_LAB_AFFINE, bytes(5000), required=False)  # never fits
+    monkeypatch.setattr(pipeline, "placeholder_section", lambda: bulky)
+    monkeypatch.setattr(ColourMap, "section", lambda self: bulky)
+    encoded = pipeline.encode(photo, bpp=0.05, refiner=None)
+    assert encoded.file.section(SECTION_COLOUR) is None
+    assert 8 * len(encoded.data) <= 0.05 * photo.shape[0] * photo.shape[1]

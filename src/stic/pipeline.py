@@ -301,7 +301,8 @@ def _encode_to_target(
     step (the finest that fits, by bisection). The decoder scales the picture back. With search,
     the chosen file's latents are then searched under a rate cap that keeps the whole file within
     the target (the plain file if the searched one should still not fit). Candidates carry a
-    placeholder colour section of the fitted one's size; only the file kept gets the fitted map."""
+    placeholder colour section of the fitted one's size; only the file kept gets the fitted map, and
+    where no file fits with it, the files are made without it."""
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
     budget = target * source.pixels  # bits
@@ -362,6 +363,9 @@ def _encode_to_target(
             chosen = better(result, shrunk_to_fit(ladder[index - 1], BETWEEN_SCALE))
         break
     if chosen is None:
+        chosen = shrunk_to_fit(ladder[-1], MIN_SCALE)
+    if chosen is None and placeholder is not None:  # the colour map's bytes are what does not fit
+        placeholder, colour = None, False
         chosen = shrunk_to_fit(ladder[-1], MIN_SCALE)
     if chosen is not None and 8 * len(chosen.data) < TARGET_FLOOR * budget:
         chosen = better(chosen, finer_to_fit(chosen))
