@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "a model folder or compressai:ARCH:QUALITY")
     dec.add_argument("--text-model", help="caption LM (or VLM) to use when the file names a custom model")
     dec.add_argument("--text-prefix", help="the learned prefix the caption was coded with, if not the shipped one")
-    dec.add_argument("--no-refine", action="store_true", help="output x̂ as decoded, ignoring the file's refiner")
+    dec.add_argument("--no-refine", action="store_true", help="output x̂ as decoded (with the file's colour map), ignoring the file's refiner")
     dec.add_argument("--coded-size", action="store_true",
                      help="for a file coded with --max-side: output the coded (shrunk) size, not the original")
     dec.add_argument("--refiner-model", help="diffusion model for a diffusion-refined file (id or local directory)")
