@@ -22,7 +22,8 @@ def _lab_error(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_a_washed_out_copy_is_brought_back(photo):
     lab = _to_lab(photo)
-    washed = _from_lab(np.dstack([0.8 * lab[..., 0] + 12, 0.6 * lab[..., 1], 0.6 * lab[..., 2] + 3]))
+    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]  # noqa: N806
+    washed = _from_lab(np.dstack([0.8 * L + 12, 0.6 * a + 0.1 * b, 0.6 * b - 0.15 * a + 0.02 * L + 3]))  # cross terms too
     fitted = ColourMap.fit(washed, photo)
     assert fitted is not None
     assert _lab_error(fitted.apply(washed), photo) < 0.05 * _lab_error(washed, photo)
@@ -34,8 +35,9 @@ def test_a_washed_out_copy_is_brought_back(photo):
 def test_nothing_to_gain_writes_no_map_and_bands_change_nothing(photo):
     assert ColourMap.fit(photo, photo) is None
     some = ColourMap(np.array([3, -2, 0, 1, 5, 0, 0, -4, 2]), np.array([8, -3, 1]))
-    tall = np.concatenate([photo] * 3)  # 576 rows: three bands of 256 rows
-    assert np.array_equal(some.apply(tall)[400:450], some.apply(tall[400:450]))
+    tall = np.concatenate([photo] * 3)  # 576 rows: bands of 256 rows
+    assert np.array_equal(some.apply(tall)[230:290], some.apply(tall[230:290]))  # across a band's edge
+    assert ColourMap.fit(photo, tall[:192]) is None and ColourMap.fit(tall, tall) is None
 
 
 def test_bad_or_unknown_sections(photo):

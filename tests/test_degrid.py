@@ -26,6 +26,15 @@ def test_a_pattern_locked_to_the_grid_is_removed():
     assert before > 1.5 and after < 0.2 * before
 
 
+def test_an_edge_gets_no_ripple():
+    step = np.full((64, 64, 3), 50, np.uint8)
+    step[:, 30:] = 200
+    assert np.array_equal(remove_grid(step), step)
+    lines = step.copy()
+    lines[:, 36:38], lines[:, 44:46] = 0, 255  # three edges within 16 pixels
+    assert np.abs(remove_grid(lines).astype(int) - lines).max() <= 2
+
+
 def test_texture_off_the_grid_stays():
     y, x = np.mgrid[0:96, 0:128]
     stripes = _smooth() + 20 * np.sin(2 * np.pi * (x + 0.7 * y) / 7.3)[..., None]  # not periodic in 4 px

@@ -55,18 +55,29 @@ class ColourMap:
     @classmethod
     def fit(cls, xhat: np.ndarray, original: np.ndarray) -> ColourMap | None:
         """The least-squares map from x̂ to the original (both HxWx3 uint8), quantised; None when
-        the quantised map does not lower x̂'s squared error in Lab (nothing to gain)."""
-        source, target = _to_lab(xhat).reshape(-1, 3), _to_lab(original).reshape(-1, 3)
-        centred = source - _CENTRE
-        design = np.c_[centred, np.ones(len(centred))]
-        solution = np.linalg.lstsq(design, target - _CENTRE, rcond=None)[0]  # rows: matrix^T, then offset
+        the quantised map does not lower x̂'s squared error in Lab (nothing to gain). Solved from
+        normal equations summed over bands of rows, so memory stays bounded on a large picture."""
+        gram, cross, target_sq = np.zeros((4, 4)), np.zeros((4, 3)), 0.0  # X^T X, X^T Y, sum |Y|^2
+        for top in range(0, xhat.shape[0], _ROWS):
+            source = _to_lab(xhat[top : top + _ROWS]).reshape(-1, 3) - _CENTRE
+            target = _to_lab(original[top : top + _ROWS]).reshape(-1, 3) - _CENTRE
+            design = np.c_[source, np.ones(len(source))]
+            gram += design.T @ design
+            cross += design.T @ target
+            target_sq += float(np.sum(target**2))
+        count = gram[3, 3]
+
+        def error(coefficients: np.ndarray) -> float:  # mean |X b - Y|^2, from the sums
+            return (np.sum(coefficients * (gram @ coefficients)) - 2 * np.sum(coefficients * cross) + target_sq) / count
+
+        solution = np.linalg.lstsq(gram, cross, rcond=None)[0]  # rows: matrix^T, then offset
         deviation = np.clip(np.rint((solution[:3].T - np.eye(3)) * _MATRIX_UNIT), -128, 127)
         matrix = np.eye(3) + deviation / _MATRIX_UNIT
-        offset = np.clip(np.rint((target - _CENTRE - centred @ matrix.T).mean(axis=0) * _OFFSET_UNIT), -128, 127)
-        fitted = cls(deviation, offset)
-        before = np.mean((source - target) ** 2)
-        after = np.mean((fitted._map(source) - target) ** 2)
-        return fitted if after < before else None
+        mean_offset = (cross[3] - gram[3, :3] @ matrix.T) / count  # the best offset for that matrix
+        offset = np.clip(np.rint(mean_offset * _OFFSET_UNIT), -128, 127)
+        identity = np.vstack([np.eye(3), np.zeros(3)])
+        quantised = np.vstack([matrix.T, offset / _OFFSET_UNIT])
+        return cls(deviation, offset) if error(quantised) < error(identity) else None
 
     def _map(self, lab: np.ndarray) -> np.ndarray:
         matrix = np.eye(3) + self.deviation / _MATRIX_UNIT

@@ -352,21 +352,22 @@ def _encode_to_target(
         return max((r for r in results if r is not None), key=lambda r: len(r.data))
 
     ladder = list(reversed(shipped_models(family)))  # highest rate first
-    chosen = None
-    for index, name in enumerate(ladder):
-        result = attempt(name)
-        achieved[name] = 8 * len(result.data) / source.pixels
-        if 8 * len(result.data) > budget:
-            continue
-        chosen = result
-        if index > 0 and 8 * len(result.data) < TARGET_FLOOR * budget:
-            chosen = better(result, shrunk_to_fit(ladder[index - 1], BETWEEN_SCALE))
-        break
-    if chosen is None:
-        chosen = shrunk_to_fit(ladder[-1], MIN_SCALE)
+
+    def on_the_ladder() -> _Attempt | None:
+        for index, name in enumerate(ladder):
+            result = attempt(name)
+            achieved[name] = 8 * len(result.data) / source.pixels
+            if 8 * len(result.data) > budget:
+                continue
+            if index > 0 and 8 * len(result.data) < TARGET_FLOOR * budget:
+                return better(result, shrunk_to_fit(ladder[index - 1], BETWEEN_SCALE))
+            return result
+        return shrunk_to_fit(ladder[-1], MIN_SCALE)
+
+    chosen = on_the_ladder()
     if chosen is None and placeholder is not None:  # the colour map's bytes are what does not fit
         placeholder, colour = None, False
-        chosen = shrunk_to_fit(ladder[-1], MIN_SCALE)
+        chosen = on_the_ladder()
     if chosen is not None and 8 * len(chosen.data) < TARGET_FLOOR * budget:
         chosen = better(chosen, finer_to_fit(chosen))
     if chosen is None:
@@ -376,7 +377,7 @@ def _encode_to_target(
             f"to {MIN_SCALE:g} of its size (measured bpp at full size: {tried}); raise the target"
             + (" or drop the caption" if caption.caption is not None else "")
         )
-    codec, image, payload, step = chosen.codec, chosen.image, chosen.payload, chosen.step
+    codec, image, payload, step, data = chosen.codec, chosen.image, chosen.payload, chosen.step, chosen.data
     if search_steps:
         # the coder's fixed cost over the estimate (rANS flushes, byte padding: ~200 bits for
         # the checkerboard models' three strings) weighs up to ~6 % on a small image's budget
@@ -387,8 +388,9 @@ def _encode_to_target(
             codec, searched, image, caption, refine.for_model(codec.name), chosen.picture, 0, placeholder
         )
         if 8 * len(searched_data) <= budget:  # the search codes at the model's own step
-            payload, step = searched, 0
-    data = _pack_with(codec, payload, image, caption, refine.for_model(codec.name), chosen.picture, step, colour or None)
+            payload, step, data = searched, 0, searched_data
+    if colour:  # the fitted map in place of the placeholder: the same size, or none
+        data = _pack_with(codec, payload, image, caption, refine.for_model(codec.name), chosen.picture, step, True)
     return Encoded(data, unpack(data), codec.name, caption.caption)
 
 
