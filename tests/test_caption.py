@@ -138,3 +138,11 @@ def test_the_captioner_is_placed_and_the_coder_stays_in_float32_on_the_cpu(tiny_
 def test_missing_vlm_is_a_clear_error(tmp_path):
     with pytest.raises(ModelNotFoundError, match="vision-language model"):
         load_vlm(str(tmp_path / "no-such-model"))
+
+
+def test_a_vlm_folder_given_with_a_tilde_loads(tiny_vlm_dir, monkeypatch):
+    from stic.models.vlm import LOADED_VLMS, cached_vlm
+
+    monkeypatch.setenv("HOME", str(tiny_vlm_dir.parent))
+    LOADED_VLMS.clear()  # a load, not a cache hit: transformers alone takes "~/..." for a hub id
+    assert cached_vlm(f"~/{tiny_vlm_dir.name}") is cached_vlm(str(tiny_vlm_dir))

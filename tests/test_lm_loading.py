@@ -200,3 +200,6 @@ def test_model_caches_key_local_models_by_resolved_path(tmp_path, monkeypatch):
     assert model_key(folder.name) == model_key(str(folder) + "/") == str(folder.resolve())
     assert model_key("smollm2-135m") == "smollm2-135m"  # names and ids as given
     assert registry._load_lm(folder.name) is registry._load_lm(str(folder))
+    monkeypatch.setenv("HOME", str(folder.parent))
+    registry.LOADED_LMS.clear()
+    assert registry._load_lm(f"~/{folder.name}") is registry._load_lm(str(folder))  # loaded from the resolved path

@@ -207,9 +207,11 @@ def test_the_fingerprint_reads_behaviour_by_name_and_files_with_the_old_one_stil
     pipe.scheduler.register_to_config(another_new_setting="x")
     assert pipeline_fingerprint(pipe) == before
     assert legacy_pipeline_fingerprint(pipe) != legacy  # what the old fingerprint got wrong
+    scaling = pipe.vae.config.scaling_factor
     pipe.vae.register_to_config(scaling_factor=0.5)  # changes the pixels for the same weights
     assert pipeline_fingerprint(pipe) != before
-    pipe.vae.register_to_config(scaling_factor=pipe.vae.config.scaling_factor)
+    pipe.vae.register_to_config(scaling_factor=scaling)
+    assert pipeline_fingerprint(pipe) == before
 
     refiner = DiffusionRefiner(pipe, DiffusionSettings(steps=2, strength=0.5))
     for fingerprint in (refiner.fingerprint(), refiner.legacy_fingerprint()):

@@ -97,7 +97,8 @@ def cached_vlm(model: str, device: str = "cpu", dtype: torch.dtype = torch.float
     """VLMs are loaded once per process and placement: a captioner and a caption coder of the same
     model and placement share one (the coder's is always float32 on the CPU). Keyed by the
     resolved folder for a local model."""
-    return LOADED_VLMS.get((model_key(model), device, dtype), lambda: load_vlm(model, device, dtype))
+    key = model_key(model)
+    return LOADED_VLMS.get((key, device, dtype), lambda: load_vlm(key, device, dtype))
 
 
 

@@ -127,7 +127,8 @@ _BEHAVIOUR_KEYS = {
         "attention_head_dim", "num_attention_heads", "upcast_attention", "resnet_time_scale_shift",
         "only_cross_attention", "dual_cross_attention", "mid_block_scale_factor", "downsample_padding",
         "time_embedding_type", "timestep_post_act", "addition_embed_type", "class_embeddings_concat",
-        "cross_attention_norm", "attention_type",
+        "cross_attention_norm", "attention_type", "center_input_sample", "resnet_out_scale_factor",
+        "resnet_skip_time_act", "time_embedding_act_fn", "mid_block_only_cross_attention",
     ),
     "vae": ("scaling_factor", "shift_factor", "latents_mean", "latents_std", "force_upcast", "act_fn", "norm_num_groups"),
     "scheduler": (
@@ -135,7 +136,10 @@ _BEHAVIOUR_KEYS = {
         "timestep_spacing", "steps_offset", "clip_sample", "clip_sample_range", "set_alpha_to_one",
         "rescale_betas_zero_snr", "thresholding", "dynamic_thresholding_ratio", "sample_max_value",
         "interpolation_type", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "sigma_min",
-        "sigma_max", "timestep_type", "final_sigmas_type", "variance_type",
+        "sigma_max", "timestep_type", "final_sigmas_type", "variance_type", "skip_prk_steps", "solver_order",
+        "algorithm_type", "solver_type", "lower_order_final", "euler_at_final", "lambda_min_clipped",
+        "use_lu_lambdas", "solver_p", "predict_x0", "disable_corrector", "original_inference_steps",
+        "timestep_scaling",
     ),
 }  # fmt: skip
 
@@ -247,6 +251,7 @@ class DiffusionRefiner:
         self.settings = settings or DiffusionSettings()
         self.tile = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
         self._fingerprint: bytes | None = None
+        self._legacy_fingerprint: bytes | None = None
 
     def fingerprint(self) -> bytes:
         if self._fingerprint is None:
@@ -255,7 +260,9 @@ class DiffusionRefiner:
 
     def legacy_fingerprint(self) -> bytes:
         """What stic < 0.4 wrote for these weights (files it made still decode)."""
-        return legacy_pipeline_fingerprint(self.pipe)
+        if self._legacy_fingerprint is None:
+            self._legacy_fingerprint = legacy_pipeline_fingerprint(self.pipe)
+        return self._legacy_fingerprint
 
     def params(self) -> bytes:
         return self.settings.to_bytes()

@@ -39,7 +39,8 @@ def _pipeline(model: str, device: str | None = None, dtype: str | None = None):
     """The last diffusion pipeline loaded, keyed by (model: resolved path for a folder, device, dtype)."""
     from stic.refine.diffusion import load_pipeline
 
-    return LOADED_PIPELINES.get((model_key(model), device, dtype), lambda: load_pipeline(model, device, dtype))
+    key = model_key(model)
+    return LOADED_PIPELINES.get((key, device, dtype), lambda: load_pipeline(key, device, dtype))
 
 
 
@@ -102,6 +103,7 @@ def refiner_for_section(
         raise ModelMismatchError(
             f"the file asks for the {name} refiner with weights {section.fingerprint.hex()}, the loaded "
             f"weights are {refiner.fingerprint().hex()}"
+            + (f" ({refiner.legacy_fingerprint().hex()} as stic < 0.4 wrote it)" if name == "diffusion" else "")
             + (f" ({diffusion_model(model)}); give the right one with --refiner-model" if name == "diffusion" else "")
             + ", or decode with --no-refine"
         )

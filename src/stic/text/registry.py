@@ -83,7 +83,8 @@ def _load_lm(model: str, engine: str = "exact"):
     resolved path for local files and folders."""
     from stic.text.lm import load_lm
 
-    return LOADED_LMS.get((model_key(model), engine), lambda: load_lm(model, engine=engine))
+    key = model_key(model)
+    return LOADED_LMS.get((key, engine), lambda: load_lm(key, engine=engine))
 
 
 def _lm_coder(method: str, model: str, **opts) -> TextCoder:
