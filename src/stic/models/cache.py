@@ -4,8 +4,9 @@ Loading a caption LM, a VLM or a diffusion pipeline takes seconds to minutes, so
 the last few per process (a bench runs many files, `stic serve` many requests). Each cache is one
 `ModelCache` with a bound, keyed by what identifies a model — a local file or folder by its resolved
 path (`stic.paths.model_key`), an id or shipped name as given — plus how it is placed (device,
-dtype, engine). `stic.pipeline.SticPipeline` holds its parts itself and bypasses these;
-`loaded_models()` shows what the registries hold and `clear_model_caches()` frees it.
+dtype, engine). A `stic.pipeline.SticPipeline` keeps the parts it holds whatever these caches do
+(its `from_pretrained` loads them through the registries); `loaded_models()` shows what the
+registries hold and `clear_model_caches()` frees it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ _CACHES: dict[str, ModelCache] = {}
 
 class ModelCache:
     """Least-recently-used models, at most `maxsize`; a load happens once per key even when two
-    threads ask at the same time."""
+    threads ask at the same time. A load holds the cache (other keys wait for it), so a loader must
+    not ask the same cache for another model."""
 
     def __init__(self, name: str, maxsize: int):
         if name in _CACHES:
