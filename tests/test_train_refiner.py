@@ -41,7 +41,7 @@ def test_two_steps_checkpoint_resume_and_export(data, tmp_path):
     state = __import__("json").loads((run / "state.json").read_text())
     assert state["step"] == 2 and [h["step"] for h in state["history"]] == [0, 2]
     assert {"lpips-alex", "colour"} <= set(state["history"][0])
-    pairs = sorted((run / "pairs" / "stic-q1").glob("*.png"))
+    pairs = sorted((run / "pairs" / "stic-q1-colour-mapped").glob("*.png"))
     assert len(pairs) == 6
     stamps = [p.stat().st_mtime_ns for p in pairs]
     before = read_weights(run)

@@ -72,21 +72,26 @@ def even(rgb: np.ndarray) -> np.ndarray:
 
 
 def make_pairs(files: list[Path], models: tuple, folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(x̂ downscaled by 4, x) for every file and model; each x̂ is coded once and kept as a PNG."""
+    """(x̂ downscaled by 4, x) for every file and model; each x̂ is coded once and kept as a PNG,
+    with its colour map applied, as the decoder gives it to the refiner (stic.colour)."""
+    from stic.colour import ColourMap
     from stic.image.registry import load_image_codec
 
     targets = [even(load_rgb(path)) for path in tqdm(files, desc="reading", unit="img", leave=False)]
     pairs = []
     for name in models:
         codec = None
-        (folder / name).mkdir(parents=True, exist_ok=True)
+        cache = folder / f"{name}-colour-mapped"  # PNGs of stic < 0.4 (no colour map) lie beside it, unused
+        cache.mkdir(parents=True, exist_ok=True)
         for path, x in zip(tqdm(files, desc=f"decoded by {name}", unit="img", leave=False), targets, strict=True):
-            cached = folder / name / f"{path.stem}.png"
+            cached = cache / f"{path.stem}.png"
             if cached.is_file():
                 x_hat = load_rgb(cached)
             else:
                 codec = codec or load_image_codec(name)
                 x_hat = codec.decompress(codec.compress(x), x.shape[1], x.shape[0])
+                fitted = ColourMap.fit(x_hat, x)
+                x_hat = fitted.apply(x_hat) if fitted is not None else x_hat
                 replace_atomically(cached, lambda tmp, x_hat=x_hat: Image.fromarray(x_hat).save(tmp, format="PNG"))
             pairs.append((downscale4(x_hat), x))
     return pairs
