@@ -62,6 +62,8 @@ def main() -> None:
     makers["image_step12_stic-q2.stic"] = lambda: pipeline.encode(image, model="stic-q2", refiner="none", step=12).data
     # the colour section (stic 0.4): a map of x̂ in CIELAB
     makers["image_colour_stic-q1.stic"] = lambda: pipeline.encode(image, model="stic-q1", refiner="none").data
+    # stic-q1's defaults in stic 0.4: colour map, realesrgan-stic with its grid filter (parameter byte 1)
+    makers["image_colour_refine-stic_stic-q1.stic"] = lambda: pipeline.encode(image, model="stic-q1").data
     for name, make in makers.items():
         if name in golden:
             continue  # never rewrite a golden file
