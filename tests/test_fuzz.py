@@ -109,8 +109,9 @@ def test_oversized_lengths_and_counts_do_not_allocate(layouts):
         c.unpack(replace(layout, count=fc.OVERLONG_VARINT).assemble())
     with pytest.raises(FormatError, match="sections declared"):
         c.unpack(replace(layout, count=c.encode_varint(1 << 40)).assemble())
-    with pytest.raises(FormatError, match="truncated file: section 2 kind"):
-        c.unpack(replace(layout, count=c.encode_varint(3)).assemble())
+    extra = len(layout.sections)  # one section more than the file holds
+    with pytest.raises(FormatError, match=f"truncated file: section {extra} kind"):
+        c.unpack(replace(layout, count=c.encode_varint(extra + 1)).assemble())
 
 
 @pytest.mark.slow
