@@ -380,8 +380,10 @@ def _encode_to_target(
     codec, image, payload, step, data = chosen.codec, chosen.image, chosen.payload, chosen.step, chosen.data
     if search_steps:
         # the coder's fixed cost over the estimate (rANS flushes, byte padding: ~200 bits for
-        # the checkerboard models' three strings) weighs up to ~6 % on a small image's budget
-        fixed = max(0.0, 8 * len(chosen.payload) - codec.estimate_bits(image))
+        # the checkerboard models' three strings) weighs up to ~6 % on a small image's budget; measured
+        # at the model's own step, the one the search codes with
+        plain = chosen.payload if chosen.step == 0 else codec.compress(image)
+        fixed = max(0.0, 8 * len(plain) - codec.estimate_bits(image))
         cap_bits = CAP_MARGIN * (budget - 8 * (len(chosen.data) - len(chosen.payload)) - fixed)
         searched = codec.compress(image, search_steps, progress, max_bpp=cap_bits / (image.shape[0] * image.shape[1]))
         searched_data = _pack_with(
