@@ -120,7 +120,7 @@ def test_cli_captioner_refiner_and_no_refine(codec_dir, vlm_dir, sd_dir, tmp_pat
     assert main([*args, "--caption-file", str(captions), "--refiner", f"diffusion:{sd_dir}", "--seed", "3",
                  "--guidance", "6", "--negative-prompt", "blurry", "--steps", "2", "--strength", "0.5"]) == 0  # fmt: skip
     report = json.loads(capsys.readouterr().out)
-    assert report["caption_clip_tokens"] == 8 and report["sections"][-1]["codec"] == "diffusion"
+    assert report["caption_clip_tokens"] == 8 and "diffusion" in {s["codec"] for s in report["sections"]}
     png_a, png_b, png_x = (tmp_path / f"{n}.png" for n in "abx")
     for png in (png_a, png_b):
         assert main(["decode", str(out), "-o", str(png), "--refiner-model", str(sd_dir)]) == 0
