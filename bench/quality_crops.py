@@ -1,14 +1,18 @@
-"""Side-by-side crops for judging by eye (docs/quality.md): x̂ | each refiner, per rate point.
+"""Side-by-side crops for judging by eye (docs/quality.md): per rate point or per target bpp.
 
-Numbers can be gamed, eyes less so. For a few Kodak images and shipped models this codes the
-image (real file, no caption), decodes x̂, applies each refiner, and writes one WebP per
-(image, model): a row of the same 256x256 crop from each, labelled, at 1:1. The original's crop
-is left out (the evaluation data stays out of the repository): `--with-original` adds it for
-local viewing (WebP quality 92: far
-finer than the differences judged, at a fifth of lossless's size).
+Numbers can be gamed, eyes less so. Two kinds of rows, each the same 256x256 crop at 1:1, labelled,
+one WebP per row (quality 92: far finer than the differences judged, at a fifth of lossless's size):
+
+* per model (`--models`): x̂ of an image-only file, then x̂ through each refiner;
+* per target (`--bpp`): stic's default file for `--bpp T`, the same with `--search-steps N`, then
+  VVC and AVIF at stic's byte count (their largest file that is not bigger), decoded.
+
+The original's crop is left out (the evaluation data stays out of the repository):
+`--with-original` adds it for local viewing.
 
     python bench/quality_crops.py --images kodim05 kodim14 kodim23 --models stic-q1 stic-q2 \\
         --refiners realesrgan-compact realesrgan-stic       # writes docs/quality/*.webp
+    python bench/quality_crops.py --images kodim05 kodim14 kodim23 --bpp 0.01 0.02 0.04
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from stic import pipeline
+from stic.baselines import TargetUnreachableError, encode_to_bpp, get_classic_codec
 from stic.image.io import load_image
 from stic.paths import data_dir
 from stic.refine.registry import get_refiner
@@ -41,6 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", nargs="+", default=["kodim05", "kodim14", "kodim23"])
     parser.add_argument("--models", nargs="+", default=["stic-q1", "stic-q2"])
+    parser.add_argument("--bpp", nargs="+", type=float, help="rows per target bpp instead of per model")
+    parser.add_argument("--search-steps", type=int, default=100, help="search steps of the --bpp rows' second panel")
+    parser.add_argument("--classic", nargs="+", default=["vvc", "avif"], help="classic codecs of the --bpp rows")
     parser.add_argument("--refiners", nargs="+", default=["realesrgan-compact", "realesrgan-stic"])
     parser.add_argument("--at", nargs=2, type=int, metavar=("TOP", "LEFT"), help="crop corner (default: centre)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality")
@@ -50,26 +58,60 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
-    refiners = {name: get_refiner(name) for name in args.refiners}
     for name in args.images:
         image = load_image(data_dir() / "kodak" / f"{name}.png")
         h, w = image.shape[:2]
         top, left = args.at or ((h - CROP) // 2, (w - CROP) // 2)
         box = (slice(top, top + CROP), slice(left, left + CROP))
-        for model in args.models:
-            encoded = pipeline.encode(image, model=model, refiner=None, step=args.step, colour=not args.no_colour_map)
-            x_hat = pipeline.decode(encoded.data).image
-            bpp = f"{encoded.bpp:.4f} bpp" + (f", step {args.step}" if args.step else "")
-            panels = [_labelled(image[box], "original")] if args.with_original else []
-            colour = "" if args.no_colour_map else " + colour map"
-            panels.append(_labelled(x_hat[box], f"{model} x_hat{colour} {bpp}"))
-            panels += [_labelled(refiner.refine(x_hat)[box], refiner_name) for refiner_name, refiner in refiners.items()]
+        rows = _target_rows(image, box, args) if args.bpp else _model_rows(image, box, args)
+        for suffix, panels in rows:
+            if args.with_original:
+                panels.insert(0, _labelled(image[box], "original"))
             row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
             for i, panel in enumerate(panels):
                 row.paste(panel, (i * panel.width, 0))
-            path = args.out / (f"{name}_{model}" + (f"_step{args.step}" if args.step else "") + ".webp")
+            path = args.out / f"{name}_{suffix}.webp"
             row.save(path, quality=92, method=6)
-            print(path, path.stat().st_size)
+            print(path, path.stat().st_size, flush=True)
+
+
+def _model_rows(image: np.ndarray, box, args):
+    """(file suffix, panels) per model: x̂, then x̂ through each refiner."""
+    refiners = {name: get_refiner(name) for name in args.refiners}
+    for model in args.models:
+        encoded = pipeline.encode(image, model=model, refiner=None, step=args.step, colour=not args.no_colour_map)
+        x_hat = pipeline.decode(encoded.data).image
+        bpp = f"{encoded.bpp:.4f} bpp" + (f", step {args.step}" if args.step else "")
+        colour = "" if args.no_colour_map else " + colour map"
+        panels = [_labelled(x_hat[box], f"{model} x_hat{colour} {bpp}")]
+        panels += [_labelled(refiner.refine(x_hat)[box], refiner_name) for refiner_name, refiner in refiners.items()]
+        yield model + (f"_step{args.step}" if args.step else ""), panels
+
+
+def _target_rows(image: np.ndarray, box, args):
+    """(file suffix, panels) per target: stic default, stic with search, classic codecs at stic's
+    byte count."""
+    pixels = image.shape[0] * image.shape[1]
+    colour = not args.no_colour_map
+    for target in args.bpp:
+        default = pipeline.encode(image, bpp=target, colour=colour)
+        searched = pipeline.encode(image, bpp=target, search_steps=args.search_steps, colour=colour)
+        panels = [
+            _labelled(pipeline.decode(encoded.data).image[box], f"stic{label} {len(encoded.data)} B")
+            for label, encoded in (("", default), (f" search {args.search_steps}", searched))
+        ]
+        budget = 8 * len(default.data) / pixels
+        for codec_name in args.classic:
+            codec = get_classic_codec(codec_name)
+            try:
+                coded = encode_to_bpp(codec, image, budget).coded
+            except TargetUnreachableError:
+                blank = np.full((CROP, CROP, 3), 255, dtype=np.uint8)
+                panels.append(_labelled(blank, f"{codec_name}: cannot go this low"))
+                continue
+            decoded = codec.decode(coded.data, image.shape[1], image.shape[0])
+            panels.append(_labelled(decoded[box], f"{codec_name} {coded.file_bytes} B"))
+        yield f"{target:g}bpp", panels
 
 
 if __name__ == "__main__":
