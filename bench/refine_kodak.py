@@ -1,5 +1,7 @@
 """Does a refiner make x̂ look better? Per rate point on Kodak: LPIPS-Alex / DISTS / PSNR of x̂ and
-of the refined image, the real file size (image + caption + refine section), and decode time.
+of the refined image, the real file size (image + caption + colour map + refine section), and decode
+time. x̂ is what the decoder refines: with the file's colour map, as `stic encode` writes it
+(`--no-colour-map`: without).
 
     python bench/refine_kodak.py --models stic-q1 stic-q2 ...   # shipped names or run folders
     python bench/refine_kodak.py --proxy 8 16                   # no codec: x̂ = box-downscale by F, bicubic up
@@ -29,6 +31,7 @@ from kodak_bench import kodak_inputs, load_range, previous_rows, report_path
 from PIL import Image
 from tqdm import tqdm
 
+from stic.colour import ColourMap
 from stic.container import SECTION_CAPTION, SECTION_IMAGE, Section, pack
 from stic.image.io import load_image
 from stic.metrics import compare
@@ -115,6 +118,7 @@ def main() -> None:
         "--prompt", choices=PROMPTS, default="caption",
         help="what the refiner reads: the caption, an empty string, or 'NA' (the published ablation)",
     )  # fmt: skip
+    parser.add_argument("--no-colour-map", action="store_true", help="files without the colour map (stic.colour)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--search-steps", type=int, default=0, help="encoder-side latent search steps (default: 0)")
     parser.add_argument("--out", default=str(REPO / "results" / "refine_kodak"))
@@ -134,6 +138,7 @@ def main() -> None:
         "text_coder": text_coder.name,
         "threads": args.threads,
         "search_steps": args.search_steps,
+        "colour_map": not args.no_colour_map,
         "image_names": names,
         "load_average": None,
     }
@@ -167,9 +172,12 @@ def main() -> None:
                 payload, row["encode_s"], _ = _timed(codec.compress, image, args.search_steps)
                 image_section = Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())
                 xhat, row["decode_xhat_s"], _ = _timed(codec.decompress, payload, w, h)
+                colour = [] if args.no_colour_map else _colour_map(xhat, image)
+                if colour:
+                    xhat = ColourMap.from_section(colour[0]).apply(xhat)
                 refine = refine_section(refiner, 0)
-                plain = pack(w, h, [image_section, caption])
-                refined_file = pack(w, h, [image_section, caption, *([refine] if refine else [])])
+                plain = pack(w, h, [image_section, caption, *colour])
+                refined_file = pack(w, h, [image_section, caption, *colour, *([refine] if refine else [])])
                 row["bpp"] = 8 * len(plain) / (w * h)
                 row["bpp_refined_file"] = 8 * len(refined_file) / (w * h)
             else:
@@ -184,6 +192,12 @@ def main() -> None:
             meta["load_average"] = load_range(loads)
             _write(out, meta, rows)
     print(report_path(out, ".md").read_text())
+
+
+def _colour_map(xhat: np.ndarray, image: np.ndarray) -> list[Section]:
+    """The colour section `stic encode` writes for this x̂ (none where no map helps)."""
+    fitted = ColourMap.fit(xhat, image)
+    return [fitted.section()] if fitted else []
 
 
 if __name__ == "__main__":
