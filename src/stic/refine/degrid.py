@@ -14,6 +14,9 @@ edges share the window. On 4 Kodak images at stic-q1 it left LPIPS-Alex about as
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 PERIOD = 4  #: the ×4 networks' pixel-shuffle period
@@ -22,13 +25,22 @@ _CELLS = 7  #: the median's window, in grid cells of PERIOD pixels (28 pixels, c
 
 
 def remove_grid(image: np.ndarray) -> np.ndarray:
-    """The HxWx3 uint8 network output (before any resize) without its PERIOD-pixel grid."""
+    """The HxWx3 uint8 network output (before any resize) without its PERIOD-pixel grid.
+
+    The 16 phases' medians (most of the time: ~0.8 s of median filtering for 768x512 on one core)
+    run on a thread per core: SciPy releases the GIL, and each phase's result is the same on any
+    number of threads (a median selects, it does no arithmetic)."""
     from scipy.ndimage import gaussian_filter, median_filter
 
     pixels = image.astype(np.float32)
     high = pixels - gaussian_filter(pixels, (_SIGMA, _SIGMA, 0))
-    for row in range(PERIOD):
-        for col in range(PERIOD):
-            phase = high[row::PERIOD, col::PERIOD]
-            pixels[row::PERIOD, col::PERIOD] -= median_filter(phase, (_CELLS, _CELLS, 1), mode="reflect")
+    phases = [(row, col) for row in range(PERIOD) for col in range(PERIOD)]
+
+    def grid(phase: tuple[int, int]) -> np.ndarray:
+        row, col = phase
+        return median_filter(high[row::PERIOD, col::PERIOD], (_CELLS, _CELLS, 1), mode="reflect")
+
+    with ThreadPoolExecutor(max_workers=min(len(phases), os.cpu_count() or 1)) as pool:
+        for (row, col), pattern in zip(phases, pool.map(grid, phases), strict=True):
+            pixels[row::PERIOD, col::PERIOD] -= pattern
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
