@@ -84,8 +84,9 @@ def _write(out: Path, meta: dict, rows: list[dict]) -> None:
         (
             f"Images: {', '.join(meta['image_names'])}. Threads: {meta['threads']}; "
             f"load average during the run: {meta['load_average']}. Means over the images; bpp = real file "
-            f"bytes (image + CLIP-fitted LLaVA caption coded with `{meta['text_coder']}`), and with the "
-            "refine section added."
+            f"bytes (image + CLIP-fitted LLaVA caption coded with `{meta['text_coder']}`"
+            + (" + colour map; x̂ is mapped" if meta.get("colour_map") else "")
+            + "), and with the refine section added."
         ),
         "",
         (
