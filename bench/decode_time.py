@@ -1,5 +1,5 @@
 """How long `stic decode` takes on Kodak with the default settings (MSE model, LM-coded caption,
-Real-ESRGAN-compact refiner): a cold `stic decode` process (imports and model loads included) and
+colour map, the model's default refiner): a cold `stic decode` process (imports and model loads included) and
 a warm in-process decode (models already loaded), refined and x̂ only.
 
     python bench/decode_time.py [--images kodim01 kodim02 kodim03] [--quality 2]
