@@ -60,3 +60,15 @@ def test_unknown_parameters_are_refused_in_one_line():
     forged = type(section)(section.kind, section.codec_id, section.payload[:1] + b"\x07", section.fingerprint, False)
     with pytest.raises(FormatError, match="newer stic"):
         refiner_for_section(forged)
+
+
+def test_the_same_pixels_on_any_number_of_cores(monkeypatch):
+    import stic.refine.degrid as degrid
+
+    image = (np.random.default_rng(3).random((96, 128, 3)) * 255).astype(np.uint8)
+    results = []
+    for cores in (1, 3, 16):
+        monkeypatch.setattr(degrid.os, "cpu_count", lambda cores=cores: cores)
+        results.append(remove_grid(image))
+    assert all(np.array_equal(results[0], other) for other in results[1:])
+    assert not np.array_equal(results[0], image)
