@@ -5,7 +5,8 @@ one WebP per row (quality 92: far finer than the differences judged, at a fifth 
 
 * per model (`--models`): x̂ of an image-only file, then x̂ through each refiner;
 * per target (`--bpp`): stic's default file for `--bpp T`, the same with `--search-steps N`, then
-  VVC and AVIF at stic's byte count (their largest file that is not bigger), decoded.
+  VVC and AVIF at stic's byte count (their largest file that is not bigger), decoded; labelled with
+  the model picked, bytes and bpp.
 
 The original's crop is left out (the evaluation data stays out of the repository):
 `--with-original` adds it for local viewing.
@@ -25,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from stic import pipeline
-from stic.baselines import TargetUnreachableError, encode_to_bpp, get_classic_codec
+from stic.baselines import CodecUnavailableError, TargetUnreachableError, encode_within_bytes, get_classic_codec
 from stic.image.io import load_image
 from stic.paths import data_dir
 from stic.refine.registry import get_refiner
@@ -46,7 +47,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", nargs="+", default=["kodim05", "kodim14", "kodim23"])
     parser.add_argument("--models", nargs="+", default=["stic-q1", "stic-q2"])
-    parser.add_argument("--bpp", nargs="+", type=float, help="rows per target bpp instead of per model")
+    parser.add_argument(
+        "--bpp",
+        nargs="+",
+        type=float,
+        help="rows per target bpp instead of per model (--models, --refiners, --step unused)",
+    )
     parser.add_argument("--search-steps", type=int, default=100, help="search steps of the --bpp rows' second panel")
     parser.add_argument("--classic", nargs="+", default=["vvc", "avif"], help="classic codecs of the --bpp rows")
     parser.add_argument("--refiners", nargs="+", default=["realesrgan-compact", "realesrgan-stic"])
@@ -97,20 +103,28 @@ def _target_rows(image: np.ndarray, box, args):
         default = pipeline.encode(image, bpp=target, colour=colour)
         searched = pipeline.encode(image, bpp=target, search_steps=args.search_steps, colour=colour)
         panels = [
-            _labelled(pipeline.decode(encoded.data).image[box], f"stic{label} {len(encoded.data)} B")
+            _labelled(
+                pipeline.decode(encoded.data).image[box],
+                f"stic{label} {encoded.image_model} {len(encoded.data)} B = {encoded.bpp:.4f} bpp"
+                + ("" if colour else ", no colour map"),
+            )
             for label, encoded in (("", default), (f" search {args.search_steps}", searched))
         ]
-        budget = 8 * len(default.data) / pixels
         for codec_name in args.classic:
             codec = get_classic_codec(codec_name)
+            blank = np.full((CROP, CROP, 3), 255, dtype=np.uint8)
             try:
-                coded = encode_to_bpp(codec, image, budget).coded
+                coded = encode_within_bytes(codec, image, len(default.data)).coded
             except TargetUnreachableError:
-                blank = np.full((CROP, CROP, 3), 255, dtype=np.uint8)
                 panels.append(_labelled(blank, f"{codec_name}: cannot go this low"))
                 continue
+            except CodecUnavailableError as err:
+                panels.append(_labelled(blank, f"{codec_name}: not available ({err})"[:40]))
+                continue
             decoded = codec.decode(coded.data, image.shape[1], image.shape[0])
-            panels.append(_labelled(decoded[box], f"{codec_name} {coded.file_bytes} B"))
+            panels.append(
+                _labelled(decoded[box], f"{codec_name} {coded.file_bytes} B = {8 * coded.file_bytes / pixels:.4f} bpp")
+            )
         yield f"{target:g}bpp", panels
 
 

@@ -139,7 +139,7 @@ def main() -> None:
         "text_coder": text_coder.name,
         "threads": args.threads,
         "search_steps": args.search_steps,
-        "colour_map": not args.no_colour_map,
+        "colour_map": bool(args.models) and not args.no_colour_map,  # a proxy x̂ is never mapped
         "image_names": names,
         "load_average": None,
     }

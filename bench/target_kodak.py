@@ -48,7 +48,8 @@ def _write(out: Path, meta: dict, rows: list[dict]) -> None:
         "",
         f"Command: `{meta['command']}`  ",
         f"Threads: {meta['threads']}; load average during the run: {meta['load_average']}. bpp = real file "
-        f"bytes (image + CLIP-fitted LLaVA caption coded with `{meta['text_coder']}`); metrics of the decoded picture.",
+        f"bytes (image + CLIP-fitted LLaVA caption coded with `{meta['text_coder']}` + colour map and refine "
+        "sections as `stic encode` writes them); metrics of the decoded picture.",
         "",
         "| images | mean bpp | max bpp | LPIPS-Alex | DISTS | PSNR | encode s | models picked |",
         "|---|---|---|---|---|---|---|---|",
@@ -86,6 +87,7 @@ def main() -> None:
         "command": "python bench/" + Path(__file__).name + " " + " ".join(sys.argv[1:]),
         "bpp": args.bpp, "family": args.family, "search_steps": args.search_steps,
         "text_coder": args.text_coder, "threads": args.threads, "load_average": None,
+        "scored": "decoded picture",  # reports before 2026-12-07 scored x̂: --resume keeps them apart
     }  # fmt: skip
     rows = previous_rows(out, meta) if args.resume else []
     loads = []

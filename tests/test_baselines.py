@@ -137,6 +137,15 @@ def test_rate_search_finds_the_largest_fitting_setting_and_reuses_encodes():
         encode_to_bpp(codec, image, 0.5, cache)
 
 
+def test_a_byte_budget_is_met_exactly_on_any_picture_size():
+    from stic.baselines import encode_within_bytes
+
+    image = np.zeros((750, 1000, 3), np.uint8)  # 8 * n / 750000 bpp comes back a byte short for some n
+    for max_bytes in range(100, 5001, 100):
+        assert encode_within_bytes(_FakeCodec(), image, max_bytes).coded.file_bytes == max_bytes
+    assert encode_within_bytes(_FakeCodec(), image, 799).coded.file_bytes == 700
+
+
 def test_missing_ffmpeg_is_a_clear_error(monkeypatch):
     from stic.baselines import ffmpeg_codecs
 

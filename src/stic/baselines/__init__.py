@@ -19,7 +19,7 @@ from stic.baselines.pillow_codecs import (
     JPEGXL,
     WebP,
 )
-from stic.baselines.rate_control import RateResult, SizeCache, encode_to_bpp
+from stic.baselines.rate_control import RateResult, SizeCache, encode_to_bpp, encode_within_bytes
 from stic.errors import InputError
 
 CLASSIC_CODECS: dict[str, type[ClassicCodec]] = {
@@ -46,5 +46,6 @@ __all__ = [
     "SizeCache",
     "TargetUnreachableError",
     "encode_to_bpp",
+    "encode_within_bytes",
     "get_classic_codec",
 ]

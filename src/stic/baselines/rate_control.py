@@ -92,3 +92,11 @@ def encode_to_bpp(
         8 * coded.stream_bytes / pixels,
         cache.encodes - before,
     )
+
+
+def encode_within_bytes(codec: ClassicCodec, rgb: np.ndarray, max_bytes: int, cache: SizeCache | None = None) -> RateResult:
+    """The codec's largest file of at most `max_bytes` (e.g. another codec's file, byte for byte).
+    Half a byte over the budget as bits per pixel: `encode_to_bpp` floors it back to exactly
+    `max_bytes`, where 8 * max_bytes / pixels could come back a byte short from float rounding."""
+    pixels = rgb.shape[0] * rgb.shape[1]
+    return encode_to_bpp(codec, rgb, (8 * max_bytes + 4) / pixels, cache)

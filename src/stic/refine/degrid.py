@@ -14,7 +14,6 @@ edges share the window. On 4 Kodak images at stic-q1 it left LPIPS-Alex about as
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,12 +23,14 @@ _SIGMA = 2.0  #: the Gaussian that splits off the high-pass part, in pixels
 _CELLS = 7  #: the median's window, in grid cells of PERIOD pixels (28 pixels, centred)
 
 
-def remove_grid(image: np.ndarray) -> np.ndarray:
+def remove_grid(image: np.ndarray, workers: int | None = None) -> np.ndarray:
     """The HxWx3 uint8 network output (before any resize) without its PERIOD-pixel grid.
 
     The 16 phases' medians (most of the time: ~0.8 s of median filtering for 768x512 on one core)
-    run on a thread per core: SciPy releases the GIL, and each phase's result is the same on any
-    number of threads (a median selects, it does no arithmetic)."""
+    run on `workers` threads (default: torch's thread count, which the refiner runs under): SciPy
+    releases the GIL, and each phase's result is the same on any number of threads (a median
+    selects, it does no arithmetic)."""
+    import torch
     from scipy.ndimage import gaussian_filter, median_filter
 
     pixels = image.astype(np.float32)
@@ -40,7 +41,7 @@ def remove_grid(image: np.ndarray) -> np.ndarray:
         row, col = phase
         return median_filter(high[row::PERIOD, col::PERIOD], (_CELLS, _CELLS, 1), mode="reflect")
 
-    with ThreadPoolExecutor(max_workers=min(len(phases), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(phases), workers or torch.get_num_threads()))) as pool:
         for (row, col), pattern in zip(phases, pool.map(grid, phases), strict=True):
             pixels[row::PERIOD, col::PERIOD] -= pattern
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)

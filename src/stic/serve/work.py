@@ -42,12 +42,12 @@ def _panel(key: str, label: str, size: int | None, pixels: int, note: str = "", 
 def _classic(key: str, label: str, suffix: str, rgb: np.ndarray, budget: int, stem: str, out: Outcome) -> dict:
     """The codec's largest file within `budget` bytes; where even its smallest file is larger, that
     smallest file, said so in the panel's note."""
-    from stic.baselines import CodecUnavailableError, TargetUnreachableError, encode_to_bpp, get_classic_codec
+    from stic.baselines import CodecUnavailableError, TargetUnreachableError, encode_within_bytes, get_classic_codec
 
     codec = get_classic_codec(key)
     height, width = rgb.shape[:2]
     try:
-        coded, note = encode_to_bpp(codec, rgb, 8 * budget / (width * height)).coded, ""
+        coded, note = encode_within_bytes(codec, rgb, budget).coded, ""
     except TargetUnreachableError:
         coded = codec.encode(rgb, codec.settings[0])
         note = f"cannot go this small: its smallest file is {len(coded.data) / budget:.1f}x stic's"
