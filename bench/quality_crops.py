@@ -99,6 +99,7 @@ def _target_rows(image: np.ndarray, box, args):
     byte count."""
     pixels = image.shape[0] * image.shape[1]
     colour = not args.no_colour_map
+    blank = np.full((CROP, CROP, 3), 255, dtype=np.uint8)
     for target in args.bpp:
         default = pipeline.encode(image, bpp=target, colour=colour)
         searched = pipeline.encode(image, bpp=target, search_steps=args.search_steps, colour=colour)
@@ -112,7 +113,6 @@ def _target_rows(image: np.ndarray, box, args):
         ]
         for codec_name in args.classic:
             codec = get_classic_codec(codec_name)
-            blank = np.full((CROP, CROP, 3), 255, dtype=np.uint8)
             try:
                 coded = encode_within_bytes(codec, image, len(default.data)).coded
             except TargetUnreachableError:

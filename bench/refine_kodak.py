@@ -173,9 +173,9 @@ def main() -> None:
                 payload, row["encode_s"], _ = _timed(codec.compress, image, args.search_steps)
                 image_section = Section(SECTION_IMAGE, codec.codec_id, payload, codec.fingerprint())
                 xhat, row["decode_xhat_s"], _ = _timed(codec.decompress, payload, w, h)
-                colour = [] if args.no_colour_map else _colour_map(xhat, image)
-                if colour:
-                    xhat = ColourMap.from_section(colour[0]).apply(xhat)
+                fitted = None if args.no_colour_map else ColourMap.fit(xhat, image)  # as `stic encode` does
+                colour = [fitted.section()] if fitted else []
+                xhat = fitted.apply(xhat) if fitted else xhat
                 refine = refine_section(refiner, 0)
                 plain = pack(w, h, [image_section, caption, *colour])
                 refined_file = pack(w, h, [image_section, caption, *colour, *([refine] if refine else [])])
@@ -193,12 +193,6 @@ def main() -> None:
             meta["load_average"] = load_range(loads)
             _write(out, meta, rows)
     print(report_path(out, ".md").read_text())
-
-
-def _colour_map(xhat: np.ndarray, image: np.ndarray) -> list[Section]:
-    """The colour section `stic encode` writes for this x̂ (none where no map helps)."""
-    fitted = ColourMap.fit(xhat, image)
-    return [fitted.section()] if fitted else []
 
 
 if __name__ == "__main__":
