@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the stic command sets it
+
 from stic.caption.fixed import PrecomputedCaptioner
 from stic.image.io import load_image
 from stic.paths import data_dir

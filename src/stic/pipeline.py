@@ -499,24 +499,58 @@ def decode_file(
     if file.width < 1 or file.height < 1:
         raise FormatError(f"file declares an empty image ({file.width}x{file.height})")
     image_section = file.section(SECTION_IMAGE)
-    with status_step("decoding the image"):
+    caption = _CaptionDecoding(text_coder, file.section(SECTION_CAPTION))
+    with status_step("decoding the image" + (" and the caption" if caption.beside else "")):
         image = image_codec.decompress(image_section.payload, file.width, file.height, image_section.codec_id)
-    caption_section = file.section(SECTION_CAPTION)
-    if getattr(text_coder, "needs_image", False):  # it predicts the caption seeing x̂
-        text_coder = text_coder.given_image(image)
-    caption = None
-    if text_coder:
-        with status_step("decoding the caption"):
-            caption = text_coder.decode(caption_section.payload)
+    caption.after_image(image)
     colour = ColourMap.from_section(file.section(SECTION_COLOUR))
     if colour is not None:  # after the caption: a coder that sees x̂ saw it uncorrected at encode too
         with status_step("correcting the colours"):
             image = colour.apply(image)
     if refiner is not None:
+        prompt = caption.text() if getattr(refiner, "uses_caption", True) else None
         with status_step(f"refining with {refiner.name}"):
-            image = refiner.refine(image, caption, seed)
+            image = refiner.refine(image, prompt, seed)
     image = presentation.apply(image, original_size)
-    return Decoded(image, caption, file, refiner.name if refiner is not None else None, presentation)
+    return Decoded(image, caption.text(), file, refiner.name if refiner is not None else None, presentation)
+
+
+class _CaptionDecoding:
+    """The caption, decoded beside the image where nothing can tell the difference.
+
+    Why: with the exact LM engine the caption takes ~2 s of a warm decode on one core, while the
+    image decoder and the refiner mostly wait on their own convolutions; on a second thread the two
+    overlap. Only a coder whose text cannot depend on threads (`thread_independent`) goes beside the
+    image; one that predicts the caption seeing x̂ (`needs_image`) waits for it, and a refiner that
+    reads the caption (`uses_caption`) waits for the caption. Errors surface from `text()`."""
+
+    def __init__(self, coder: TextCoder | None, section: Section | None):
+        self._coder, self._payload = coder, section.payload if section is not None else None
+        self.beside = bool(coder) and getattr(coder, "thread_independent", False) and not getattr(coder, "needs_image", False)
+        self._future = None
+        self._text: str | None = None
+        if self.beside:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stic-caption")
+            self._future = pool.submit(coder.decode, self._payload)
+            pool.shutdown(wait=False)  # the thread ends with its one job
+
+    def after_image(self, image: np.ndarray) -> None:
+        """Decode the caption now unless it is being decoded beside the image."""
+        if not self._coder or self.beside:
+            return
+        coder = self._coder.given_image(image) if getattr(self._coder, "needs_image", False) else self._coder
+        with status_step("decoding the caption"):
+            self._text = coder.decode(self._payload)
+
+    def text(self) -> str | None:
+        if self._future is not None:
+            if not self._future.done():
+                with status_step("decoding the caption"):
+                    self._future.result()
+            self._text, self._future = self._future.result(), None
+        return self._text
 
 
 @dataclass

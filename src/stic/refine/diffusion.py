@@ -244,6 +244,7 @@ class DiffusionRefiner:
 
     name = "diffusion"
     refiner_id = codecs.REFINE_DIFFUSION_IMG2IMG
+    uses_caption = True  # the prompt
 
     def __init__(self, pipe, settings: DiffusionSettings | None = None):
         check_supported(pipe, type(pipe).__name__)

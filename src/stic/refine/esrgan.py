@@ -153,6 +153,8 @@ class RealESRGANRefiner:
     """Decoder-side refiner: x̂ -> downscale by 4 (bicubic, antialiased) -> Real-ESRGAN ×4 [-> the
     dot-grid filter] -> x̂'s size. Parameters: none, or one byte 1 for the filter."""
 
+    uses_caption = False
+
     def __init__(self, variant: str = "realesrgan", degrid: bool | None = None):
         self.name = variant
         self.refiner_id = refiner_ids()[variant]

@@ -8,6 +8,7 @@ import numpy as np
 class IdentityRefiner:
     name = "identity"
     refiner_id = None  # never written: a file without a refine section is decoded as is
+    uses_caption = False
 
     def fingerprint(self) -> bytes:
         return b""

@@ -13,6 +13,9 @@ class Refiner(Protocol):
     name: str
     #: id written as the refine section's codec id (see stic.codecs)
     refiner_id: int
+    #: (optional, default True) whether `refine` reads the caption: a decoder must then have
+    #: decoded it first, else it may still be decoding beside the image (stic.pipeline)
+    uses_caption: bool
 
     def fingerprint(self) -> bytes:
         """4 bytes identifying the weights (b"" for refiners without a model)."""

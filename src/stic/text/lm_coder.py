@@ -241,6 +241,11 @@ class LMArithmeticCoder:
 
     # -- public API ---------------------------------------------------------------------------
 
+    @property
+    def thread_independent(self) -> bool:
+        """Exact engine only: a float engine's numbers depend on torch's thread count."""
+        return self.lm.engine == "exact"
+
     def fingerprint(self) -> bytes:
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=4)

