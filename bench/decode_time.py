@@ -1,6 +1,7 @@
 """How long `stic decode` takes on Kodak with the default settings (MSE model, LM-coded caption,
 colour map, the model's default refiner): a cold `stic decode` process (imports and model loads included) and
-a warm in-process decode (models already loaded), refined and x̂ only.
+a warm in-process decode (models already loaded), refined and x̂ only; beside them the caption's decode
+alone and a refined decode that decodes the caption after the image instead of beside it.
 
     python bench/decode_time.py [--images kodim01 kodim02 kodim03] [--quality 2]
 
@@ -22,9 +23,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the stic command sets it
 
 from stic.caption.fixed import PrecomputedCaptioner
+from stic.container import SECTION_CAPTION, unpack
 from stic.image.io import load_image
 from stic.paths import data_dir
-from stic.pipeline import AUTO, decode, default_refiner, encode
+from stic.pipeline import AUTO, decode, default_refiner, encode, resolve_models
+from stic.text.lm_coder import LMArithmeticCoder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,10 +61,19 @@ def main() -> None:
             decode(encoded.data)  # loads and caches every model the file names
             refined = _timed(lambda: decode(encoded.data))
             xhat = _timed(lambda: decode(encoded.data, refine=False))
+            file = unpack(encoded.data)
+            coder = resolve_models(file)[1]
+            caption_alone = _timed(lambda: coder.decode(file.section(SECTION_CAPTION).payload))
+            beside = LMArithmeticCoder.thread_independent
+            LMArithmeticCoder.thread_independent = False  # the caption after the image, as stic <= 0.4.0 did
+            sequential = _timed(lambda: decode(encoded.data))
+            LMArithmeticCoder.thread_independent = beside
             rows.append({"image": name, "size": f"{image.shape[1]}x{image.shape[0]}", "model": encoded.image_model,
                          "refiner": default_refiner(encoded.image_model), "bytes": len(encoded.data), "cold_cli_decode_s": round(cold, 2),
                          "warm_refined_wall_s": round(refined[0], 2), "warm_refined_cpu_s": round(refined[1], 2),
-                         "warm_xhat_wall_s": round(xhat[0], 2), "warm_xhat_cpu_s": round(xhat[1], 2)})  # fmt: skip
+                         "warm_xhat_wall_s": round(xhat[0], 2), "warm_xhat_cpu_s": round(xhat[1], 2),
+                         "warm_caption_alone_wall_s": round(caption_alone[0], 2),
+                         "warm_refined_caption_after_image_wall_s": round(sequential[0], 2)})  # fmt: skip
             loads.append(os.getloadavg()[0])
             print(rows[-1])
     means = {key: round(statistics.mean(r[key] for r in rows), 2) for key in rows[0] if key.endswith("_s")}
