@@ -1,6 +1,8 @@
 """The colour map: fitted by the encoder on x̂, carried in 12 bytes, applied by the decoder to x̂
 before refining; optional for old decoders and for users who leave it out."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,16 @@ def test_a_target_too_low_for_the_map_is_met_without_it(photo, monkeypatch):
     encoded = pipeline.encode(photo, bpp=0.05, refiner=None)
     assert encoded.file.section(SECTION_COLOUR) is None
     assert 8 * len(encoded.data) <= 0.05 * photo.shape[0] * photo.shape[1]
+
+
+def test_lab_conversions_match_skimage():
+    from skimage.color import lab2rgb, rgb2lab
+
+    grid = np.stack(np.meshgrid(*[np.arange(0, 256, 5)] * 3, indexing="ij"), -1).reshape(-1, 1, 3).astype(np.uint8)
+    lab = _to_lab(grid)
+    assert np.array_equal(lab, rgb2lab(grid / 255.0))
+    moved = lab * [1.1, 1.3, 1.3] + [-4, 9, -9]  # out of gamut too: clipped alike
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skimage warns of the Z < 0 it clips, as _from_lab clips it
+        expected = np.clip(np.rint(lab2rgb(moved) * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(_from_lab(moved), expected)

@@ -33,16 +33,31 @@ PAYLOAD_BYTES = 12
 _ROWS = 256
 
 
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
-    from skimage.color import rgb2lab
+# sRGB (D65, 2° observer) <-> CIELAB by the CIE formulas with skimage.color's constants, in plain
+# numpy: skimage gives the same numbers (tests/test_colour.py), but its first call imports
+# scipy.linalg, ~0.2 s of a cold `stic decode`.
+_XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
+_WHITE = np.array([0.95047, 1.0, 1.08883])
 
-    return rgb2lab(rgb.astype(np.float64) / 255.0)
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    c = rgb.astype(np.float64) / 255.0
+    linear = np.where(c > 0.04045, np.power((c + 0.055) / 1.055, 2.4), c / 12.92)
+    xyz = (linear @ _XYZ_FROM_RGB.T) / _WHITE
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    x, y, z = f[..., 0], f[..., 1], f[..., 2]
+    return np.stack([116.0 * y - 16.0, 500.0 * (x - y), 200.0 * (y - z)], axis=-1)
 
 
 def _from_lab(lab: np.ndarray) -> np.ndarray:
-    from skimage.color import lab2rgb
-
-    return np.clip(np.rint(lab2rgb(lab) * 255.0), 0, 255).astype(np.uint8)
+    y = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([lab[..., 1] / 500.0 + y, y, np.maximum(y - lab[..., 2] / 200.0, 0)], axis=-1)
+    xyz = np.where(f > 0.2068966, np.power(f, 3.0), (f - 16.0 / 116.0) / 7.787) * _WHITE
+    linear = xyz @ _RGB_FROM_XYZ.T
+    with np.errstate(invalid="ignore"):  # the power's unused branch at negative values
+        c = np.where(linear > 0.0031308, 1.055 * np.power(linear, 1 / 2.4) - 0.055, linear * 12.92)
+    return np.clip(np.rint(np.clip(c, 0, 1) * 255.0), 0, 255).astype(np.uint8)
 
 
 class ColourMap:
