@@ -156,21 +156,21 @@ class ExactDecoder:
         return self.head.out_features
 
     def _rope_rows(self, inv_freq: tuple[str, ...], start: int, end: int):
+        """cos and sin rows [T, 1, head_dim] for positions [start, end), each repeated for both halves."""
         table = self._rope.get(inv_freq)
         if table is None or table[0].shape[0] < end:
-            table = fp.rope_table(inv_freq, max(256, 1 << (end - 1).bit_length()))
+            cos, sin = fp.rope_table(inv_freq, max(256, 1 << (end - 1).bit_length()))
+            table = np.concatenate((cos, cos), -1), np.concatenate((sin, sin), -1)
             self._rope[inv_freq] = table
         return table[0][start:end, None], table[1][start:end, None]
 
     @staticmethod
     def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-        """RoPE on [T, heads, head_dim] (transformers' split-halves layout), units kept."""
+        """RoPE on [T, heads, head_dim] (transformers' split-halves layout), units kept: halves
+        (a, b) -> (a cos - b sin, b cos + a sin), as one product with (-b, a)."""
         half = x.shape[-1] // 2
-        a, b = x[..., :half], x[..., half:]
-        shift = -fp.ROPE_BITS
-        return np.concatenate(
-            (fp.shift_round(a * cos - b * sin, shift), fp.shift_round(b * cos + a * sin, shift)), -1
-        )
+        turned = np.concatenate((-x[..., half:], x[..., :half]), -1)
+        return fp.shift_round(x * cos + turned * sin, -fp.ROPE_BITS)
 
     def _norm(self, x: np.ndarray, in_bits: int, weight: np.ndarray) -> np.ndarray:
         return fp.rms_norm(x, in_bits, weight, self.eps, ACT_BITS)

@@ -72,10 +72,16 @@ def exp_neg(d: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray, bits: int) -> np.ndarray:
-    """2^16 / (1 + exp(-x)) for int64 x in units of 2^-bits."""
-    e = exp_neg(shift_round(np.abs(x), EXP_IN_BITS - bits))
-    positive = round_div(1 << (EXP_OUT_BITS + SIGMOID_BITS), (1 << EXP_OUT_BITS) + e)
+    """2^16 / (1 + exp(-x)) for int64 x in units of 2^-bits: round_div(2^46, 2^30 + exp_neg(|x|))
+    looked up in a table of it (every |x| below exp_neg's cutoff; 2^16 from there on)."""
+    positive = np.take(_sigmoid_table(), shift_round(np.abs(x), EXP_IN_BITS - bits), mode="clip")
     return np.where(x >= 0, positive, (1 << SIGMOID_BITS) - positive)
+
+
+@functools.cache
+def _sigmoid_table() -> np.ndarray:
+    d = np.arange((_HI_SIZE - 1) * _EXP_LO + 1, dtype=np.int64)  # the last entry: exp_neg = 0
+    return round_div(1 << (EXP_OUT_BITS + SIGMOID_BITS), (1 << EXP_OUT_BITS) + exp_neg(d))
 
 
 def round_div(a, b):
@@ -121,7 +127,8 @@ def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits
         roots.append(max(1, math.isqrt(mean_square + eps_scaled)))
         shifts.append(out_bits - 16 - t)
     y = row_shift_round(rows * weight, shifts)
-    return round_div(y, np.array(roots, dtype=np.int64)[:, None]).reshape(shape)
+    divisor = roots[0] if len(roots) == 1 else np.array(roots, dtype=np.int64)[:, None]
+    return round_div(y, divisor).reshape(shape)
 
 
 def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
