@@ -203,3 +203,26 @@ def test_model_caches_key_local_models_by_resolved_path(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(folder.parent))
     registry.LOADED_LMS.clear()
     assert registry._load_lm(f"~/{folder.name}") is registry._load_lm(str(folder))  # loaded from the resolved path
+
+
+def test_stale_conversions_are_removed(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setenv("STIC_CACHE", str(tmp_path / "cache"))
+    entries = tmp_path / "cache" / "lm-exact"
+    first, second = tmp_path / "first" / "m", tmp_path / "second" / "m"  # two sources, one name
+    for folder in (first, second):
+        shutil.copytree(tiny_folder(), folder)
+    load_lm(str(first))
+    load_lm(str(second))
+    assert len(list(entries.glob("m-*.safetensors"))) == 2  # both kept: each source is still there
+    weights = first / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    load_lm(str(first))  # the source changed: reconverted, its old entry removed
+    assert len(list(entries.glob("m-*.safetensors"))) == 2
+    shutil.rmtree(second)
+    weights.write_bytes(weights.read_bytes())  # changed again
+    load_lm(str(first))  # the vanished source's entry goes too
+    (only,) = entries.glob("m-*.safetensors")
+    assert load_lm(str(first)).fingerprint() == tiny_lm(seed=0).fingerprint()

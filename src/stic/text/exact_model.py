@@ -10,6 +10,7 @@ another machine holds the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -250,9 +251,31 @@ def _convert_to_cache(path: Path, name: str, target: Path) -> None:
         "config": json.dumps(dataclasses.asdict(weights.config)),
         "tokenizer": weights.tokenizer_json,
         "digest": weights.digest().hex(),
+        "source": str(path.resolve()),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     replace_atomically(target, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    _remove_stale_conversions(target, name, metadata["source"])
+
+
+def _remove_stale_conversions(kept: Path, name: str, source: str) -> None:
+    """Delete `name`'s other cache entries made from `source` (since changed, or by another numerics
+    version), from a source that is gone, or that do not say their source (stic <= 0.4.0's):
+    each reinstall of a model package or new engine version would otherwise leave ~140 MB behind.
+    An entry still in use elsewhere is only rebuilt when next needed."""
+    from safetensors import SafetensorError, safe_open
+
+    for entry in kept.parent.glob("*.safetensors"):
+        if entry == kept or not entry.name.startswith(f"{name}-"):
+            continue
+        try:
+            with safe_open(str(entry), framework="np") as f:
+                origin = (f.metadata() or {}).get("source")
+        except (SafetensorError, OSError):
+            origin = None
+        if origin is None or origin == source or not Path(origin).exists():
+            with contextlib.suppress(OSError):  # e.g. open in another process on Windows
+                entry.unlink(missing_ok=True)
 
 
 def _load_cached(path: Path, name: str) -> ExactLanguageModel | None:
