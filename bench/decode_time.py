@@ -66,8 +66,10 @@ def main() -> None:
             caption_alone = _timed(lambda: coder.decode(file.section(SECTION_CAPTION).payload))
             beside = LMArithmeticCoder.thread_independent
             LMArithmeticCoder.thread_independent = False  # the caption after the image, as stic <= 0.4.0 did
-            sequential = _timed(lambda: decode(encoded.data))
-            LMArithmeticCoder.thread_independent = beside
+            try:
+                sequential = _timed(lambda: decode(encoded.data))
+            finally:
+                LMArithmeticCoder.thread_independent = beside
             rows.append({"image": name, "size": f"{image.shape[1]}x{image.shape[0]}", "model": encoded.image_model,
                          "refiner": default_refiner(encoded.image_model), "bytes": len(encoded.data), "cold_cli_decode_s": round(cold, 2),
                          "warm_refined_wall_s": round(refined[0], 2), "warm_refined_cpu_s": round(refined[1], 2),

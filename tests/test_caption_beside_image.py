@@ -71,3 +71,26 @@ def test_a_caption_error_on_the_other_thread_stops_the_decode(data, monkeypatch)
     monkeypatch.setattr(LMArithmeticCoder, "decode", corrupt)
     with pytest.raises(FormatError, match="caption"):
         pipeline.decode(data)
+
+
+def test_a_failing_image_decode_does_not_wait_for_the_caption(data, monkeypatch):
+    from stic.image.learned import LearnedImageCodec
+
+    release = threading.Event()
+
+    def slow(self, payload):
+        release.wait(30)
+        return CAPTION
+
+    def broken(self, *args):
+        raise FormatError("image payload could not be decoded")
+
+    monkeypatch.setattr(LMArithmeticCoder, "decode", slow)
+    monkeypatch.setattr(LearnedImageCodec, "decompress", broken)
+    try:
+        with pytest.raises(FormatError, match="image payload"):
+            pipeline.decode(data)  # raised while the caption thread still waits
+        (worker,) = [t for t in threading.enumerate() if t.name == "stic-caption"]
+        assert worker.daemon  # the interpreter may exit without it
+    finally:
+        release.set()

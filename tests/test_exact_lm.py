@@ -34,6 +34,16 @@ def test_sigmoid_silu_gelu_match_their_float_forms():
     assert np.abs(fp.gelu_tanh(x, 12) / 4096 - gelu).max() < 1e-3
 
 
+def test_sigmoid_table_is_its_integer_formula_everywhere():
+    """The table is the formula the engine used before it (numerics version 1): at every |x|, at
+    exp_neg's cutoff, past it (clipped to the table's end) and at other input scales."""
+    d = np.r_[np.arange(0, (22 << 12) + 2, 1, dtype=np.int64), 1 << 40]
+    for x, bits in ((d, 12), (-d, 12), (d, 16), (-d, 8)):
+        e = fp.exp_neg(fp.shift_round(np.abs(x), fp.EXP_IN_BITS - bits))
+        positive = fp.round_div(1 << 46, (1 << 30) + e)
+        assert np.array_equal(fp.sigmoid(x, bits), np.where(x >= 0, positive, (1 << 16) - positive))
+
+
 def test_rope_table_is_exact_cos_sin_and_independent_of_its_length():
     inv_freq = fp.rope_inverse_frequencies(10000.0, 16)
     assert abs(decimal.Decimal(inv_freq[1]) - decimal.Decimal(10000.0 ** (-2 / 16))) < 1e-15

@@ -217,12 +217,17 @@ def test_stale_conversions_are_removed(tmp_path, monkeypatch):
     load_lm(str(first))
     load_lm(str(second))
     assert len(list(entries.glob("m-*.safetensors"))) == 2  # both kept: each source is still there
+    other = entries / "m-instruct-0123456789abcdef.safetensors"  # another model's entry, no source
+    other.write_bytes(b"")
+    of_second = set(entries.glob("m-*.safetensors"))
     weights = first / "model.safetensors"
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     load_lm(str(first))  # the source changed: reconverted, its old entry removed
-    assert len(list(entries.glob("m-*.safetensors"))) == 2
+    assert len(list(entries.glob("m-*.safetensors"))) == 3 and other.exists()
+    assert len(of_second & set(entries.glob("m-*.safetensors"))) == 2  # second's entry and the other model's
     shutil.rmtree(second)
     weights.write_bytes(weights.read_bytes())  # changed again
     load_lm(str(first))  # the vanished source's entry goes too
-    (only,) = entries.glob("m-*.safetensors")
+    left = {p.name for p in entries.glob("m-*.safetensors")}
+    assert len(left) == 2 and other.name in left  # first's current entry and the other model's
     assert load_lm(str(first)).fingerprint() == tiny_lm(seed=0).fingerprint()

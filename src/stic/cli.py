@@ -18,12 +18,6 @@ from stic import __version__, status
 from stic.errors import InputError, SticError
 from stic.paths import check_output
 
-# `stic decode` decodes the caption on a second thread beside the image (stic.pipeline); OpenMP's
-# idle workers spinning for work would take that thread's core (warm decode of a captioned Kodak
-# file 2.8 s instead of 2.3 s). Read when torch loads OpenMP, so set before any torch import; a
-# user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 def _read_caption(args) -> str | None:
     if args.caption_file is None:
@@ -194,6 +188,10 @@ def _cmd_decode(args) -> None:
     if args.caption_output:
         check_output(Path(args.caption_output), args.force)
     with status.step("starting"):
+        # The caption decodes on a second thread beside the image (stic.pipeline): OpenMP workers
+        # spinning between the refiner's convolutions would take its core. Read when torch loads
+        # OpenMP (the imports below), so set first; a user's own setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from stic.container import read_file, write_bytes_atomic
         from stic.image.io import save_png
         from stic.pipeline import decode_file

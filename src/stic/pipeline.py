@@ -499,11 +499,11 @@ def decode_file(
     if file.width < 1 or file.height < 1:
         raise FormatError(f"file declares an empty image ({file.width}x{file.height})")
     image_section = file.section(SECTION_IMAGE)
+    colour = ColourMap.from_section(file.section(SECTION_COLOUR))
     caption = _CaptionDecoding(text_coder, file.section(SECTION_CAPTION))
-    with status_step("decoding the image" + (" and the caption" if caption.beside else "")):
+    with status_step("decoding the image" + (" (the caption beside it)" if caption.beside else "")):
         image = image_codec.decompress(image_section.payload, file.width, file.height, image_section.codec_id)
     caption.after_image(image)
-    colour = ColourMap.from_section(file.section(SECTION_COLOUR))
     if colour is not None:  # after the caption: a coder that sees x̂ saw it uncorrected at encode too
         with status_step("correcting the colours"):
             image = colour.apply(image)
@@ -522,19 +522,30 @@ class _CaptionDecoding:
     image decoder and the refiner mostly wait on their own convolutions; on a second thread the two
     overlap. Only a coder whose text cannot depend on threads (`thread_independent`) goes beside the
     image; one that predicts the caption seeing x̂ (`needs_image`) waits for it, and a refiner that
-    reads the caption (`uses_caption`) waits for the caption. Errors surface from `text()`."""
+    reads the caption (`uses_caption`) waits for the caption. The thread runs torch on one thread
+    (the image side keeps its own count: torch's is per OS thread) and is a daemon, so a decode
+    that fails elsewhere, or Ctrl-C, does not wait for it. Errors surface from `text()`."""
 
     def __init__(self, coder: TextCoder | None, section: Section | None):
         self._coder, self._payload = coder, section.payload if section is not None else None
         self.beside = bool(coder) and getattr(coder, "thread_independent", False) and not getattr(coder, "needs_image", False)
-        self._future = None
         self._text: str | None = None
+        self._error: BaseException | None = None
+        self._thread = None
         if self.beside:
-            from concurrent.futures import ThreadPoolExecutor
+            import threading
 
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stic-caption")
-            self._future = pool.submit(coder.decode, self._payload)
-            pool.shutdown(wait=False)  # the thread ends with its one job
+            self._thread = threading.Thread(target=self._decode_beside, name="stic-caption", daemon=True)
+            self._thread.start()
+
+    def _decode_beside(self) -> None:
+        from stic.threads import fixed_threads
+
+        try:
+            with fixed_threads(1):
+                self._text = self._coder.decode(self._payload)
+        except BaseException as error:  # handed to the caller by text()
+            self._error = error
 
     def after_image(self, image: np.ndarray) -> None:
         """Decode the caption now unless it is being decoded beside the image."""
@@ -545,11 +556,13 @@ class _CaptionDecoding:
             self._text = coder.decode(self._payload)
 
     def text(self) -> str | None:
-        if self._future is not None:
-            if not self._future.done():
+        if self._thread is not None:
+            if self._thread.is_alive():
                 with status_step("decoding the caption"):
-                    self._future.result()
-            self._text, self._future = self._future.result(), None
+                    self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
         return self._text
 
 

@@ -13,9 +13,9 @@ class Refiner(Protocol):
     name: str
     #: id written as the refine section's codec id (see stic.codecs)
     refiner_id: int
-    #: (optional, default True) whether `refine` reads the caption: a decoder must then have
-    #: decoded it first, else it may still be decoding beside the image (stic.pipeline)
-    uses_caption: bool
+    # Optional (not annotated: isinstance checks only the required attributes): `uses_caption`
+    # (default True) says whether `refine` reads the caption; a refiner that does not may run while
+    # the caption is still decoding beside the image (stic.pipeline).
 
     def fingerprint(self) -> bytes:
         """4 bytes identifying the weights (b"" for refiners without a model)."""

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -262,11 +263,13 @@ def _remove_stale_conversions(kept: Path, name: str, source: str) -> None:
     """Delete `name`'s other cache entries made from `source` (since changed, or by another numerics
     version), from a source that is gone, or that do not say their source (stic <= 0.4.0's):
     each reinstall of a model package or new engine version would otherwise leave ~140 MB behind.
-    An entry still in use elsewhere is only rebuilt when next needed."""
+    An entry still in use elsewhere (a cache shared by machines that mount the source at other
+    paths, another stic version) is only rebuilt there when next needed."""
     from safetensors import SafetensorError, safe_open
 
+    own = re.compile(re.escape(name) + r"-[0-9a-f]{16}\.safetensors")  # not "NAME-Instruct-…"
     for entry in kept.parent.glob("*.safetensors"):
-        if entry == kept or not entry.name.startswith(f"{name}-"):
+        if entry == kept or not own.fullmatch(entry.name):
             continue
         try:
             with safe_open(str(entry), framework="np") as f:

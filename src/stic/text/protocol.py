@@ -9,9 +9,10 @@ class TextCoder(Protocol):
     name: str
     #: id written in the container's caption section (see stic.codecs)
     codec_id: int
-    #: (optional, default False) the decoded text cannot depend on threads or on what else the
-    #: process runs meanwhile, so the decoder may decode it beside the image (stic.pipeline)
-    thread_independent: bool
+    # Optional attributes (not annotated: isinstance checks only the required ones):
+    # `thread_independent` (default False): the decoded text cannot depend on threads or on what
+    # else the process runs meanwhile, so the decoder may decode it beside the image (stic.pipeline);
+    # `needs_image` (default False): the coder predicts the caption seeing x̂ (stic.text.vlm_coder).
 
     def fingerprint(self) -> bytes:
         """4 bytes identifying everything that changes the bits (model, tokenizer, preamble,
