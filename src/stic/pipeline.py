@@ -47,6 +47,7 @@ from stic.refine.protocol import Refiner
 from stic.status import step as status_step
 from stic.text.protocol import TextCoder
 from stic.text.registry import get_text_coder, text_coder_for_section
+from stic.threads import cores_busy_elsewhere, fixed_threads
 
 DEFAULT_TEXT_CODER = "lm"
 #: the refiner `stic encode` writes unless told otherwise, per image-model family: the compact
@@ -509,7 +510,7 @@ def decode_file(
             image = colour.apply(image)
     if refiner is not None:
         prompt = caption.text() if getattr(refiner, "uses_caption", True) else None
-        with status_step(f"refining with {refiner.name}"):
+        with status_step(f"refining with {refiner.name}"), cores_busy_elsewhere(int(caption.decoding())):
             image = refiner.refine(image, prompt, seed)
     image = presentation.apply(image, original_size)
     return Decoded(image, caption.text(), file, refiner.name if refiner is not None else None, presentation)
@@ -539,8 +540,6 @@ class _CaptionDecoding:
             self._thread.start()
 
     def _decode_beside(self) -> None:
-        from stic.threads import fixed_threads
-
         try:
             with fixed_threads(1):
                 self._text = self._coder.decode(self._payload)
@@ -554,6 +553,10 @@ class _CaptionDecoding:
         coder = self._coder.given_image(image) if getattr(self._coder, "needs_image", False) else self._coder
         with status_step("decoding the caption"):
             self._text = coder.decode(self._payload)
+
+    def decoding(self) -> bool:
+        """Whether the caption is still decoding on its thread (taking a core)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def text(self) -> str | None:
         if self._thread is not None:

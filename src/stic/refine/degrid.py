@@ -27,11 +27,12 @@ def remove_grid(image: np.ndarray, workers: int | None = None) -> np.ndarray:
     """The HxWx3 uint8 network output (before any resize) without its PERIOD-pixel grid.
 
     The 16 phases' medians (most of the time: ~0.8 s of median filtering for 768x512 on one core)
-    run on `workers` threads (default: torch's thread count, which the refiner runs under): SciPy
-    releases the GIL, and each phase's result is the same on any number of threads (a median
-    selects, it does no arithmetic)."""
-    import torch
+    run on `workers` threads (default: stic.threads.helper_threads(), torch's thread count less the
+    cores the caption decoding beside the image takes): SciPy releases the GIL, and each phase's
+    result is the same on any number of threads (a median selects, it does no arithmetic)."""
     from scipy.ndimage import gaussian_filter, median_filter
+
+    from stic.threads import helper_threads
 
     pixels = image.astype(np.float32)
     high = pixels - gaussian_filter(pixels, (_SIGMA, _SIGMA, 0))
@@ -41,7 +42,7 @@ def remove_grid(image: np.ndarray, workers: int | None = None) -> np.ndarray:
         row, col = phase
         return median_filter(high[row::PERIOD, col::PERIOD], (_CELLS, _CELLS, 1), mode="reflect")
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(phases), workers or torch.get_num_threads()))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(phases), workers or helper_threads()))) as pool:
         for (row, col), pattern in zip(phases, pool.map(grid, phases), strict=True):
             pixels[row::PERIOD, col::PERIOD] -= pattern
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
