@@ -57,7 +57,7 @@ def _from_lab(lab: np.ndarray) -> np.ndarray:
     linear = xyz @ _RGB_FROM_XYZ.T
     with np.errstate(invalid="ignore"):  # the power's unused branch at negative values
         c = np.where(linear > 0.0031308, 1.055 * np.power(linear, 1 / 2.4) - 0.055, linear * 12.92)
-    return np.clip(np.rint(np.clip(c, 0, 1) * 255.0), 0, 255).astype(np.uint8)
+    return np.rint(np.clip(c, 0, 1) * 255.0).astype(np.uint8)
 
 
 class ColourMap:

@@ -12,6 +12,7 @@ image, per candidate image model, since x̂ depends on it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -534,8 +535,6 @@ class _CaptionDecoding:
         self._error: BaseException | None = None
         self._thread = None
         if self.beside:
-            import threading
-
             self._thread = threading.Thread(target=self._decode_beside, name="stic-caption", daemon=True)
             self._thread.start()
 

@@ -112,9 +112,7 @@ class IntLinear:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         q, scales = fp.quantise_rows(x)
         acc = torch._int_mm(torch.from_numpy(q), self.codes_t).numpy()  # |acc| < 127^2 K < 2^31
-        mantissas = [m for m, _ in scales]
-        m = mantissas[0] if len(scales) == 1 else np.array(mantissas, dtype=np.int64)[:, None]
-        product = acc * self.mantissa * m  # < 2^27 * 2^15.1 * 2^15
+        product = acc * self.mantissa * fp.per_row([m for m, _ in scales])  # < 2^27 * 2^15.1 * 2^15
         y = fp.row_shift_round(product, [e + self.base for _, e in scales])
         return y if self.bias is None else y + self.bias
 

@@ -84,6 +84,12 @@ def _sigmoid_table() -> np.ndarray:
     return round_div(1 << (EXP_OUT_BITS + SIGMOID_BITS), (1 << EXP_OUT_BITS) + exp_neg(d))
 
 
+def per_row(values: list[int]):
+    """One int per row of a 2-d int64 array, as a factor or divisor of it: the int itself for a
+    single row (numpy's fast scalar path), else a column."""
+    return values[0] if len(values) == 1 else np.array(values, dtype=np.int64)[:, None]
+
+
 def round_div(a, b):
     """a / b rounded half up, for int64 a and b > 0 (arrays or ints)."""
     return (2 * a + b) // (2 * b)
@@ -127,8 +133,7 @@ def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits
         roots.append(max(1, math.isqrt(mean_square + eps_scaled)))
         shifts.append(out_bits - 16 - t)
     y = row_shift_round(rows * weight, shifts)
-    divisor = roots[0] if len(roots) == 1 else np.array(roots, dtype=np.int64)[:, None]
-    return round_div(y, divisor).reshape(shape)
+    return round_div(y, per_row(roots)).reshape(shape)
 
 
 def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -145,8 +150,7 @@ def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
         mantissa = max(1, -(-peak >> exponent))  # ceil(peak / 2^exponent)
         scales.append((mantissa, exponent))
         factors.append((127 << 40) // (mantissa << exponent))
-    factor = factors[0] if len(factors) == 1 else np.array(factors, dtype=np.int64)[:, None]
-    return ((x * factor + (1 << 39)) >> 40).astype(np.int8), scales
+    return ((x * per_row(factors) + (1 << 39)) >> 40).astype(np.int8), scales
 
 
 @functools.cache
