@@ -1,6 +1,6 @@
-"""The decoder decodes an exact-engine caption on a second thread beside the image: same caption
-and pixels as one after the other, a refiner that reads the caption still gets it, and a caption
-error still stops the decode."""
+"""An exact-engine caption is coded and decoded on a second thread beside the image: the same file,
+caption and pixels as one after the other, a refiner that reads the caption still gets it, and a
+caption error still stops the encode or the decode."""
 
 import importlib.util
 import threading
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stic import pipeline
-from stic.errors import FormatError
+from stic.errors import FormatError, InputError
 from stic.refine.esrgan import RealESRGANRefiner
 from stic.text.lm_coder import LMArithmeticCoder
 from stic.threads import fixed_threads
@@ -118,3 +118,28 @@ def test_the_refiner_leaves_the_captions_core_to_it(data, monkeypatch):
     with fixed_threads(3):
         assert pipeline.decode(data).caption == CAPTION
         assert seen == [2] and helper_threads() == 3  # one core left to the caption, then given back
+
+
+def test_the_caption_codes_beside_the_image_to_the_same_file(data, monkeypatch):
+    threads = []
+    original = LMArithmeticCoder.encode
+
+    def encode(self, text):
+        threads.append(threading.current_thread().name)
+        return original(self, text)
+
+    monkeypatch.setattr(LMArithmeticCoder, "encode", encode)
+    beside = pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
+    monkeypatch.setattr(LMArithmeticCoder, "thread_independent", False)
+    after = pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
+    assert threads == ["stic-caption", threading.main_thread().name]
+    assert beside == after == data
+
+
+def test_a_caption_error_on_the_other_thread_stops_the_encode(monkeypatch):
+    def refuse(self, text):
+        raise InputError("caption cannot be coded")
+
+    monkeypatch.setattr(LMArithmeticCoder, "encode", refuse)
+    with pytest.raises(InputError, match="caption cannot be coded"):
+        pipeline.encode(IMAGE, quality=1, caption=CAPTION)

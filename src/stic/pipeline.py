@@ -109,17 +109,24 @@ def _image_codec_for_quality(quality: int, family: str | None) -> ImageCodec:
 
 class _CaptionSection:
     """Codes the caption once, or once per image payload when the coder needs the decoded image
-    (`needs_image`: it predicts the caption seeing x̂)."""
+    (`needs_image`: it predicts the caption seeing x̂). A coder whose bytes cannot depend on
+    threads (`thread_independent`) codes on a second thread while the image model loads and codes
+    (see `_Beside`)."""
 
     def __init__(self, caption: str | None, text_coder: str | TextCoder):
         self.caption = caption
         self._coder = None
         self._fixed: Section | None = None
+        self._beside: _Beside | None = None
         if caption is None:
             return
         with status_step("loading the caption model"):
             self._coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
-        if not getattr(self._coder, "needs_image", False):
+        if getattr(self._coder, "needs_image", False):
+            return
+        if getattr(self._coder, "thread_independent", False):
+            self._beside = _Beside(lambda: self._section(self._coder))
+        else:
             with status_step("coding the caption"):
                 self._fixed = self._section(self._coder)
 
@@ -127,6 +134,8 @@ class _CaptionSection:
         return Section(SECTION_CAPTION, coder.codec_id, coder.encode(self.caption), coder.fingerprint())
 
     def for_image(self, codec: ImageCodec, codec_id: int, payload: bytes, width: int, height: int) -> Section | None:
+        if self._beside is not None:
+            self._fixed, self._beside = self._beside.result("coding the caption"), None
         if self._fixed is not None or self._coder is None:
             return self._fixed
         xhat = codec.decompress(payload, width, height, codec_id)  # exactly the decoder's x̂
@@ -517,33 +526,52 @@ def decode_file(
     return Decoded(image, caption.text(), file, refiner.name if refiner is not None else None, presentation)
 
 
-class _CaptionDecoding:
-    """The caption, decoded beside the image where nothing can tell the difference.
+class _Beside:
+    """`work()` on a second thread, beside the image's coding or decoding.
 
-    Why: with the exact LM engine the caption takes ~2 s of a warm decode on one core, while the
-    image decoder and the refiner mostly wait on their own convolutions; on a second thread the two
-    overlap. Only a coder whose text cannot depend on threads (`thread_independent`) goes beside the
-    image; one that predicts the caption seeing x̂ (`needs_image`) waits for it, and a refiner that
-    reads the caption (`uses_caption`) waits for the caption. The thread runs torch on one thread
-    (the image side keeps its own count: torch's is per OS thread) and is a daemon, so a decode
-    that fails elsewhere, or Ctrl-C, does not wait for it. Errors surface from `text()`."""
+    Why: the exact LM engine spends a core on a caption (~0.3 s to code a Kodak caption, ~2 s to
+    decode one) while the image codec and the refiner mostly wait on their own convolutions; on a
+    second thread the two overlap. Only work whose result cannot depend on threads belongs here.
+    The thread runs torch on one thread (the image side keeps its own count: torch's is per OS
+    thread) and is a daemon, so a call that fails elsewhere, or Ctrl-C, does not wait for it.
+    Its error is raised by `result()`."""
+
+    def __init__(self, work):
+        self._work, self._value, self._error = work, None, None
+        self._thread = threading.Thread(target=self._run, name="stic-caption", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with fixed_threads(1):
+                self._value = self._work()
+        except BaseException as error:  # handed to the caller by result()
+            self._error = error
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def result(self, waiting: str):
+        """The work's value (or its error), waited for under the status line `waiting`."""
+        if self._thread.is_alive():
+            with status_step(waiting):
+                self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _CaptionDecoding:
+    """The caption, decoded beside the image (`_Beside`) where nothing can tell the difference:
+    a coder whose text cannot depend on threads (`thread_independent`). One that predicts the
+    caption seeing x̂ (`needs_image`) waits for it, and a refiner that reads the caption
+    (`uses_caption`) waits for the caption."""
 
     def __init__(self, coder: TextCoder | None, section: Section | None):
         self._coder, self._payload = coder, section.payload if section is not None else None
         self.beside = bool(coder) and getattr(coder, "thread_independent", False) and not getattr(coder, "needs_image", False)
         self._text: str | None = None
-        self._error: BaseException | None = None
-        self._thread = None
-        if self.beside:
-            self._thread = threading.Thread(target=self._decode_beside, name="stic-caption", daemon=True)
-            self._thread.start()
-
-    def _decode_beside(self) -> None:
-        try:
-            with fixed_threads(1):
-                self._text = self._coder.decode(self._payload)
-        except BaseException as error:  # handed to the caller by text()
-            self._error = error
+        self._pending = _Beside(lambda: self._coder.decode(self._payload)) if self.beside else None
 
     def after_image(self, image: np.ndarray) -> None:
         """Decode the caption now unless it is being decoded beside the image."""
@@ -555,16 +583,11 @@ class _CaptionDecoding:
 
     def decoding(self) -> bool:
         """Whether the caption is still decoding on its thread (taking a core)."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._pending is not None and self._pending.running()
 
     def text(self) -> str | None:
-        if self._thread is not None:
-            if self._thread.is_alive():
-                with status_step("decoding the caption"):
-                    self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            raise self._error
+        if self._pending is not None:
+            self._text, self._pending = self._pending.result("decoding the caption"), None
         return self._text
 
 
