@@ -19,6 +19,8 @@ import fuzz_cases as fc  # noqa: E402  (the tests' sample picture)
 
 from stic import pipeline  # noqa: E402
 from stic.image.registry import all_shipped_models  # noqa: E402
+from stic.refine.degrid import FLOAT_MEDIAN  # noqa: E402
+from stic.refine.esrgan import RealESRGANRefiner  # noqa: E402
 
 CAPTIONS = {
     "caption_lm_tuned.stic": (" The image features a red barn with a white roof, surrounded by a lush green "
@@ -62,8 +64,12 @@ def main() -> None:
     makers["image_step12_stic-q2.stic"] = lambda: pipeline.encode(image, model="stic-q2", refiner="none", step=12).data
     # the colour section (stic 0.4): a map of x̂ in CIELAB
     makers["image_colour_stic-q1.stic"] = lambda: pipeline.encode(image, model="stic-q1", refiner="none").data
-    # stic-q1's defaults in stic 0.4: colour map, realesrgan-stic with its grid filter (parameter byte 1)
-    makers["image_colour_refine-stic_stic-q1.stic"] = lambda: pipeline.encode(image, model="stic-q1").data
+    # stic-q1's defaults in stic 0.4.0: colour map, realesrgan-stic with its grid filter (parameter byte 1)
+    makers["image_colour_refine-stic_stic-q1.stic"] = lambda: pipeline.encode(
+        image, model="stic-q1", refiner=RealESRGANRefiner("realesrgan-stic", degrid=FLOAT_MEDIAN)
+    ).data
+    # stic 0.5: the grid filter's quarter-level median (parameter byte 2), stic-q1's default since
+    makers["image_colour_refine-stic_stic-q1_stic0.5.stic"] = lambda: pipeline.encode(image, model="stic-q1").data
     for name, make in makers.items():
         if name in golden:
             continue  # never rewrite a golden file

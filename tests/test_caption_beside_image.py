@@ -98,23 +98,23 @@ def test_a_failing_image_decode_does_not_wait_for_the_caption(data, monkeypatch)
 
 
 def test_the_refiner_leaves_the_captions_core_to_it(data, monkeypatch):
-    import stic.refine.degrid as degrid
+    import stic.refine.esrgan as esrgan
     from stic.threads import helper_threads
 
     release, seen = threading.Event(), []
-    original_decode, original_filter = LMArithmeticCoder.decode, degrid.remove_grid
+    original_decode, original_filter = LMArithmeticCoder.decode, esrgan.remove_grid
 
     def slow(self, payload):
         release.wait(30)  # still decoding while the image is refined
         return original_decode(self, payload)
 
-    def remove_grid(image, workers=None):
+    def remove_grid(image, version, workers=None):
         seen.append(helper_threads())
         release.set()
-        return original_filter(image, workers)
+        return original_filter(image, version, workers)
 
     monkeypatch.setattr(LMArithmeticCoder, "decode", slow)
-    monkeypatch.setattr(degrid, "remove_grid", remove_grid)
+    monkeypatch.setattr(esrgan, "remove_grid", remove_grid)
     with fixed_threads(3):
         assert pipeline.decode(data).caption == CAPTION
         assert seen == [2] and helper_threads() == 3  # one core left to the caption, then given back

@@ -5,7 +5,7 @@ from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFou
 
 _light_compressai.install()  # CompressAI without its point-cloud dependencies (~4 s per process)
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "FormatError",

@@ -10,6 +10,13 @@ a mean also answers to a single edge in the window and draws a 4-pixel ripple be
 levels on a hard step); the median ignores an edge, and moves by at most 2 levels where three
 edges share the window. On 4 Kodak images at stic-q1 it left LPIPS-Alex about as it was (0.458 ->
 0.460) and lowered DISTS (0.240 -> 0.237), and the dots are gone by eye.
+
+Two versions, named by the refine section's parameter byte. `FLOAT_MEDIAN` (stic 0.4.0) takes the
+median of the float high-pass. `QUARTER_LEVEL_MEDIAN` (stic >= 0.4.1 writes it) first rounds the
+high-pass to quarter grey levels, clipped to +-32 levels, and takes the median of those bytes with
+a sliding histogram (skimage's rank filter): ~3x less time for the same pattern. Rounding and
+clipping are monotone, so that median is the float median rounded and clipped: the subtracted
+pattern moves by at most 1/8 of a level where the median lies within +-32 levels.
 """
 
 from __future__ import annotations
@@ -21,28 +28,54 @@ import numpy as np
 PERIOD = 4  #: the ×4 networks' pixel-shuffle period
 _SIGMA = 2.0  #: the Gaussian that splits off the high-pass part, in pixels
 _CELLS = 7  #: the median's window, in grid cells of PERIOD pixels (28 pixels, centred)
+FLOAT_MEDIAN, QUARTER_LEVEL_MEDIAN = 1, 2  #: the versions (the refine section's parameter byte)
+VERSIONS = (FLOAT_MEDIAN, QUARTER_LEVEL_MEDIAN)
+_QUARTERS = 4  #: QUARTER_LEVEL_MEDIAN's steps per grey level
 
 
-def remove_grid(image: np.ndarray, workers: int | None = None) -> np.ndarray:
+def remove_grid(image: np.ndarray, version: int = QUARTER_LEVEL_MEDIAN, workers: int | None = None) -> np.ndarray:
     """The HxWx3 uint8 network output (before any resize) without its PERIOD-pixel grid.
 
-    The 16 phases' medians (most of the time: ~0.8 s of median filtering for 768x512 on one core)
-    run on `workers` threads (default: stic.threads.helper_threads(), torch's thread count less the
-    cores the caption decoding beside the image takes): SciPy releases the GIL, and each phase's
-    result is the same on any number of threads (a median selects, it does no arithmetic)."""
-    from scipy.ndimage import gaussian_filter, median_filter
+    The 16 phases' medians (most of the time) run on `workers` threads (default:
+    stic.threads.helper_threads(), torch's thread count less the cores the caption decoding beside
+    the image takes): SciPy and skimage release the GIL, and each phase's result is the same on any
+    number of threads (a median selects, it does no arithmetic)."""
+    from scipy.ndimage import gaussian_filter
 
     from stic.threads import helper_threads
 
+    if version not in VERSIONS:
+        raise ValueError(f"grid filter version {version} (known: {VERSIONS})")
     pixels = image.astype(np.float32)
     high = pixels - gaussian_filter(pixels, (_SIGMA, _SIGMA, 0))
+    median = _float_median if version == FLOAT_MEDIAN else _quarter_level_median
     phases = [(row, col) for row in range(PERIOD) for col in range(PERIOD)]
 
     def grid(phase: tuple[int, int]) -> np.ndarray:
         row, col = phase
-        return median_filter(high[row::PERIOD, col::PERIOD], (_CELLS, _CELLS, 1), mode="reflect")
+        return median(high[row::PERIOD, col::PERIOD])
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(phases), workers or helper_threads()))) as pool:
         for (row, col), pattern in zip(phases, pool.map(grid, phases), strict=True):
             pixels[row::PERIOD, col::PERIOD] -= pattern
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def _float_median(plane: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import median_filter
+
+    return median_filter(plane, (_CELLS, _CELLS, 1), mode="reflect")
+
+
+def _quarter_level_median(plane: np.ndarray) -> np.ndarray:
+    """The median of `plane` (HxWx3 float32) rounded to quarter levels, clipped to a byte, over
+    the same windows as `_float_median` (its "reflect" border is numpy's "symmetric")."""
+    from skimage.filters.rank import median
+
+    codes = (np.clip(np.rint(plane * _QUARTERS), -128, 127) + 128).astype(np.uint8)
+    border = _CELLS // 2
+    padded = np.pad(codes, ((border, border), (border, border), (0, 0)), mode="symmetric")
+    footprint = np.ones((_CELLS, _CELLS), dtype=bool)
+    inner = (slice(border, -border), slice(border, -border))
+    medians = np.stack([median(padded[..., c], footprint)[inner] for c in range(plane.shape[2])], -1)
+    return (medians.astype(np.float32) - 128) / _QUARTERS

@@ -28,6 +28,7 @@ from PIL import Image
 from stic import codecs
 from stic.errors import FormatError, ModelNotFoundError
 from stic.models.cache import ModelCache
+from stic.refine.degrid import QUARTER_LEVEL_MEDIAN, VERSIONS, remove_grid
 from stic.refine.rrdbnet import RRDBNet, SRVGGNetCompact, load_ncnn_weights
 
 SCALE = 4
@@ -144,37 +145,39 @@ def downscale4(image: np.ndarray) -> np.ndarray:
 
 
 #: refiners whose new files ask for the dot-grid filter (stic.refine.degrid); files without the
-#: flag (stic < 0.4, the other networks) decode as they always did
+#: byte (stic < 0.4, the other networks) decode as they always did, files with byte 1 (stic 0.4.0)
+#: with the filter version they were made with
 DEGRID_BY_DEFAULT = frozenset({"realesrgan-stic"})
-_DEGRID = b"\x01"
 
 
 class RealESRGANRefiner:
     """Decoder-side refiner: x̂ -> downscale by 4 (bicubic, antialiased) -> Real-ESRGAN ×4 [-> the
-    dot-grid filter] -> x̂'s size. Parameters: none, or one byte 1 for the filter."""
+    dot-grid filter] -> x̂'s size. Parameters: none, or one byte naming the filter's version."""
 
     uses_caption = False
 
-    def __init__(self, variant: str = "realesrgan", degrid: bool | None = None):
+    def __init__(self, variant: str = "realesrgan", degrid: int | None = None):
+        """`degrid`: the grid filter's version (stic.refine.degrid.VERSIONS), 0 for none; default:
+        the newest for the refiners in DEGRID_BY_DEFAULT, else none."""
         self.name = variant
         self.refiner_id = refiner_ids()[variant]
-        self.degrid = variant in DEGRID_BY_DEFAULT if degrid is None else degrid
+        self.degrid = (QUARTER_LEVEL_MEDIAN if variant in DEGRID_BY_DEFAULT else 0) if degrid is None else degrid
         self.net, self._fingerprint = load_network(variant)
 
     def fingerprint(self) -> bytes:
         return self._fingerprint
 
     def params(self) -> bytes:
-        return _DEGRID if self.degrid else b""
+        return bytes([self.degrid]) if self.degrid else b""
 
     @classmethod
     def from_params(cls, variant: str, params: bytes) -> RealESRGANRefiner:
-        if params not in (b"", _DEGRID):
+        if params and (len(params) != 1 or params[0] not in VERSIONS):
             raise FormatError(
                 f"refine section: unknown {variant} parameters {params.hex()} (written by a newer stic?); "
                 "decode with --no-refine"
             )
-        return cls(variant, degrid=params == _DEGRID)
+        return cls(variant, degrid=params[0] if params else 0)
 
     def refine(self, image: np.ndarray, caption: str | None = None, seed: int = 0) -> np.ndarray:
         height, width = image.shape[:2]
@@ -183,9 +186,7 @@ class RealESRGANRefiner:
             y = upscale4(self.net, x)
         out = (y[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         if self.degrid:
-            from stic.refine.degrid import remove_grid
-
-            out = remove_grid(out)
+            out = remove_grid(out, self.degrid)
         if out.shape[:2] != (height, width):
             out = np.asarray(Image.fromarray(out).resize((width, height), Image.Resampling.BICUBIC))
         return np.ascontiguousarray(out)
