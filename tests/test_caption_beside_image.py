@@ -91,7 +91,7 @@ def test_a_failing_image_decode_does_not_wait_for_the_caption(data, monkeypatch)
     try:
         with pytest.raises(FormatError, match="image payload"):
             pipeline.decode(data)  # raised while the caption thread still waits
-        (worker,) = [t for t in threading.enumerate() if t.name == "stic-caption"]
+        (worker,) = [t for t in threading.enumerate() if t.name == "stic-caption-decode"]
         assert worker.daemon  # the interpreter may exit without it
     finally:
         release.set()
@@ -132,14 +132,54 @@ def test_the_caption_codes_beside_the_image_to_the_same_file(data, monkeypatch):
     beside = pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
     monkeypatch.setattr(LMArithmeticCoder, "thread_independent", False)
     after = pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
-    assert threads == ["stic-caption", threading.main_thread().name]
+    assert threads == ["stic-caption-encode", threading.main_thread().name]
     assert beside == after == data
 
 
 def test_a_caption_error_on_the_other_thread_stops_the_encode(monkeypatch):
+    threads = []
+
     def refuse(self, text):
+        threads.append(threading.current_thread().name)
         raise InputError("caption cannot be coded")
 
     monkeypatch.setattr(LMArithmeticCoder, "encode", refuse)
     with pytest.raises(InputError, match="caption cannot be coded"):
         pipeline.encode(IMAGE, quality=1, caption=CAPTION)
+    assert threads == ["stic-caption-encode"]
+
+
+def test_nothing_starts_beside_an_encode_refused_up_front(monkeypatch):
+    started = []
+    monkeypatch.setattr(pipeline._CaptionSection, "start", lambda self: started.append(self))
+    for bad in ({"quality": 9}, {"bpp": -1.0}):
+        with pytest.raises(InputError):
+            pipeline.encode(IMAGE, caption=CAPTION, **bad)
+    assert started == []
+
+
+def test_the_callers_torch_thread_count_stays_its_own():
+    """torch copies a thread's count from a process-wide default on its first use, which the
+    caption thread's set_num_threads(1) also sets: a fresh caller (a `stic serve` worker) that
+    first uses torch while the caption is being coded must not end up with one thread."""
+    import torch
+
+    entered, release, counts = threading.Event(), threading.Event(), {}
+
+    def caption_work():
+        entered.set()
+        release.wait(30)  # holds its one-thread setting meanwhile
+
+    def caller():
+        beside = pipeline._Beside(caption_work, "stic-caption-test")
+        entered.wait(30)
+        counts["during"] = torch.get_num_threads()  # the caller's first torch use
+        release.set()
+        beside.result("waiting")
+        counts["after"] = torch.get_num_threads()
+
+    with fixed_threads(2):
+        thread = threading.Thread(target=caller)
+        thread.start()
+        thread.join()
+    assert counts == {"during": 2, "after": 2}

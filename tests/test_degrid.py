@@ -71,6 +71,19 @@ def test_realesrgan_stic_files_ask_for_it_and_old_sections_decode_as_they_did():
     assert not np.array_equal(rebuilt.refine(image), refiner_for_section(old)[0].refine(image))
 
 
+@pytest.mark.parametrize("bad", [True, 3, -1])
+def test_a_grid_filter_version_nobody_reads_is_refused(bad):
+    with pytest.raises(ValueError, match="grid filter version"):
+        RealESRGANRefiner("realesrgan-stic", degrid=bad)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_images_smaller_than_the_grid(version):
+    for shape in ((3, 3, 3), (1, 9, 3), (6, 2, 3)):
+        image = (np.random.default_rng(2).random(shape) * 255).astype(np.uint8)
+        assert remove_grid(image, version).shape == shape
+
+
 def test_unknown_parameters_are_refused_in_one_line():
     section = refine_section(RealESRGANRefiner("realesrgan-stic"), seed=0)
     forged = type(section)(section.kind, section.codec_id, section.payload[:1] + b"\x07", section.fingerprint, False)

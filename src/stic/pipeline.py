@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from stic import __version__, codecs
 from stic.colour import ColourMap, placeholder_section
@@ -109,23 +110,27 @@ def _image_codec_for_quality(quality: int, family: str | None) -> ImageCodec:
 
 class _CaptionSection:
     """Codes the caption once, or once per image payload when the coder needs the decoded image
-    (`needs_image`: it predicts the caption seeing x̂). A coder whose bytes cannot depend on
-    threads (`thread_independent`) codes on a second thread while the image model loads and codes
-    (see `_Beside`)."""
+    (`needs_image`: it predicts the caption seeing x̂). `start()` codes it, on a second thread
+    while the image is coded where the coder's bytes cannot depend on threads
+    (`thread_independent`; see `_Beside`)."""
 
     def __init__(self, caption: str | None, text_coder: str | TextCoder):
         self.caption = caption
         self._coder = None
         self._fixed: Section | None = None
         self._beside: _Beside | None = None
-        if caption is None:
+        self._started = False
+        if caption is not None:
+            with status_step("loading the caption model"):
+                self._coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
+
+    def start(self) -> None:
+        """Code the caption now, or begin to beside the image, once everything else is checked."""
+        if self._started or self._coder is None or getattr(self._coder, "needs_image", False):
             return
-        with status_step("loading the caption model"):
-            self._coder = get_text_coder(text_coder) if isinstance(text_coder, str) else text_coder
-        if getattr(self._coder, "needs_image", False):
-            return
+        self._started = True
         if getattr(self._coder, "thread_independent", False):
-            self._beside = _Beside(lambda: self._section(self._coder))
+            self._beside = _Beside(lambda: self._section(self._coder), "stic-caption-encode")
         else:
             with status_step("coding the caption"):
                 self._fixed = self._section(self._coder)
@@ -134,6 +139,7 @@ class _CaptionSection:
         return Section(SECTION_CAPTION, coder.codec_id, coder.encode(self.caption), coder.fingerprint())
 
     def for_image(self, codec: ImageCodec, codec_id: int, payload: bytes, width: int, height: int) -> Section | None:
+        self.start()
         if self._beside is not None:
             self._fixed, self._beside = self._beside.result("coding the caption"), None
         if self._fixed is not None or self._coder is None:
@@ -223,6 +229,7 @@ def encode(
             codec = load_image_codec(model) if isinstance(model, str) else model
         else:
             codec = _image_codec_for_quality(quality or default_quality(family), family)
+    caption_section.start()
     with status_step("coding the image"):
         payload = codec.compress(image, search_steps, progress, step=step)
     data = _pack_with(codec, payload, image, caption_section, refine.for_model(codec.name), picture, step, colour or None)
@@ -316,6 +323,7 @@ def _encode_to_target(
     where no file fits with it, the files are made without it."""
     if target <= 0:
         raise InputError(f"target bpp must be positive, got {target}")
+    caption.start()
     budget = target * source.pixels  # bits
     achieved: dict[str, float] = {}
     placeholder = placeholder_section() if colour else None
@@ -532,13 +540,16 @@ class _Beside:
     Why: the exact LM engine spends a core on a caption (~0.3 s to code a Kodak caption, ~2 s to
     decode one) while the image codec and the refiner mostly wait on their own convolutions; on a
     second thread the two overlap. Only work whose result cannot depend on threads belongs here.
-    The thread runs torch on one thread (the image side keeps its own count: torch's is per OS
-    thread) and is a daemon, so a call that fails elsewhere, or Ctrl-C, does not wait for it.
-    Its error is raised by `result()`."""
+    The thread runs torch on one thread and is a daemon, so a call that fails elsewhere, or Ctrl-C,
+    does not wait for it. Its error is raised by `result()`."""
 
-    def __init__(self, work):
+    def __init__(self, work, name: str):
         self._work, self._value, self._error = work, None, None
-        self._thread = threading.Thread(target=self._run, name="stic-caption", daemon=True)
+        # torch keeps a thread count per thread, copied from a process-wide default on a thread's
+        # first use, and set_num_threads on the worker also sets that default: the caller's count
+        # is read first so that it stays its own
+        torch.get_num_threads()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -571,7 +582,7 @@ class _CaptionDecoding:
         self._coder, self._payload = coder, section.payload if section is not None else None
         self.beside = bool(coder) and getattr(coder, "thread_independent", False) and not getattr(coder, "needs_image", False)
         self._text: str | None = None
-        self._pending = _Beside(lambda: self._coder.decode(self._payload)) if self.beside else None
+        self._pending = _Beside(lambda: self._coder.decode(self._payload), "stic-caption-decode") if self.beside else None
 
     def after_image(self, image: np.ndarray) -> None:
         """Decode the caption now unless it is being decoded beside the image."""

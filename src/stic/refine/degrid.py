@@ -12,11 +12,11 @@ edges share the window. On 4 Kodak images at stic-q1 it left LPIPS-Alex about as
 0.460) and lowered DISTS (0.240 -> 0.237), and the dots are gone by eye.
 
 Two versions, named by the refine section's parameter byte. `FLOAT_MEDIAN` (stic 0.4.0) takes the
-median of the float high-pass. `QUARTER_LEVEL_MEDIAN` (stic >= 0.4.1 writes it) first rounds the
-high-pass to quarter grey levels, clipped to +-32 levels, and takes the median of those bytes with
-a sliding histogram (skimage's rank filter): ~3x less time for the same pattern. Rounding and
-clipping are monotone, so that median is the float median rounded and clipped: the subtracted
-pattern moves by at most 1/8 of a level where the median lies within +-32 levels.
+median of the float high-pass. `QUARTER_LEVEL_MEDIAN` (stic >= 0.5 writes it) first rounds the
+high-pass to quarter grey levels, clipped to [-32, 31.75] levels, and takes the median of those
+bytes with a sliding histogram (skimage's rank filter): ~3x less time for the same pattern.
+Rounding and clipping are monotone, so that median is the float median rounded and clipped: the
+subtracted pattern moves by at most 1/8 of a level where the median lies within those bounds.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ def _quarter_level_median(plane: np.ndarray) -> np.ndarray:
     the same windows as `_float_median` (its "reflect" border is numpy's "symmetric")."""
     from skimage.filters.rank import median
 
+    if not plane.size:  # a phase of an image narrower or shorter than PERIOD
+        return np.zeros_like(plane)
     codes = (np.clip(np.rint(plane * _QUARTERS), -128, 127) + 128).astype(np.uint8)
     border = _CELLS // 2
     padded = np.pad(codes, ((border, border), (border, border), (0, 0)), mode="symmetric")

@@ -159,6 +159,8 @@ class RealESRGANRefiner:
     def __init__(self, variant: str = "realesrgan", degrid: int | None = None):
         """`degrid`: the grid filter's version (stic.refine.degrid.VERSIONS), 0 for none; default:
         the newest for the refiners in DEGRID_BY_DEFAULT, else none."""
+        if degrid is not None and (isinstance(degrid, bool) or degrid not in (0, *VERSIONS)):
+            raise ValueError(f"grid filter version must be 0 (none) or one of {VERSIONS}, got {degrid!r}")
         self.name = variant
         self.refiner_id = refiner_ids()[variant]
         self.degrid = (QUARTER_LEVEL_MEDIAN if variant in DEGRID_BY_DEFAULT else 0) if degrid is None else degrid

@@ -133,7 +133,7 @@ def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits
     width = shape[-1]
     t = bit_lengths(np.abs(rows).max(-1)) - 24
     scaled = np.where(t[:, None] >= 0, rows >> np.maximum(t, 0)[:, None], rows << np.maximum(-t, 0)[:, None])
-    sums = np.einsum("ij,ij->i", scaled, scaled)  # |scaled| < 2^24: each sum < 2^48 * width, exact
+    sums = np.einsum("ij,ij->i", scaled, scaled)  # |scaled| <= 2^24: each sum <= 2^48 * width, exact
     shifts, roots = [], []
     for row_t, row_sum in zip(t.tolist(), sums.tolist(), strict=True):
         eps_scaled = shift_round(eps, 2 * in_bits - 2 * row_t - 60)
