@@ -24,6 +24,13 @@ def test_exp_table_is_exp_to_one_unit():
     assert fp.exp_neg(np.array([22 << 12, 1 << 40])).tolist() == [0, 0]
 
 
+def test_exp_table_is_its_two_table_product_everywhere():
+    """The lookup table is the product formula the engine used before it (numerics version 1): at
+    every argument up to and past the cutoff, and far beyond (masked attention scores)."""
+    d = np.r_[np.arange(0, (22 << 12) + 130, dtype=np.int64), 1 << 40, 1 << 61]
+    assert np.array_equal(fp.exp_neg(d), fp.exp_neg_product(d))
+
+
 def test_sigmoid_silu_gelu_match_their_float_forms():
     x = np.arange(-20 << 12, 20 << 12, 97, dtype=np.int64)
     real = x / 4096

@@ -64,11 +64,23 @@ def _exp_tables() -> tuple[np.ndarray, np.ndarray]:
     return np.array(hi, dtype=np.int64), np.array(lo, dtype=np.int64)
 
 
-def exp_neg(d: np.ndarray) -> np.ndarray:
-    """round(2^30 exp(-d / 2^12)) for int64 d >= 0 (to within 1.5 units), 0 from d = 22 on."""
+def exp_neg_product(d: np.ndarray) -> np.ndarray:
+    """round(2^30 exp(-d / 2^12)) for int64 d >= 0 (to within 1.5 units), 0 from d = 22 on: the
+    product of two table entries, rounded. What `exp_neg` looks up."""
     hi, lo = _exp_tables()
     product = hi[np.minimum(d >> 6, _HI_SIZE - 1)] * lo[d & (_EXP_LO - 1)]
     return (product + (1 << (EXP_OUT_BITS - 1))) >> EXP_OUT_BITS
+
+
+def exp_neg(d: np.ndarray) -> np.ndarray:
+    """`exp_neg_product` from a table of its values at every d up to the cutoff (one lookup in
+    720 KB instead of two lookups and five array passes: the encoder's 49,152 probabilities a token)."""
+    return np.take(_exp_table(), d, mode="clip")
+
+
+@functools.cache
+def _exp_table() -> np.ndarray:
+    return exp_neg_product(np.arange((_HI_SIZE - 1) * _EXP_LO + 1, dtype=np.int64))  # the last entry: 0
 
 
 def sigmoid(x: np.ndarray, bits: int) -> np.ndarray:
@@ -80,8 +92,7 @@ def sigmoid(x: np.ndarray, bits: int) -> np.ndarray:
 
 @functools.cache
 def _sigmoid_table() -> np.ndarray:
-    d = np.arange((_HI_SIZE - 1) * _EXP_LO + 1, dtype=np.int64)  # the last entry: exp_neg = 0
-    return round_div(1 << (EXP_OUT_BITS + SIGMOID_BITS), (1 << EXP_OUT_BITS) + exp_neg(d))
+    return round_div(1 << (EXP_OUT_BITS + SIGMOID_BITS), (1 << EXP_OUT_BITS) + _exp_table())
 
 
 def per_row(values: list[int]):
