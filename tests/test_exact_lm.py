@@ -62,12 +62,6 @@ def test_rope_table_is_exact_cos_sin_and_independent_of_its_length():
     assert np.array_equal(short[0], cos[:100]) and np.array_equal(short[1], sin[:100])
 
 
-def test_bit_lengths_are_python_bit_length_up_to_int64_max():
-    edges = [v for k in range(64) for v in ((1 << k) - 1, min(1 << k, (1 << 63) - 1))]
-    x = np.array(edges + np.random.default_rng(0).integers(0, 1 << 62, 500).tolist(), dtype=np.int64)
-    assert fp.bit_lengths(x).tolist() == [int(v).bit_length() for v in x.tolist()]
-
-
 def test_rms_norm_of_a_zero_row_is_zero():
     x = np.zeros((2, 8), dtype=np.int64)
     x[1] = 1000

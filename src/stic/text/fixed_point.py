@@ -123,13 +123,6 @@ def row_shift_round(x: np.ndarray, shifts: list[int]) -> np.ndarray:
     return np.concatenate([shift_round(row[None], s) for row, s in zip(x, shifts, strict=True)])
 
 
-def bit_lengths(x: np.ndarray) -> np.ndarray:
-    """int.bit_length of each entry of int64 x >= 0. frexp's exponent is it unless the float64
-    conversion rounded x up to a power of two (x >= 2^53); the integer test corrects that."""
-    e = np.frexp(x.astype(np.float64))[1].astype(np.int64)
-    return e - ((e > 0) & ((x >> np.maximum(e - 1, 0)) == 0))
-
-
 def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits: int) -> np.ndarray:
     """x * weight / sqrt(mean(x^2) + eps) for rows of int64 x (any leading shape) in units of
     2^-in_bits.
@@ -142,14 +135,14 @@ def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits
     shape = x.shape
     rows = x.reshape(-1, shape[-1])
     width = shape[-1]
-    t = bit_lengths(np.abs(rows).max(-1)) - 24
-    scaled = np.where(t[:, None] >= 0, rows >> np.maximum(t, 0)[:, None], rows << np.maximum(-t, 0)[:, None])
-    sums = np.einsum("ij,ij->i", scaled, scaled)  # |scaled| <= 2^24: each sum <= 2^48 * width, exact
     shifts, roots = [], []
-    for row_t, row_sum in zip(t.tolist(), sums.tolist(), strict=True):
-        eps_scaled = shift_round(eps, 2 * in_bits - 2 * row_t - 60)
-        roots.append(max(1, math.isqrt(row_sum // width + eps_scaled)))
-        shifts.append(out_bits - 16 - row_t)
+    for row, peak in zip(rows, np.abs(rows).max(-1).tolist(), strict=True):
+        t = peak.bit_length() - 24
+        scaled = row >> t if t >= 0 else row << -t
+        mean_square = int(np.dot(scaled, scaled)) // width
+        eps_scaled = shift_round(eps, 2 * in_bits - 2 * t - 60)
+        roots.append(max(1, math.isqrt(mean_square + eps_scaled)))
+        shifts.append(out_bits - 16 - t)
     y = row_shift_round(rows * weight, shifts)
     return round_div(y, per_row(roots)).reshape(shape)
 
