@@ -212,7 +212,9 @@ class ExactDecoder:
             state.values[i][:, start:end] = v.transpose(1, 0, 2)
             attn = self._attention(state, i, qk[:, : c.heads], start, end)
             x = x + self._sublayer(layer, "o", attn, "post_attention_layernorm")
-            gate, up = np.split(layer["gate_up"](self._norm(x, RESIDUAL_BITS, layer[self.mlp_norm])), 2, -1)
+            gate_up = layer["gate_up"](self._norm(x, RESIDUAL_BITS, layer[self.mlp_norm]))
+            half = gate_up.shape[1] // 2
+            gate, up = gate_up[:, :half], gate_up[:, half:]  # (np.split takes ~20 µs a call)
             hidden = fp.shift_round(self.act(gate, ACT_BITS) * up, -ACT_BITS)
             x = x + self._sublayer(layer, "down", hidden, "post_feedforward_layernorm")
         state.length = end
