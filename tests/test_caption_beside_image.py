@@ -28,20 +28,21 @@ def data() -> bytes:
     return pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
 
 
-def _record_decoding_threads(monkeypatch) -> list[str]:
+def _record_threads(monkeypatch, method: str) -> list[str]:
+    """The names of the threads that call LMArithmeticCoder.<method> ("encode" or "decode")."""
     threads = []
-    original = LMArithmeticCoder.decode
+    original = getattr(LMArithmeticCoder, method)
 
-    def decode(self, payload):
+    def recorded(self, argument):
         threads.append(threading.current_thread().name)
-        return original(self, payload)
+        return original(self, argument)
 
-    monkeypatch.setattr(LMArithmeticCoder, "decode", decode)
+    monkeypatch.setattr(LMArithmeticCoder, method, recorded)
     return threads
 
 
 def test_the_caption_decodes_beside_the_image_to_the_same_result(data, monkeypatch):
-    threads = _record_decoding_threads(monkeypatch)
+    threads = _record_threads(monkeypatch, "decode")
     beside = pipeline.decode(data)
     monkeypatch.setattr(LMArithmeticCoder, "thread_independent", False)
     after = pipeline.decode(data)
@@ -121,14 +122,7 @@ def test_the_refiner_leaves_the_captions_core_to_it(data, monkeypatch):
 
 
 def test_the_caption_codes_beside_the_image_to_the_same_file(data, monkeypatch):
-    threads = []
-    original = LMArithmeticCoder.encode
-
-    def encode(self, text):
-        threads.append(threading.current_thread().name)
-        return original(self, text)
-
-    monkeypatch.setattr(LMArithmeticCoder, "encode", encode)
+    threads = _record_threads(monkeypatch, "encode")
     beside = pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
     monkeypatch.setattr(LMArithmeticCoder, "thread_independent", False)
     after = pipeline.encode(IMAGE, quality=1, caption=CAPTION, refiner="realesrgan-stic").data
