@@ -70,6 +70,8 @@ def main() -> None:
     ).data
     # stic 0.5: the grid filter's quarter-level median (parameter byte 2), stic-q1's default since
     makers["image_colour_refine-stic_stic-q1_stic0.5.stic"] = lambda: pipeline.encode(image, model="stic-q1").data
+    # stic 0.5: stic-q2's defaults, its own refiner realesrgan-stic-q2 (refiner id 5) with the grid filter
+    makers["image_colour_refine-stic-q2_stic-q2.stic"] = lambda: pipeline.encode(image, model="stic-q2").data
     for name, make in makers.items():
         if name in golden:
             continue  # never rewrite a golden file

@@ -103,6 +103,7 @@ def test_default_refiner_follows_the_family():
         family_default = DEFAULT_REFINERS[registry.model_family(name)]
         assert default_refiner(model=name) == (registry.recommended_refiner(name) or family_default)
     assert default_refiner(model="some/local/folder") == DEFAULT_REFINERS["mse"]
+    assert default_refiner(model="stic-q2") == "realesrgan-stic-q2"  # tuned on its x̂ (docs/refiners.md)
 
 
 def test_auto_refiner_is_the_default_of_the_model_that_codes_the_image(tmp_path, monkeypatch):

@@ -39,7 +39,10 @@ def test_identity():
     assert refine_section(refiner, 3) is None  # no section: a decoder shows x̂ as is
 
 
-@pytest.mark.parametrize(("name", "margin"), [("realesrgan", 0.05), ("realesrgan-compact", 0.0), ("realesrgan-stic", 0.05)])
+@pytest.mark.parametrize(
+    ("name", "margin"),
+    [("realesrgan", 0.05), ("realesrgan-compact", 0.0), ("realesrgan-stic", 0.05), ("realesrgan-stic-q2", 0.05)],
+)
 def test_gan_sharpens_a_blurry_image_deterministically(name, margin):
     _weights_or_skip()
     from stic.metrics import compare

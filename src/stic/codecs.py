@@ -29,6 +29,7 @@ REFINE_REALESRGAN_X4 = 1  # Real-ESRGAN x4plus on x̂ downscaled by 4
 REFINE_DIFFUSION_IMG2IMG = 2  # text-conditioned diffusion img2img from x̂, tiled
 REFINE_REALESRGAN_COMPACT_X4 = 3  # Real-ESRGAN animevideov3 (compact net) on x̂ downscaled by 4
 REFINE_REALESRGAN_STIC_X4 = 4  # general-x4v3 fine-tuned on stic's decoded images, on x̂ downscaled by 4
+REFINE_REALESRGAN_STIC_Q2_X4 = 5  # the same, tuned on stic-q2's colour-mapped x̂ alone
 
 TEXT_CODEC_NAMES = {
     TEXT_RAW: "raw",
@@ -55,4 +56,5 @@ REFINER_NAMES = {
     REFINE_DIFFUSION_IMG2IMG: "diffusion",
     REFINE_REALESRGAN_COMPACT_X4: "realesrgan-compact",
     REFINE_REALESRGAN_STIC_X4: "realesrgan-stic",
+    REFINE_REALESRGAN_STIC_Q2_X4: "realesrgan-stic-q2",
 }

