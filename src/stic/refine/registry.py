@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from stic import codecs
+from stic import __version__, codecs
 from stic.container import SECTION_REFINE, Section, decode_varint, encode_varint
 from stic.errors import FormatError, InputError, ModelMismatchError
 from stic.models.cache import ModelCache
@@ -85,7 +85,10 @@ def refiner_for_section(
     ones the file was made for."""
     name = codecs.REFINER_NAMES.get(section.codec_id)
     if name is None:
-        raise FormatError(f"refine section names unknown refiner id {section.codec_id}")
+        raise FormatError(
+            f"refine section names unknown refiner id {section.codec_id} (written by a newer stic than "
+            f"{__version__}?); decode with --no-refine"
+        )
     seed, pos = decode_varint(section.payload, 0, "refine seed")
     if seed >= MAX_SEED:
         raise FormatError(f"refine section: seed {seed} is out of range (at most 2^48-1)")
