@@ -308,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--text-prefix", help="learned prefix for the lm coder, made by `stic text adapt` (default: the shipped one)")
     enc.add_argument(
         "--refiner",
-        help="refiner the decoder applies: realesrgan-stic (default for the MSE models: a compact network trained on "
-        "stic's own output, ~0.5 s for 768x512 on 2 cores; the perceptual models default to none), realesrgan-stic-q2 "
+        help="refiner the decoder applies: realesrgan-stic (default for stic-q1 and stic-q3: a compact network trained "
+        "on stic's own output, ~0.5 s for 768x512 on 2 cores; the perceptual models default to none), realesrgan-stic-q2 "
         "(the same network tuned on stic-q2's output: stic-q2's default), realesrgan-compact "
         "(Real-ESRGAN animevideov3), realesrgan (x4plus, ~25x the compute), diffusion[:MODEL], none",
     )
