@@ -19,22 +19,19 @@ from stic.image.io import load_image
 from stic.metrics import compare
 from stic.paths import data_dir
 from stic.pipeline import decode, encode
-from stic.refine.degrid import QUARTER_LEVEL_MEDIAN, remove_grid
-from stic.refine.esrgan import SHIPPED, downscale4, load_shipped, shipped_file, upscale4
+from stic.refine.esrgan import SHIPPED, RealESRGANRefiner, load_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def network(spec: str) -> torch.nn.Module:
-    """A shipped refiner's network by name, or one from an exported .safetensors file."""
-    return load_shipped(shipped_file(spec) if spec in SHIPPED else Path(spec)).eval()
-
-
-def refined(net: torch.nn.Module, xhat) -> "np.ndarray":  # noqa: F821
-    x = torch.from_numpy(downscale4(xhat).copy()).permute(2, 0, 1)[None].float() / 255
-    with torch.inference_mode():
-        y = upscale4(net, x)
-    return remove_grid((y[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), QUARTER_LEVEL_MEDIAN)
+def refiner(spec: str) -> RealESRGANRefiner:
+    """A shipped refiner by name, or the same decode path (shrink, network, grid filter) with the
+    network from an exported .safetensors file."""
+    if spec in SHIPPED:
+        return RealESRGANRefiner(spec)
+    candidate = RealESRGANRefiner("realesrgan-stic")
+    candidate.net = load_shipped(Path(spec)).eval().requires_grad_(False)
+    return candidate
 
 
 def main() -> None:
@@ -45,7 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    nets = {"a": network(args.a), "b": network(args.b)}
+    refiners = {"a": refiner(args.a), "b": refiner(args.b)}
     rows = []
     for i in range(1, 25):
         name = f"kodim{i:02d}"
@@ -53,8 +50,8 @@ def main() -> None:
         data = encode(image, model=args.model).data
         xhat = decode(data, refine=False).image
         row = {"image": name, "bpp": round(8 * len(data) / (image.shape[0] * image.shape[1]), 5)}
-        for label, net in nets.items():
-            for metric, value in compare(image, refined(net, xhat), ("lpips-alex", "dists")).items():
+        for label, chosen in refiners.items():
+            for metric, value in compare(image, chosen.refine(xhat), ("lpips-alex", "dists")).items():
                 row[f"{label}_{metric}"] = round(value, 4)
         rows.append(row)
         print(row, flush=True)

@@ -129,7 +129,7 @@ class _CaptionSection:
         if self._started or self._coder is None or getattr(self._coder, "needs_image", False):
             return
         self._started = True
-        if getattr(self._coder, "thread_independent", False):
+        if _beside_the_image(self._coder):
             self._beside = _Beside(lambda: self._section(self._coder), "stic-caption-encode")
         else:
             with status_step("coding the caption"):
@@ -534,6 +534,13 @@ def decode_file(
     return Decoded(image, caption.text(), file, refiner.name if refiner is not None else None, presentation)
 
 
+def _beside_the_image(coder: TextCoder | None) -> bool:
+    """Whether the caption may be coded or decoded beside the image (`_Beside`): its bytes cannot
+    depend on threads (`thread_independent`) and the coder does not predict them seeing x̂
+    (`needs_image`)."""
+    return bool(coder) and getattr(coder, "thread_independent", False) and not getattr(coder, "needs_image", False)
+
+
 class _Beside:
     """`work()` on a second thread, beside the image's coding or decoding.
 
@@ -580,7 +587,7 @@ class _CaptionDecoding:
 
     def __init__(self, coder: TextCoder | None, section: Section | None):
         self._coder, self._payload = coder, section.payload if section is not None else None
-        self.beside = bool(coder) and getattr(coder, "thread_independent", False) and not getattr(coder, "needs_image", False)
+        self.beside = _beside_the_image(coder)
         self._text: str | None = None
         self._pending = _Beside(lambda: self._coder.decode(self._payload), "stic-caption-decode") if self.beside else None
 
