@@ -2,6 +2,9 @@
 is not stays; realesrgan-stic's new files ask for the quarter-level median, older files (no byte, or
 stic 0.4.0's float median) decode as they did."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -98,3 +101,19 @@ def test_the_same_pixels_on_any_number_of_threads(version):
     assert all(np.array_equal(results[0], other) for other in results[1:])
     assert np.array_equal(remove_grid(image, version), results[0])  # torch's thread count by default
     assert not np.array_equal(results[0], image)
+
+
+def test_a_decoder_imports_the_filter_beside_the_image():
+    """A fresh process that rebuilds the refiner from a file's section starts importing the
+    filter's SciPy/skimage modules at once, on a thread of their own (~0.4 s off a cold decode)."""
+    script = (
+        "import sys\n"
+        "from stic.refine import degrid\n"
+        "from stic.refine.esrgan import RealESRGANRefiner\n"
+        "assert 'skimage.filters.rank' not in sys.modules and degrid._importing is None\n"
+        "RealESRGANRefiner.from_params('realesrgan-stic', b'\\x02')\n"
+        "assert degrid._importing.name == 'stic-grid-filter-import'\n"
+        "degrid._importing.join()\n"
+        "assert {'scipy.ndimage', 'skimage.filters.rank'} <= set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

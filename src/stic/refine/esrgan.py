@@ -30,7 +30,7 @@ from PIL import Image
 from stic import codecs
 from stic.errors import FormatError, ModelNotFoundError
 from stic.models.cache import ModelCache
-from stic.refine.degrid import QUARTER_LEVEL_MEDIAN, VERSIONS, remove_grid
+from stic.refine.degrid import QUARTER_LEVEL_MEDIAN, VERSIONS, import_beside, remove_grid
 from stic.refine.rrdbnet import RRDBNet, SRVGGNetCompact, load_ncnn_weights
 
 SCALE = 4
@@ -184,6 +184,8 @@ class RealESRGANRefiner:
                 f"refine section: unknown {variant} parameters {params.hex()} (written by a newer stic?); "
                 "decode with --no-refine"
             )
+        if params:  # a decoder: its filter's imports overlap the image's decoding
+            import_beside(params[0])
         return cls(variant, degrid=params[0] if params else 0)
 
     def refine(self, image: np.ndarray, caption: str | None = None, seed: int = 0) -> np.ndarray:

@@ -17,8 +17,9 @@ from stic.paths import model_key
 from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
 
-REFINER_CHOICES = ("identity", "realesrgan", "realesrgan-compact", "realesrgan-stic", "realesrgan-stic-q2", "diffusion")
-_GAN_REFINERS = ("realesrgan", "realesrgan-compact", "realesrgan-stic", "realesrgan-stic-q2")
+#: the Real-ESRGAN networks (stic.refine.esrgan), one per refine codec id
+_GAN_REFINERS = tuple(name for name in codecs.REFINER_NAMES.values() if name.startswith("realesrgan"))
+REFINER_CHOICES = ("identity", *_GAN_REFINERS, "diffusion")
 _ALIASES = {"none": "identity", "gan": "realesrgan"}
 #: seeds are stored as varints; the diffusion refiner seeds tile i with (seed << 16) + i, which
 #: torch's generator takes up to 2^64
@@ -47,9 +48,8 @@ def _pipeline(model: str, device: str | None = None, dtype: str | None = None):
 def get_refiner(
     name: str, *, model: str | None = None, settings=None, device: str | None = None, dtype: str | None = None
 ) -> Refiner:
-    """`identity`, `realesrgan`, `realesrgan-compact`, `realesrgan-stic`, `realesrgan-stic-q2` or `diffusion` (also
-    `diffusion:MODEL`); `settings` is a
-    DiffusionSettings for the diffusion refiner, `device` and `dtype` place its model (stic.placement)."""
+    """`identity`, a Real-ESRGAN network (`realesrgan`, `realesrgan-compact`, `realesrgan-stic`, ...) or
+    `diffusion` (also `diffusion:MODEL`); `settings` is a DiffusionSettings for the diffusion refiner, `device` and `dtype` place its model (stic.placement)."""
     base, _, inline_model = name.partition(":")
     base = _ALIASES.get(base, base)
     if base == "identity":
