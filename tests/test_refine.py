@@ -11,7 +11,7 @@ from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFou
 from stic.refine import esrgan
 from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
-from stic.refine.registry import get_refiner, refine_section, refiner_for_section
+from stic.refine.registry import GAN_REFINERS, get_refiner, refine_section, refiner_for_section
 from stic.refine.rrdbnet import RRDBNet, load_ncnn_weights
 
 
@@ -40,8 +40,7 @@ def test_identity():
 
 
 @pytest.mark.parametrize(
-    ("name", "margin"),
-    [("realesrgan", 0.05), ("realesrgan-compact", 0.0), ("realesrgan-stic", 0.05), ("realesrgan-stic-q2", 0.05)],
+    ("name", "margin"), [(name, 0.0 if name == "realesrgan-compact" else 0.05) for name in GAN_REFINERS]
 )
 def test_gan_sharpens_a_blurry_image_deterministically(name, margin):
     _weights_or_skip()

@@ -18,8 +18,8 @@ from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
 
 #: the Real-ESRGAN networks (stic.refine.esrgan), one per refine codec id
-_GAN_REFINERS = tuple(name for name in codecs.REFINER_NAMES.values() if name.startswith("realesrgan"))
-REFINER_CHOICES = ("identity", *_GAN_REFINERS, "diffusion")
+GAN_REFINERS = tuple(name for name in codecs.REFINER_NAMES.values() if name.startswith("realesrgan"))
+REFINER_CHOICES = ("identity", *GAN_REFINERS, "diffusion")
 _ALIASES = {"none": "identity", "gan": "realesrgan"}
 #: seeds are stored as varints; the diffusion refiner seeds tile i with (seed << 16) + i, which
 #: torch's generator takes up to 2^64
@@ -54,7 +54,7 @@ def get_refiner(
     base = _ALIASES.get(base, base)
     if base == "identity":
         return IdentityRefiner()
-    if base in _GAN_REFINERS:
+    if base in GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
 
         return RealESRGANRefiner(base)
@@ -94,7 +94,7 @@ def refiner_for_section(
         raise FormatError(f"refine section: seed {seed} is out of range (at most 2^48-1)")
     params = section.payload[pos:]
     same = held is not None and held.refiner_id == section.codec_id and _made_for(held, section.fingerprint)
-    if name in _GAN_REFINERS:
+    if name in GAN_REFINERS:
         from stic.refine.esrgan import RealESRGANRefiner
 
         refiner = held if same and held.params() == params else RealESRGANRefiner.from_params(name, params)
