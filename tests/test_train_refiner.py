@@ -7,11 +7,19 @@ import torch
 from safetensors.torch import save_file
 from train_helpers import make_images, one_thread  # noqa: F401 (autouse fixture)
 
-from stic.errors import ModelNotFoundError
+from stic.errors import InputError, ModelNotFoundError
 from stic.refine import esrgan
 from stic.refine.registry import get_refiner, refine_section, refiner_for_section
 from stic.train.config import RefinerConfig
-from stic.train.refiner import PairSampler, build_network, export_refiner, read_weights, train_refiner
+from stic.train.refiner import (
+    PairSampler,
+    RefinerLoss,
+    build_network,
+    export_refiner,
+    read_weights,
+    spectrum_excess,
+    train_refiner,
+)
 
 
 @pytest.fixture
@@ -112,3 +120,17 @@ def test_a_missing_starting_point_fails_before_any_pair_is_coded(data, tmp_path)
     with pytest.raises(ModelNotFoundError, match="not found"):
         train_refiner(_cfg(tmp_path / "run", max_steps=1, init_from=str(tmp_path / "absent.pth")))
     assert not (tmp_path / "run" / "pairs").exists()
+
+
+def test_the_spectrum_term_costs_a_pattern_the_photo_lacks_and_nothing_else():
+    torch.manual_seed(0)
+    photo = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 68, 68), 5, 1)  # 64x64, smooth noise
+    rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    weave = photo + 0.05 * torch.sin((rows + cols) * 2.2)  # a diagonal pattern of one frequency
+    assert float(spectrum_excess(photo, photo)) == 0.0
+    assert float(spectrum_excess(weave, photo)) > 1e-3
+    assert float(spectrum_excess(photo * 0.5, photo)) == 0.0  # less energy everywhere: no excess
+    total, values = RefinerLoss({"spectrum": 3.0}, "cpu")(weave, photo)
+    assert set(values) == {"spectrum"} and torch.isclose(total, 3 * values["spectrum"])
+    with pytest.raises(InputError, match="colour, spectrum"):
+        RefinerLoss({"weave": 1.0}, "cpu")

@@ -50,7 +50,7 @@ def _add_refiner(commands) -> None:
     p.add_argument("--minutes", type=float, default=defaults.minutes, help="wall-clock budget over all resumes")
     p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many steps")
     p.add_argument("--losses", default=json.dumps(defaults.losses),
-                   help="loss weights as JSON {term: weight}: colour and metrics from stic.metrics")
+                   help="loss weights as JSON {term: weight}: colour, spectrum and metrics from stic.metrics")
     p.add_argument("--adversarial", type=float, default=defaults.adversarial, help="generator's adversarial weight (0: off)")
     p.add_argument("--adversarial-warmup", type=int, default=defaults.adversarial_warmup,
                    help="steps before the adversarial term reaches the refiner (the discriminator learns from step 0)")

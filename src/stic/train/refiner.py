@@ -148,22 +148,38 @@ def colour_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (F.avg_pool2d(out, COLOUR_BLOCK) - F.avg_pool2d(target, COLOUR_BLOCK)).abs().mean()
 
 
+def spectrum_excess(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean excess of log(1 + |FFT|) per channel over the photo's: energy at frequencies where the
+    photo has less, e.g. a regular weave the refiner paints over water and foliage. LPIPS and DISTS
+    can reward that as texture; this term only ever costs it (docs/refiners.md)."""
+    def log_magnitude(x: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(torch.fft.rfft2(x, norm="ortho").abs())
+
+    return torch.relu(log_magnitude(out) - log_magnitude(target)).mean()
+
+
+_OWN_TERMS = {"colour": colour_error, "spectrum": spectrum_excess}
+
+
 class RefinerLoss:
-    """Weighted LPIPS/DISTS/colour terms on the refined crop; returns (total, {term: value})."""
+    """Weighted LPIPS/DISTS/colour/spectrum terms on the refined crop; returns (total, {term: value})."""
 
     def __init__(self, weights: dict[str, float], device):
         from stic.metrics import METRICS, create_loss
 
-        unknown = set(weights) - set(METRICS) - {"colour"}
+        unknown = set(weights) - set(METRICS) - set(_OWN_TERMS)
         if unknown:
-            raise InputError(f"unknown refiner loss {sorted(unknown)}; choose from colour, {', '.join(METRICS)}")
+            raise InputError(
+                f"unknown refiner loss {sorted(unknown)}; choose from {', '.join(_OWN_TERMS)}, {', '.join(METRICS)}"
+            )
         self.weights = weights
-        self.metrics = {name: create_loss(name).to(device) for name in weights if name != "colour"}
+        self.metrics = {name: create_loss(name).to(device) for name in weights if name not in _OWN_TERMS}
 
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
         values = {name: metric(out, target).mean() for name, metric in self.metrics.items()}
-        if "colour" in self.weights:
-            values["colour"] = colour_error(out.float(), target)
+        for name, term in _OWN_TERMS.items():
+            if name in self.weights:
+                values[name] = term(out.float(), target)
         return sum(self.weights[k] * v for k, v in values.items()), values
 
 
