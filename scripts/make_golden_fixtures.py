@@ -68,7 +68,7 @@ def main() -> None:
     makers["image_colour_refine-stic_stic-q1.stic"] = lambda: pipeline.encode(
         image, model="stic-q1", refiner=RealESRGANRefiner("realesrgan-stic", degrid=FLOAT_MEDIAN)
     ).data
-    # stic 0.5: the grid filter's quarter-level median (parameter byte 2), stic-q1's default since
+    # stic 0.5: the grid filter's quarter-level median (parameter byte 2), stic-q1's default since stic 0.5
     makers["image_colour_refine-stic_stic-q1_stic0.5.stic"] = lambda: pipeline.encode(image, model="stic-q1").data
     # stic 0.5: stic-q2's defaults, its own refiner realesrgan-stic-q2 (refiner id 5) with the grid filter
     makers["image_colour_refine-stic-q2_stic-q2.stic"] = lambda: pipeline.encode(image, model="stic-q2").data

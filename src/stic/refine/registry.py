@@ -48,8 +48,8 @@ def _pipeline(model: str, device: str | None = None, dtype: str | None = None):
 def get_refiner(
     name: str, *, model: str | None = None, settings=None, device: str | None = None, dtype: str | None = None
 ) -> Refiner:
-    """`identity`, a Real-ESRGAN network (`realesrgan`, `realesrgan-compact`, `realesrgan-stic`, ...) or
-    `diffusion` (also `diffusion:MODEL`); `settings` is a DiffusionSettings for the diffusion refiner, `device` and `dtype` place its model (stic.placement)."""
+    """`identity`, one of GAN_REFINERS or `diffusion` (also `diffusion:MODEL`); `settings` is a
+    DiffusionSettings for the diffusion refiner, `device` and `dtype` place its model (stic.placement)."""
     base, _, inline_model = name.partition(":")
     base = _ALIASES.get(base, base)
     if base == "identity":
