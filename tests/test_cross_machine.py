@@ -1,9 +1,9 @@
 """Captions and image symbols decode on every machine: the cross-kernel matrix.
 
-Each configuration — every CPU kernel class this machine supports (ATEN_CPU_CAPABILITY), 1 and 2
-threads, oneDNN off — runs in its own process, encodes every test text (LLaVA-style, COCO-style,
-odd) with the default model and with tiny Gemma 3 and Qwen2 models, and decodes a share of the
-texts encoded here by the parent process (native kernel class, one thread, batched encoder).
+Each configuration — every CPU kernel class this machine supports (ATEN_CPU_CAPABILITY, with
+numpy's OpenBLAS kernels of the same class), 1 and 2 threads, oneDNN off — runs in its own
+process, encodes every test text (LLaVA-style, COCO-style, odd) with the default model and with
+tiny Gemma 3 and Qwen2 models, and decodes a share of the texts encoded here by the parent process (native kernel class, one thread, batched encoder).
 Every configuration must produce the same bytes, and every text must come back. Whole .stic
 files (every shipped image model, with a caption) go both ways too: each configuration decodes
 the parent's files and writes two of its own, which the parent decodes; captions and the decoded
@@ -26,6 +26,9 @@ from tiny_lm import tiny_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("avx512", "avx2", "default")
+#: numpy's OpenBLAS kernels for each class (OPENBLAS_CORETYPE): the image symbols' integer networks
+#: run their float64 products there (stic.image.array_conv)
+BLAS_CORES = {"avx512": "SkylakeX", "avx2": "Haswell", "default": "Prescott"}
 
 
 def _texts() -> list[str]:
@@ -110,7 +113,7 @@ def test_captions_decode_across_kernel_classes_threads_and_onednn(tmp_path):
             "images": [[100 + 2 * index + k, image_models[(index + k) % len(image_models)], k * (5 + 7 * index)]
                        for k in range(2)],
         }  # fmt: skip
-        jobs.append(({"ATEN_CPU_CAPABILITY": capability}, job))
+        jobs.append(({"ATEN_CPU_CAPABILITY": capability, "OPENBLAS_CORETYPE": BLAS_CORES[capability]}, job))
         expected.append((chosen, share))
     outputs = _run_children(jobs, tmp_path)
     for config, out, (chosen, share) in zip(configs, outputs, expected, strict=True):

@@ -18,7 +18,7 @@ from stic.codecs import IMAGE_LEARNED
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
 from stic.image import registry
 from stic.image.architectures import build_model
-from stic.image.learned import pack_strings, unpack_strings
+from stic.image.payload import pack_strings, unpack_strings
 from stic.image.registry import codec_for_fingerprint, load_image_codec, shipped_models
 
 TINY = {"architecture": "mbt2018-mean", "N": 8, "M": 8}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import types
 
@@ -102,3 +103,22 @@ def install() -> None:
     """Make the next `import compressai` light (no effect once CompressAI is imported)."""
     if "compressai" not in sys.modules and not any(isinstance(f, _CompressAIFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _CompressAIFinder())
+
+
+def rans():
+    """CompressAI's rANS coder, its C++ extension `compressai.ans`, without importing the package,
+    whose __init__ imports torch (~1.5 s): a decoder that needs only the coder does not pay for it.
+    Registered under its own name, so a later `import compressai` uses this very module."""
+    module = sys.modules.get("compressai.ans")
+    if module is not None:
+        return module
+    package = importlib.machinery.PathFinder.find_spec("compressai")  # locates; imports nothing
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("CompressAI is not installed (pip install compressai)")
+    spec = importlib.machinery.PathFinder.find_spec("compressai.ans", list(package.submodule_search_locations))
+    if spec is None:
+        raise ImportError("CompressAI's rANS extension (compressai.ans) is missing from its installation")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["compressai.ans"] = module
+    return module

@@ -28,8 +28,6 @@ ARCHITECTURES = {
     "cheng2020-attn": Cheng2020Attention,
 }
 
-#: every architecture above downsamples by 16 (analysis) x 4 (hyper-analysis)
-PAD_MULTIPLE = 64
 
 #: CompressAI derives these from the weights with model.update(); they are empty while training
 DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")

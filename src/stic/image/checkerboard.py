@@ -9,6 +9,7 @@ untrained context codes exactly as the hyperprior does, and it can be trained on
 model's frozen transforms (`stic train-context`).
 """
 
+import numpy as np
 import torch
 import torch.nn as nn
 from compressai.latent_codecs import CheckerboardLatentCodec, GaussianConditionalLatentCodec
@@ -89,11 +90,30 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
     def compress_latents(self, y: torch.Tensor, z: torch.Tensor, step: int = 0) -> list[list[bytes]]:
         """Strings [anchors, non-anchors, z] for given latents (g_a's, or a latent search's), with
         the entropy parameters computed exactly (stic.image.exact_entropy) and y quantised with
-        the finer `step` (exact_entropy.STEP_UNITS; 0: the trained unit step)."""
-        from stic.image import exact_entropy
+        the finer `step` (exact_entropy.STEP_UNITS; 0: the trained unit step). One image."""
+        from stic.image import exact_entropy as ee
 
-        strings = exact_entropy.compress_latents(self, exact_entropy.ExactEntropyParameters(self), y, z, step)
-        return [[s] for s in strings]
+        exact, units = ee.ExactEntropyParameters(self.state_arrays()), ee.STEP_UNITS[step]
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        hyper = exact.hyper(z_hat[0].numpy())
+        y_halves = ee.unembed(y[0].detach().cpu().numpy())
+        fixed_halves = np.zeros(y_halves.shape, np.int64)
+        strings = []
+        for half in range(2):
+            indexes, means = exact.params(fixed_halves, hyper, half, units)
+            residual = y_halves[half] - ee.to_float(means)
+            if step:  # the encoder's own choice of symbol: nothing to keep exact here
+                residual = residual.astype(np.float64) * ((1 << ee.OUT_BITS) / units)
+            symbols = np.rint(residual).astype(np.int64)
+            coded = self.gaussian_conditional.compress(torch.from_numpy(symbols[None]).float(), torch.from_numpy(indexes[None]))
+            strings.append(coded)
+            fixed_halves[half] = symbols * units + means
+        return [*strings, z_strings]
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The weights and entropy tables as numpy arrays (what stic.image.decoder reads)."""
+        return {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
 
     def compress(self, x: torch.Tensor, step: int = 0) -> dict:
         y = self.g_a(x)
@@ -102,13 +122,12 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
 
     def decompress(self, strings: list, shape, step: int = 0) -> dict:
         """Decode strings written with exact entropy parameters (every file since stic 0.2)."""
-        from stic.image import exact_entropy
+        from stic.image.exact_entropy import LatentDecoder
 
         if len(strings) != self.STRINGS:
             raise ValueError(f"expected {self.STRINGS} strings, got {len(strings)}")
-        exact = exact_entropy.ExactEntropyParameters(self)
-        y_hat = exact_entropy.decompress_latents(self, exact, [s[0] for s in strings], shape, step)
-        return {"x_hat": synthesize(self.g_s, y_hat).clamp_(0, 1)}
+        y_hat = LatentDecoder(self.state_arrays()).latents([s[0] for s in strings], shape, step)
+        return {"x_hat": synthesize(self.g_s, torch.from_numpy(y_hat)[None]).clamp_(0, 1)}
 
     def decompress_float(self, strings: list, shape) -> dict:
         """Decode stic 0.1's strings, whose entropy parameters came from the float networks (in

@@ -7,8 +7,10 @@ table boundary picks another CDF on another machine; one such flip destroys the 
 image. Here those networks run on integers (Ballé, Johnston, Minnen 2019, "Integer networks for
 data compression with latent-variable models"): int8 weights per output channel, activations
 as int64 fixed point quantised per tensor to 16-bit codes, convolutions as float64 products of
-integers (every partial sum below 2^53: exact in any order), LeakyReLU and GELU by integer
-arithmetic and tables. Means come out in fixed point (units of 2^-12), so y_hat = symbol + mean
+integers (every partial sum below 2^53: exact in any order; stic.image.array_conv), LeakyReLU and
+GELU by integer arithmetic and tables. Everything is numpy, read from the weights as arrays, and the
+decoder's rANS coder is loaded without the rest of CompressAI (`LatentDecoder`): decoding the
+symbols needs no torch. Means come out in fixed point (units of 2^-12), so y_hat = symbol + mean
 is exact, and scales are compared with integer thresholds to pick the CDF table.
 
 The synthesis g_s stays float: pixels may differ by a level between machines, symbols never.
@@ -18,14 +20,14 @@ from __future__ import annotations
 
 import decimal
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from stic._light_compressai import rans
+from stic.image import array_conv
 from stic.text import fixed_point as fp
-from stic.text.exact_lm import quantise_weight
 
 OUT_BITS = 12  #: means, scales and every activation, in units of 2^-12
 _CODE_LIMIT = (1 << 15) - 1  #: activations enter a convolution as 16-bit codes
@@ -52,40 +54,40 @@ STEP_UNITS = tuple(_step_units(s) for s in range(MAX_STEP + 1))
 class IntConv:
     """A (transposed) convolution with int8 weights per output channel and exact integer output."""
 
-    def __init__(self, conv: torch.nn.Module, transposed: bool, mask: torch.Tensor | None = None):
-        weight = conv.weight.detach().double()
+    def __init__(
+        self, weight: np.ndarray, bias: np.ndarray | None, transposed: bool = False, stride: int = 1,
+        padding: int = 0, output_padding: int = 0, mask: np.ndarray | None = None,
+    ):  # fmt: skip
+        """`weight` in torch's layout ([in, out, k, k] when transposed), any float dtype."""
+        weight = np.asarray(weight, dtype=np.float64)
         if mask is not None:  # a masked convolution: CompressAI masks its weight only on forward()
-            weight = weight * mask.double()
-        out_dim = 1 if transposed else 0
-        per_out = weight.transpose(0, out_dim)  # [out, in, k, k] either way
-        q = quantise_weight(per_out.reshape(per_out.shape[0], -1).numpy())  # the LM's per-row int8
-        codes = torch.from_numpy(q["codes"]).double().reshape(per_out.shape)
-        self.codes = codes.transpose(0, out_dim).contiguous()  # float64 integers, conv layout
-        self.mantissa = torch.from_numpy(q["mantissa"]).view(1, -1, 1, 1)
+            weight = weight * mask
+        per_out = weight.transpose(1, 0, 2, 3) if transposed else weight  # [out, in, k, k] either way
+        q = fp.quantise_weight(per_out.reshape(per_out.shape[0], -1))  # the LM's per-row int8
+        codes = q["codes"].astype(np.float64).reshape(per_out.shape)
+        self.codes = np.ascontiguousarray(codes.transpose(1, 0, 2, 3) if transposed else codes)
+        self.mantissa = q["mantissa"][:, None, None]
         self.shift = int(q["shift"])
-        bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(per_out.shape[0], dtype=torch.float64)
-        self.bias = torch.round(bias * (1 << OUT_BITS)).to(torch.int64).view(1, -1, 1, 1)
-        self.transposed = transposed
-        self.stride, self.padding = conv.stride, conv.padding
-        self.output_padding = getattr(conv, "output_padding", 0)
+        bias = np.zeros(per_out.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
+        self.bias = np.rint(bias * (1 << OUT_BITS)).astype(np.int64)[:, None, None]
+        self.transposed, self.stride, self.padding, self.output_padding = transposed, stride, padding, output_padding
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x: int64 in units of 2^-12 -> int64 in units of 2^-12."""
-        peak = int(x.abs().max()) if x.numel() else 0
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x: [C, H, W] int64 in units of 2^-12 -> int64 in units of 2^-12."""
+        peak = int(np.abs(x).max()) if x.size else 0
         exponent = max(0, peak.bit_length() - 15)
-        codes = fp.shift_round(x, -exponent).clamp(-_CODE_LIMIT, _CODE_LIMIT).double()
+        codes = np.clip(fp.shift_round(x, -exponent), -_CODE_LIMIT, _CODE_LIMIT).astype(np.float64)
         if self.transposed:
-            acc = F.conv_transpose2d(codes, self.codes, stride=self.stride, padding=self.padding,
-                                     output_padding=self.output_padding)
+            acc = array_conv.conv_transpose2d(codes, self.codes, None, self.stride, self.padding, self.output_padding)
         else:
-            acc = F.conv2d(codes, self.codes, stride=self.stride, padding=self.padding)
-        acc = torch.round(acc).to(torch.int64)  # |acc| < 2^15 * 127 * K < 2^53
+            acc = array_conv.conv2d(codes, self.codes, None, self.padding)
+        acc = np.rint(acc).astype(np.int64)  # |acc| < 2^15 * 127 * K < 2^53
         return fp.shift_round(acc * self.mantissa, exponent - self.shift) + self.bias
 
 
-def leaky_relu(x: torch.Tensor, slope: float = 0.01) -> torch.Tensor:
+def leaky_relu(x: np.ndarray, slope: float = 0.01) -> np.ndarray:
     factor = round(slope * (1 << 16))
-    return torch.where(x >= 0, x, fp.shift_round(x * factor, -16))
+    return np.where(x >= 0, x, fp.shift_round(x * factor, -16))
 
 
 #: round(2^16 Phi(k / 2^8)) for k in [-2^11, 2^11], int32 little-endian, made by `phi_table()`
@@ -94,8 +96,8 @@ PHI_TABLE = Path(__file__).with_name("tables") / "phi_2-8_2-16.i32"
 
 
 @functools.cache
-def _phi_table() -> torch.Tensor:
-    return torch.from_numpy(np.frombuffer(PHI_TABLE.read_bytes(), dtype="<i4").astype(np.int64))
+def _phi_table() -> np.ndarray:
+    return np.frombuffer(PHI_TABLE.read_bytes(), dtype="<i4").astype(np.int64)
 
 
 def phi_table() -> list[int]:
@@ -122,101 +124,126 @@ def _erf(x: decimal.Decimal, ctx: decimal.Context) -> decimal.Decimal:
     return ctx.multiply(total, two_over_sqrt_pi)
 
 
-def gelu(x: torch.Tensor) -> torch.Tensor:
+def gelu(x: np.ndarray) -> np.ndarray:
     """x * Phi(x) for int64 x in units of 2^-12 (Phi from the table, x clamped to +-8 there)."""
-    index = (fp.shift_round(x, -4).clamp(-(1 << 11), 1 << 11) + (1 << 11)).long()
+    index = np.clip(fp.shift_round(x, -4), -(1 << 11), 1 << 11) + (1 << 11)
     return fp.shift_round(x * _phi_table()[index], -16)
 
 
+def checkerboard_mask(kernel: int) -> np.ndarray:
+    """CompressAI's CheckerboardMaskedConv2d mask (type A): a tap sees only the other half."""
+    mask = np.ones((kernel, kernel))
+    mask[0::2, 0::2] = 0
+    mask[1::2, 1::2] = 0
+    return mask
+
+
+def unembed(y: np.ndarray) -> np.ndarray:
+    """[C, H, W] -> [2, C, H, W/2]: the anchors ((i + j) even) and the other half, each row
+    packed (CompressAI's CheckerboardLatentCodec.unembed, anchor parity "even")."""
+    channels, height, width = y.shape
+    halves = np.zeros((2, channels, height, width // 2), y.dtype)
+    halves[0, :, 0::2], halves[0, :, 1::2] = y[:, 0::2, 0::2], y[:, 1::2, 1::2]
+    halves[1, :, 0::2], halves[1, :, 1::2] = y[:, 0::2, 1::2], y[:, 1::2, 0::2]
+    return halves
+
+
+def embed(halves: np.ndarray) -> np.ndarray:
+    """The inverse of `unembed`."""
+    _, channels, height, half_width = halves.shape
+    y = np.zeros((channels, height, 2 * half_width), halves.dtype)
+    y[:, 0::2, 0::2], y[:, 1::2, 1::2] = halves[0, :, 0::2], halves[0, :, 1::2]
+    y[:, 0::2, 1::2], y[:, 1::2, 0::2] = halves[1, :, 0::2], halves[1, :, 1::2]
+    return y
+
+
 class ExactEntropyParameters:
-    """h_s, the checkerboard context and the entropy-parameter MLP of a MeanScaleCheckerboard,
-    run on integers; `params(z_hat, y_hat_anchors)` gives (scale indexes, means)."""
+    """h_s, the checkerboard context and the entropy-parameter MLP of a MeanScaleCheckerboard
+    (stic.image.checkerboard), run on integers from its weights (a state dict of arrays);
+    `params` gives one checkerboard half's (scale indexes, means)."""
 
-    def __init__(self, model):
-        hs = model.h_s
-        self.h_s = [IntConv(hs[0], True), IntConv(hs[2], True), IntConv(hs[4], False)]
-        cb = model.context
-        self.context = IntConv(cb.context_prediction, False, mask=cb.context_prediction.mask)
-        net = cb.entropy_parameters.net
-        self.mlp = [IntConv(net[0], False), IntConv(net[2], False), IntConv(net[4], False)]
-        self.channels = cb.entropy_parameters.channels
-        gc = model.gaussian_conditional
-        bound = float(gc.lower_bound_scale.bound)
-        table = gc.scale_table.double().clamp(min=bound)
+    def __init__(self, state: Mapping[str, np.ndarray]):
+        def conv(name: str, transposed: bool = False, mask: bool = False) -> IntConv:
+            weight = state[f"{name}.weight"]
+            kernel = weight.shape[-1]
+            if transposed:  # CompressAI's deconv: stride 2, output padding 1
+                return IntConv(weight, state[f"{name}.bias"], True, 2, kernel // 2, 1)
+            return IntConv(weight, state[f"{name}.bias"], padding=kernel // 2, mask=checkerboard_mask(kernel) if mask else None)
+
+        self.h_s = [conv("h_s.0", True), conv("h_s.2", True), conv("h_s.4")]
+        self.context = conv("context.context_prediction", mask=True)
+        self.mlp = [conv(f"context.entropy_parameters.net.{i}") for i in (0, 2, 4)]
+        self.channels = state["context.context_prediction.weight"].shape[0]
+        gc = "context.y.gaussian_conditional."
+        bound = float(np.asarray(state[gc + "lower_bound_scale.bound"]).reshape(-1)[0])
+        table = np.maximum(np.asarray(state[gc + "scale_table"], dtype=np.float64), bound)
         #: index = number of table entries (but the last) strictly below the scale
-        self.thresholds = torch.floor(table[:-1] * (1 << OUT_BITS)).to(torch.int64)
+        self.thresholds = np.floor(table[:-1] * (1 << OUT_BITS)).astype(np.int64)
 
-    def hyper(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """h_s(z_hat) in units of 2^-12, from float z_hat (symbols + medians: exact in 2^-12?
-        rounded to the nearest unit either way)."""
-        x = torch.round(z_hat.double() * (1 << OUT_BITS)).to(torch.int64)
+    def hyper(self, z_hat: np.ndarray) -> np.ndarray:
+        """h_s(z_hat) in units of 2^-12, from float z_hat [C, h, w] (symbols + medians, rounded to
+        the nearest unit)."""
+        x = np.rint(np.asarray(z_hat, dtype=np.float64) * (1 << OUT_BITS)).astype(np.int64)
         x = leaky_relu(self.h_s[0](x))
         x = leaky_relu(self.h_s[1](x))
         return self.h_s[2](x)
 
-    def entropy_parameters(self, context: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([context, hyper], 1)
+    def entropy_parameters(self, context: np.ndarray, hyper: np.ndarray) -> np.ndarray:
+        x = np.concatenate([context, hyper])
         h = gelu(self.mlp[0](x))
         h = gelu(self.mlp[1](h))
-        return x[:, self.channels :] + self.mlp[2](h)
+        return x[self.channels :] + self.mlp[2](h)
 
-    def indexes(self, scales: torch.Tensor, units: int = 1 << OUT_BITS) -> torch.Tensor:
+    def indexes(self, scales: np.ndarray, units: int = 1 << OUT_BITS) -> np.ndarray:
         """CDF table index of each (fixed-point) scale, divided by the quantisation step of `units`
         (2^-12 each): how many thresholds lie below it."""
         if units != 1 << OUT_BITS:
-            scales = torch.div(scales << OUT_BITS, units, rounding_mode="floor")
-        return torch.searchsorted(self.thresholds, scales.contiguous()).to(torch.int32)
+            scales = (scales << OUT_BITS) // units
+        return np.searchsorted(self.thresholds, scales).astype(np.int32)
+
+    def params(self, fixed_halves: np.ndarray, hyper: np.ndarray, half: int, units: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scale indexes and means (fixed point) of one checkerboard half, laid out as the coder
+        codes it ([C, h, w/2]): the anchors from the hyperprior alone, the other half also from
+        the decoded anchors (`fixed_halves`, [2, C, h, w/2]) around them."""
+        if half == 0:
+            context = np.zeros_like(hyper[: self.channels])
+        else:
+            context = self.context(embed(fixed_halves))
+        scales, means = np.split(self.entropy_parameters(context, hyper), 2)
+        return self.indexes(unembed(scales)[half], units), unembed(means)[half]
 
 
-def _to_float(fixed: torch.Tensor) -> torch.Tensor:
-    return fixed.to(torch.float64).div(1 << OUT_BITS).float()
+def to_float(fixed: np.ndarray) -> np.ndarray:
+    """Fixed point (units of 2^-12) -> float32 (exact: a power-of-two division, then one rounding)."""
+    return (fixed.astype(np.float64) / (1 << OUT_BITS)).astype(np.float32)
 
 
-def _params(exact: ExactEntropyParameters, model, fixed_halves: torch.Tensor, hyper: torch.Tensor, half: int, units: int):
-    """Scale indexes and means (fixed point) of one checkerboard half, laid out as the coder
-    codes it ([n, c, h, w/2]): the anchors from the hyperprior alone, the other half also from
-    the decoded anchors (`fixed_halves`) around them."""
-    if half == 0:
-        context = torch.zeros_like(hyper[:, : exact.channels])
-    else:
-        context = exact.context(model.context.embed(fixed_halves))
-    params = exact.entropy_parameters(context, hyper)
-    scales, means = params.chunk(2, 1)
-    cb = model.context
-    scales, means = cb.unembed(scales)[half], cb.unembed(means)[half]
-    return exact.indexes(scales, units), means
+class LatentDecoder:
+    """Strings [anchors, non-anchors, z] -> y_hat, from a MeanScaleCheckerboard's weights and entropy
+    tables (a state dict of arrays), with CompressAI's rANS decoder."""
+
+    def __init__(self, state: Mapping[str, np.ndarray]):
+        self.exact = ExactEntropyParameters(state)
+        self.z_tables, self.y_tables = _tables(state, "entropy_bottleneck."), _tables(state, "context.y.gaussian_conditional.")
+        #: z_hat = symbol + median, in float32 as CompressAI's EntropyBottleneck adds them
+        self.medians = np.asarray(state["entropy_bottleneck.quantiles"], dtype=np.float32)[:, 0, 1]
+
+    def latents(self, strings: list[bytes], z_shape: tuple[int, int], step: int = 0) -> np.ndarray:
+        """y_hat [M, 4h, 4w] (float32) from strings written with quantisation `step`."""
+        decoder = rans().RansDecoder()
+        channels, (h, w) = len(self.medians), z_shape
+        z_indexes = np.repeat(np.arange(channels, dtype=np.int32), h * w).tolist()
+        z = np.asarray(decoder.decode_with_indexes(strings[2], z_indexes, *self.z_tables), dtype=np.float32)
+        hyper = self.exact.hyper(z.reshape(channels, h, w) + self.medians[:, None, None])
+        units = STEP_UNITS[step]
+        fixed_halves = np.zeros((2, self.exact.channels, hyper.shape[1], hyper.shape[2] // 2), np.int64)
+        for half in range(2):
+            indexes, means = self.exact.params(fixed_halves, hyper, half, units)
+            symbols = decoder.decode_with_indexes(strings[half], indexes.reshape(-1).tolist(), *self.y_tables)
+            fixed_halves[half] = np.asarray(symbols, dtype=np.int64).reshape(means.shape) * units + means
+        return to_float(embed(fixed_halves))
 
 
-def compress_latents(model, exact: ExactEntropyParameters, y: torch.Tensor, z: torch.Tensor, step: int = 0) -> list[bytes]:
-    """Strings [anchors, non-anchors, z] with exact entropy parameters, y quantised with `step`."""
-    units = STEP_UNITS[step]
-    z_strings = model.entropy_bottleneck.compress(z)
-    z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-    hyper = exact.hyper(z_hat)
-    gc = model.gaussian_conditional
-    y_halves = model.context.unembed(y)
-    fixed_halves = torch.zeros((2, *y_halves.shape[1:]), dtype=torch.int64)
-    strings = []
-    for half in range(2):
-        indexes, means = _params(exact, model, fixed_halves, hyper, half, units)
-        residual = y_halves[half] - _to_float(means)
-        if step:  # the encoder's own choice of symbol: nothing to keep exact here
-            residual = residual.double() * ((1 << OUT_BITS) / units)
-        symbols = torch.round(residual).to(torch.int64)
-        strings.append(gc.compress(symbols.float(), indexes)[0])
-        fixed_halves[half] = symbols * units + means
-    return [*strings, z_strings[0]]
-
-
-def decompress_latents(model, exact: ExactEntropyParameters, strings: list[bytes], z_shape, step: int = 0) -> torch.Tensor:
-    """y_hat (float) from strings [anchors, non-anchors, z] written with `step`."""
-    units = STEP_UNITS[step]
-    z_hat = model.entropy_bottleneck.decompress([strings[2]], z_shape)
-    hyper = exact.hyper(z_hat)
-    h, w = hyper.shape[-2:]
-    fixed_halves = torch.zeros((2, 1, exact.channels, h, w // 2), dtype=torch.int64)
-    for half in range(2):
-        indexes, means = _params(exact, model, fixed_halves, hyper, half, units)
-        symbols = model.gaussian_conditional.decompress([strings[half]], indexes).to(torch.int64)
-        fixed_halves[half] = symbols * units + means
-    return _to_float(model.context.embed(fixed_halves))
+def _tables(state: Mapping[str, np.ndarray], prefix: str) -> tuple[list, list, list]:
+    """An entropy model's CDF tables as the rANS coder takes them."""
+    return tuple(np.asarray(state[prefix + key]).tolist() for key in ("_quantized_cdf", "_cdf_length", "_offset"))

@@ -15,37 +15,16 @@ import torch
 import torch.nn.functional as F
 
 from stic.codecs import IMAGE_LEARNED, IMAGE_LEARNED_EXACT, IMAGE_LEARNED_EXACT_STEP
-from stic.container import decode_varint, encode_varint
 from stic.errors import FormatError, InputError
-from stic.image.architectures import PAD_MULTIPLE, string_count
-from stic.image.exact_entropy import MAX_STEP
+from stic.image.architectures import string_count
+from stic.image.exact_entropy import MAX_STEP, LatentDecoder
 from stic.image.latent_search import Objective, compress_latents, search_latents
+from stic.image.payload import pack_strings, padded_size, read_payload
+from stic.image.tiled import synthesize
 from stic.threads import fixed_threads
 
 #: intra-op threads used by compress/decompress: fixed so that results never depend on the host's default
 CODEC_THREADS = 2
-
-
-def pack_strings(strings: list[bytes]) -> bytes:
-    """Concatenate strings; every one but the last carries a varint length."""
-    parts = [encode_varint(len(s)) + s for s in strings[:-1]]
-    return b"".join(parts) + strings[-1]
-
-
-def unpack_strings(data: bytes, count: int) -> list[bytes]:
-    strings, pos = [], 0
-    for _ in range(count - 1):
-        length, pos = decode_varint(data, pos, "image payload length field")
-        if pos + length > len(data):
-            raise FormatError("image payload truncated: a stream is shorter than its length field")
-        strings.append(data[pos : pos + length])
-        pos += length
-    strings.append(data[pos:])
-    return strings
-
-
-def padded_size(height: int, width: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
-    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
 def padded_tensor(image: np.ndarray) -> torch.Tensor:
@@ -85,6 +64,7 @@ class LearnedImageCodec:
         #: channels of the main latent (the hyperprior's are fewer per position)
         self.latent_channels = int(getattr(model, "M", getattr(model, "N", 0)))
         self.codec_id = IMAGE_LEARNED_EXACT if hasattr(model, "decompress_float") else IMAGE_LEARNED
+        self._latent_decoder: LatentDecoder | None = None
 
     def fingerprint(self) -> bytes:
         return self._digest[:4]
@@ -129,32 +109,27 @@ class LearnedImageCodec:
         readable = (self.codec_id, IMAGE_LEARNED) + ((IMAGE_LEARNED_EXACT_STEP,) if self.max_step else ())
         if codec_id not in readable:
             raise FormatError(f"image model {self.name} cannot decode an image section of codec {codec_id}")
-        if width < 1 or height < 1:
-            raise FormatError(f"image size {width}x{height} is invalid")
-        step = 0
-        if codec_id == IMAGE_LEARNED_EXACT_STEP:
-            if not data or not 1 <= data[0] <= self.max_step:
-                raise FormatError(f"image payload names quantisation step {data[0] if data else None}, not 1..{self.max_step}")
-            step, data = data[0], data[1:]
-        ph, pw = padded_size(height, width)
-        # CompressAI's rANS decoder does not check bounds: a corrupt stream would read past its end.
-        # Zero bytes enough for one 32-bit read per symbol keep every read inside the buffer (and
-        # are never reached by a valid stream, which is read front to back).
-        symbols = (ph // 16) * (pw // 16) * (self.latent_channels + 1)
-        guard = bytes(4 * symbols + 64)
-        strings = [s + guard for s in unpack_strings(bytes(data), string_count(self.model))]
-        shape = (ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
+        strings, shape, step = read_payload(
+            data, width, height, codec_id, string_count(self.model), self.latent_channels, self.max_step
+        )
         with fixed_threads(CODEC_THREADS):
             try:
                 if codec_id == IMAGE_LEARNED and codec_id != self.codec_id:
-                    out = self.model.decompress_float([[s] for s in strings], shape)
-                elif step:
-                    out = self.model.decompress([[s] for s in strings], shape, step)
+                    x_hat = self.model.decompress_float([[s] for s in strings], shape)["x_hat"]
+                elif self.codec_id == IMAGE_LEARNED_EXACT:
+                    y_hat = self.latent_decoder().latents(strings, shape, step)
+                    x_hat = synthesize(self.model.g_s, torch.from_numpy(y_hat)[None])
                 else:
-                    out = self.model.decompress([[s] for s in strings], shape)
+                    x_hat = self.model.decompress([[s] for s in strings], shape)["x_hat"]
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise FormatError(f"image payload could not be decoded by {self.name}: {exc}") from exc
-        return to_image(out["x_hat"], height, width)
+        return to_image(x_hat, height, width)
+
+    def latent_decoder(self) -> LatentDecoder:
+        """The exact symbol decoder of these weights (a checkerboard model's), built once."""
+        if self._latent_decoder is None:
+            self._latent_decoder = LatentDecoder(self.model.state_arrays())
+        return self._latent_decoder
 
     @torch.no_grad()
     def estimate_bits(self, image: np.ndarray) -> float:

@@ -38,29 +38,6 @@ _ATTN_PROB_SHIFT = fp.EXP_OUT_BITS - 16  #: attention weights keep 16 bits
 _THREADED_ROWS = 16  #: passes over fewer tokens run on one thread (see ExactDecoder.forward)
 
 
-def quantise_weight(weight: np.ndarray) -> dict[str, np.ndarray]:
-    """int8 codes per row; row scale = mantissa * 2^-shift with one shift per tensor and
-    mantissas <= 2^15, rounded up so |code| <= 127. float64 division and rounding are
-    IEEE-exact, so the conversion is the same everywhere.
-
-    Also "mantissa_127": round(mantissa * 2^7 / 127), the row scale with the activations'
-    1/127 folded in (stic.text.fixed_point.quantise_rows), so a linear layer rescales by a
-    product and a shift."""
-    w = np.asarray(weight, dtype=np.float64)
-    scale = np.abs(w).max(axis=1) / 127
-    shift = 15 - int(np.frexp(scale.max())[1])
-    mantissa = np.ceil(np.ldexp(scale, shift))
-    exact = np.ldexp(mantissa, -shift)
-    codes = np.rint(w / np.where(exact > 0, exact, 1.0)[:, None]).clip(-127, 127)
-    mantissa = mantissa.astype(np.int64)
-    return {
-        "codes": codes.astype(np.int8),
-        "mantissa": mantissa,
-        "mantissa_127": (mantissa * 256 + 127) // 254,
-        "shift": np.array(shift, dtype=np.int64),
-    }
-
-
 def fixed_vector(values: np.ndarray, bits: int) -> np.ndarray:
     """round(values * 2^bits) as int64 (a power-of-two product: exact)."""
     return np.rint(np.asarray(values, dtype=np.float64) * (1 << bits)).astype(np.int64)
@@ -73,7 +50,7 @@ def convert(weights: LMWeights) -> dict[str, np.ndarray]:
 
     def linear(name: str, *parts: str, bias: bool = False) -> None:
         matrix = np.concatenate([t[f"{p}.weight"] for p in parts], axis=0)
-        for key, value in quantise_weight(matrix).items():
+        for key, value in fp.quantise_weight(matrix).items():
             out[f"{name}.{key}"] = value
         if bias and all(f"{p}.bias" in t for p in parts):
             out[f"{name}.bias"] = fixed_vector(np.concatenate([t[f"{p}.bias"] for p in parts]), ACT_BITS)

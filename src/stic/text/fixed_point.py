@@ -113,6 +113,29 @@ def shift_round(x, shift: int):
     return (x + (1 << (-shift - 1))) >> -shift
 
 
+def quantise_weight(weight: np.ndarray) -> dict[str, np.ndarray]:
+    """int8 codes per row; row scale = mantissa * 2^-shift with one shift per tensor and
+    mantissas <= 2^15, rounded up so |code| <= 127. float64 division and rounding are
+    IEEE-exact, so the conversion is the same everywhere.
+
+    Also "mantissa_127": round(mantissa * 2^7 / 127), the row scale with the activations'
+    1/127 folded in (quantise_rows), so a linear layer rescales by a
+    product and a shift."""
+    w = np.asarray(weight, dtype=np.float64)
+    scale = np.abs(w).max(axis=1) / 127
+    shift = 15 - int(np.frexp(scale.max())[1])
+    mantissa = np.ceil(np.ldexp(scale, shift))
+    exact = np.ldexp(mantissa, -shift)
+    codes = np.rint(w / np.where(exact > 0, exact, 1.0)[:, None]).clip(-127, 127)
+    mantissa = mantissa.astype(np.int64)
+    return {
+        "codes": codes.astype(np.int8),
+        "mantissa": mantissa,
+        "mantissa_127": (mantissa * 256 + 127) // 254,
+        "shift": np.array(shift, dtype=np.int64),
+    }
+
+
 def row_shift_round(x: np.ndarray, shifts: list[int]) -> np.ndarray:
     """`shift_round` with one shift per row of a 2-d x."""
     if len(set(shifts)) == 1:
