@@ -16,8 +16,11 @@ FIXTURES = ROOT / "tests" / "fixtures"
 sys.path.insert(0, str(ROOT / "tests"))
 
 import fuzz_cases as fc  # noqa: E402  (the tests' sample picture)
+from child_helpers import symbols_digest  # noqa: E402
 
 from stic import pipeline  # noqa: E402
+from stic.codecs import IMAGE_LEARNED  # noqa: E402
+from stic.container import SECTION_IMAGE, unpack  # noqa: E402
 from stic.image.registry import all_shipped_models  # noqa: E402
 from stic.refine.degrid import FLOAT_MEDIAN  # noqa: E402
 from stic.refine.esrgan import RealESRGANRefiner  # noqa: E402
@@ -47,7 +50,10 @@ def entry(data: bytes, caption_only: bool, caption: str | None = None) -> dict:
     if caption_only:
         return {"caption": caption}
     decoded = pipeline.decode(data)
-    return {"caption": decoded.caption, "pixels_sha256": hashlib.sha256(decoded.image.tobytes()).hexdigest()}
+    held = {"caption": decoded.caption, "pixels_sha256": hashlib.sha256(decoded.image.tobytes()).hexdigest()}
+    if unpack(data).section(SECTION_IMAGE).codec_id != IMAGE_LEARNED:  # exact entropy parameters
+        held["latents_sha256"] = symbols_digest(data)
+    return held
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Golden files (tests/fixtures/, made by scripts/make_golden_fixtures.py): every committed .stic
-file still decodes to the pixels and caption it held, and caption streams still re-encode to the
-same bytes. Among them: stic 0.1's float-entropy image file (codec 1), which stays readable."""
+file still decodes to the pixels and caption it held, its exact image sections to the latents they
+held, and caption streams still re-encode to the same bytes. Among them: stic 0.1's float-entropy
+image file (codec 1), which stays readable."""
 
 import hashlib
 import importlib.util
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from child_helpers import symbols_digest
 
 from stic import pipeline
 from stic.container import SECTION_CAPTION, read_file
@@ -32,6 +34,8 @@ def test_golden_file_decodes_to_what_it_held(name):
         decoded = pipeline.decode(data)
         assert decoded.caption == expected["caption"]
         assert hashlib.sha256(decoded.image.tobytes()).hexdigest() == expected["pixels_sha256"]
+        if "latents_sha256" in expected:  # symbols and exact means: never re-recorded
+            assert symbols_digest(data) == expected["latents_sha256"]
         return
     section = read_file(FIXTURES / name).section(SECTION_CAPTION)
     coder = text_coder_for_section(section.codec_id, section.fingerprint)

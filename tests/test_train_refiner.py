@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 from train_helpers import make_images, one_thread  # noqa: F401 (autouse fixture)
 
 from stic.errors import InputError, ModelNotFoundError
+from stic.models.cache import clear_model_caches
 from stic.refine import esrgan
 from stic.refine.registry import get_refiner, refine_section, refiner_for_section
 from stic.train.config import RefinerConfig
@@ -87,7 +88,7 @@ def test_shipped_refiner_runs_and_is_named_in_the_refine_section(tmp_path, monke
     state = {k: v.half() for k, v in build_network(2).state_dict().items()}
     save_file(state, str(tmp_path / "r.safetensors"), metadata={"num_conv": "2"})
     monkeypatch.setattr(esrgan, "shipped_file", lambda variant: tmp_path / "r.safetensors")
-    esrgan.LOADED_NETWORKS.clear()
+    clear_model_caches()
     try:
         refiner = get_refiner("realesrgan-stic")
         image = np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)
@@ -97,11 +98,11 @@ def test_shipped_refiner_runs_and_is_named_in_the_refine_section(tmp_path, monke
         again, seed = refiner_for_section(section)
         assert again.name == "realesrgan-stic" and np.array_equal(again.refine(image), out)
         monkeypatch.setattr(esrgan, "shipped_file", lambda variant: tmp_path / "absent.safetensors")
-        esrgan.LOADED_NETWORKS.clear()
+        clear_model_caches()
         with pytest.raises(ModelNotFoundError, match="realesrgan-stic"):
             get_refiner("realesrgan-stic")
     finally:
-        esrgan.LOADED_NETWORKS.clear()
+        clear_model_caches()
 
 
 def test_cli_flags_reach_the_config(monkeypatch):

@@ -127,7 +127,7 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
         if len(strings) != self.STRINGS:
             raise ValueError(f"expected {self.STRINGS} strings, got {len(strings)}")
         y_hat = LatentDecoder(self.state_arrays()).latents([s[0] for s in strings], shape, step)
-        return {"x_hat": synthesize(self.g_s, torch.from_numpy(y_hat)[None]).clamp_(0, 1)}
+        return {"x_hat": self._synthesize(y_hat)}
 
     def decompress_float(self, strings: list, shape) -> dict:
         """Decode stic 0.1's strings, whose entropy parameters came from the float networks (in
@@ -137,4 +137,9 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
         z_hat = self.entropy_bottleneck.decompress(strings[2], shape)
         y_shape = (self.M, 4 * z_hat.shape[-2], 4 * z_hat.shape[-1])
         y_hat = self.context.decompress(strings[:2], y_shape, self.h_s(z_hat))["y_hat"]
-        return {"x_hat": synthesize(self.g_s, y_hat).clamp_(0, 1)}
+        return {"x_hat": self._synthesize(y_hat[0].numpy())}
+
+    def _synthesize(self, y_hat: np.ndarray) -> torch.Tensor:
+        """torch's g_s over y_hat [M, h, w] in tiles (stic.image.tiled), clamped: 1 x 3 x H x W."""
+        x_hat = synthesize(lambda y: self.g_s(torch.from_numpy(y)[None])[0].numpy(), y_hat)
+        return torch.from_numpy(x_hat)[None].clamp_(0, 1)

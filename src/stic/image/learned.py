@@ -7,13 +7,16 @@ back. Entropy tables ship with the weights, and the network runs with a fixed th
 decoding gives the same pixels on every run.
 """
 
+import functools
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stic import decode_graphs
 from stic.codecs import IMAGE_LEARNED, IMAGE_LEARNED_EXACT, IMAGE_LEARNED_EXACT_STEP
 from stic.errors import FormatError, InputError
 from stic.image.architectures import string_count
@@ -40,8 +43,13 @@ def padded_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def to_image(x: torch.Tensor, height: int, width: int) -> np.ndarray:
-    x = x[0, :, :height, :width].clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    return x.permute(1, 2, 0).contiguous().numpy()
+    return decoded_image(x[0].numpy(), height, width)
+
+
+def decoded_image(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[3, H', W'] float (padded) -> HxWx3 uint8: clamped to [0, 1], rounded half to even as torch does."""
+    x = np.clip(x[:, :height, :width], 0, 1) * np.float32(255.0)
+    return np.ascontiguousarray(np.rint(x).astype(np.uint8).transpose(1, 2, 0))
 
 
 class LearnedImageCodec:
@@ -65,6 +73,7 @@ class LearnedImageCodec:
         self.latent_channels = int(getattr(model, "M", getattr(model, "N", 0)))
         self.codec_id = IMAGE_LEARNED_EXACT if hasattr(model, "decompress_float") else IMAGE_LEARNED
         self._latent_decoder: LatentDecoder | None = None
+        self._synthesis: Callable[[np.ndarray], np.ndarray] | None = None
 
     def fingerprint(self) -> bytes:
         return self._digest[:4]
@@ -118,12 +127,20 @@ class LearnedImageCodec:
                     x_hat = self.model.decompress_float([[s] for s in strings], shape)["x_hat"]
                 elif self.codec_id == IMAGE_LEARNED_EXACT:
                     y_hat = self.latent_decoder().latents(strings, shape, step)
-                    x_hat = synthesize(self.model.g_s, torch.from_numpy(y_hat)[None])
+                    return decoded_image(synthesize(self.synthesis(), y_hat), height, width)
                 else:
                     x_hat = self.model.decompress([[s] for s in strings], shape)["x_hat"]
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise FormatError(f"image payload could not be decoded by {self.name}: {exc}") from exc
         return to_image(x_hat, height, width)
+
+    def synthesis(self) -> Callable[[np.ndarray], np.ndarray]:
+        """g_s as the decoder runs it: an ONNX Runtime graph built from these weights (stic.decode_graphs)."""
+        if self._synthesis is None:
+            state = self.model.state_arrays()
+            graph = decode_graphs.session("g_s", decode_graphs.digest_of(state, "g_s."), lambda: decode_graphs.synthesis_graph(state))
+            self._synthesis = functools.partial(decode_graphs.run, graph)
+        return self._synthesis
 
     def latent_decoder(self) -> LatentDecoder:
         """The exact symbol decoder of these weights (a checkerboard model's), built once."""

@@ -10,15 +10,18 @@ pixels a side) is one tile: exactly the untiled computation.
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
+
+import numpy as np
 
 TILE = 64  #: latent positions per tile side (x16 pixels)
 MARGIN = 4  #: extra latent positions synthesised on each inner side of a tile
 
 
-def synthesize(g_s, y_hat: torch.Tensor, tile: int = TILE, margin: int = MARGIN) -> torch.Tensor:
-    """g_s(y_hat) for a 1 x C x h x w latent, in tiles of `tile` latents when larger."""
-    _, _, h, w = y_hat.shape
+def synthesize(g_s: Callable[[np.ndarray], np.ndarray], y_hat: np.ndarray, tile: int = TILE, margin: int = MARGIN) -> np.ndarray:
+    """g_s(y_hat) for a C x h x w latent (g_s: [C, h, w] -> [3, H, W] arrays), in tiles of `tile`
+    latents when larger."""
+    _, h, w = y_hat.shape
     if h <= tile and w <= tile:
         return g_s(y_hat)
     out = None
@@ -26,13 +29,13 @@ def synthesize(g_s, y_hat: torch.Tensor, tile: int = TILE, margin: int = MARGIN)
         for left in range(0, w, tile):
             t0, l0 = max(0, top - margin), max(0, left - margin)
             t1, l1 = min(h, top + tile + margin), min(w, left + tile + margin)
-            piece = g_s(y_hat[..., t0:t1, l0:l1])
+            piece = g_s(y_hat[:, t0:t1, l0:l1])
             scale = piece.shape[-1] // (l1 - l0)
             if out is None:
-                out = piece.new_empty(1, piece.shape[1], h * scale, w * scale)
+                out = np.empty((piece.shape[0], h * scale, w * scale), piece.dtype)
             rows, cols = min(tile, h - top), min(tile, w - left)
-            out[..., top * scale : (top + rows) * scale, left * scale : (left + cols) * scale] = piece[
-                ..., (top - t0) * scale : (top - t0 + rows) * scale, (left - l0) * scale : (left - l0 + cols) * scale
+            out[:, top * scale : (top + rows) * scale, left * scale : (left + cols) * scale] = piece[
+                :, (top - t0) * scale : (top - t0 + rows) * scale, (left - l0) * scale : (left - l0 + cols) * scale
             ]
             del piece
     return out

