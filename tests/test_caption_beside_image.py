@@ -76,7 +76,7 @@ def test_a_caption_error_on_the_other_thread_stops_the_decode(data, monkeypatch)
 
 
 def test_a_failing_image_decode_does_not_wait_for_the_caption(data, monkeypatch):
-    from stic.image.learned import LearnedImageCodec
+    from stic.image.decoder import ExactImageDecoder
 
     release = threading.Event()
 
@@ -88,7 +88,7 @@ def test_a_failing_image_decode_does_not_wait_for_the_caption(data, monkeypatch)
         raise FormatError("image payload could not be decoded")
 
     monkeypatch.setattr(LMArithmeticCoder, "decode", slow)
-    monkeypatch.setattr(LearnedImageCodec, "decompress", broken)
+    monkeypatch.setattr(ExactImageDecoder, "decompress", broken)
     try:
         with pytest.raises(FormatError, match="image payload"):
             pipeline.decode(data)  # raised while the caption thread still waits

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from stic import pipeline
 from stic.errors import ModelMismatchError
+from stic.image.decoder import ExactImageDecoder
 from stic.image.learned import LearnedImageCodec
 from stic.image.registry import shipped_fingerprint, shipped_models
 
@@ -21,6 +22,7 @@ def nothing_decoded(monkeypatch):
         raise AssertionError("decoding started before the models were checked")
 
     monkeypatch.setattr(LearnedImageCodec, "decompress", forbidden)
+    monkeypatch.setattr(ExactImageDecoder, "decompress", forbidden)
 
 
 @pytest.fixture
@@ -68,6 +70,7 @@ def test_caption_from_another_lm_is_refused_naming_the_lm_it_needs(two_lm_dirs, 
         raise AssertionError("decoding started before the models were checked")
 
     monkeypatch.setattr(LearnedImageCodec, "decompress", forbidden)
+    monkeypatch.setattr(ExactImageDecoder, "decompress", forbidden)
     with pytest.raises(ModelMismatchError, match=rf"coded with lm:{made_with} \(fingerprint [0-9a-f]{{8}}\), not with '{other}'"):
         pipeline.decode(data, text_model=str(other))
 
@@ -85,5 +88,6 @@ def test_caption_from_another_vlm_is_refused_before_xhat_is_decoded(tmp_path, mo
         raise AssertionError("decoding started before the models were checked")
 
     monkeypatch.setattr(LearnedImageCodec, "decompress", forbidden)
+    monkeypatch.setattr(ExactImageDecoder, "decompress", forbidden)
     with pytest.raises(ModelMismatchError, match=rf"coded with vlm-xhat and a model of fingerprint [0-9a-f]{{8}}, not with '{other}'"):
         pipeline.decode(data, text_model=str(other))

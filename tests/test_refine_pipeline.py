@@ -43,7 +43,7 @@ def codec_dir(tmp_path_factory):
 def local_codec_is_known(codec_dir, monkeypatch):
     """Decoding looks codecs up by fingerprint among shipped models: add the tiny local one."""
     codec = load_image_codec(str(codec_dir))
-    monkeypatch.setattr(pipeline, "codec_for_fingerprint", lambda fp, extra=(): codec)
+    monkeypatch.setattr(pipeline, "decoder_for_fingerprint", lambda fp, extra=(): codec)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from stic import __version__, codecs
 from stic.colour import ColourMap, placeholder_section
@@ -37,7 +36,7 @@ from stic.image.protocol import ImageCodec
 from stic.image.registry import (
     all_shipped_models,
     check_family,
-    codec_for_fingerprint,
+    decoder_for_fingerprint,
     default_family,
     load_image_codec,
     model_family,
@@ -439,7 +438,7 @@ def resolve_models(
     image_section = file.section(SECTION_IMAGE)
     caption_section = file.section(SECTION_CAPTION)
     extra = [held.image_codec] if held is not None and held.image_codec is not None else []
-    image_codec = codec_for_fingerprint(image_section.fingerprint, extra) if image_section else None
+    image_codec = decoder_for_fingerprint(image_section.fingerprint, extra) if image_section else None
     if caption_section is None:
         return image_codec, None
     coder = held.text_coder if held is not None else None
@@ -554,7 +553,9 @@ class _Beside:
         self._work, self._value, self._error = work, None, None
         # torch keeps a thread count per thread, copied from a process-wide default on a thread's
         # first use, and set_num_threads on the worker also sets that default: the caller's count
-        # is read first so that it stays its own
+        # is read first so that it stays its own (the work here runs torch: the exact LM engine)
+        import torch
+
         torch.get_num_threads()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()

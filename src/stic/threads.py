@@ -1,13 +1,14 @@
 """Torch's intra-op thread count, pinned for a block of work.
 
 Coding must not depend on the host's default thread count (a different count can change float
-reduction order, hence bits), and benchmarks and tests want a known one."""
+reduction order, hence bits), and benchmarks and tests want a known one. torch is imported only
+by work that uses it: decoding an image-only file needs none (stic.image.decoder)."""
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
-
-import torch
 
 _busy_elsewhere: ContextVar[int] = ContextVar("stic_cores_busy_elsewhere", default=0)
 
@@ -15,6 +16,8 @@ _busy_elsewhere: ContextVar[int] = ContextVar("stic_cores_busy_elsewhere", defau
 @contextlib.contextmanager
 def fixed_threads(n: int) -> Iterator[None]:
     """Run torch with exactly `n` intra-op threads, then restore the caller's setting."""
+    import torch
+
     previous = torch.get_num_threads()
     if previous != n:
         torch.set_num_threads(n)
@@ -37,6 +40,9 @@ def cores_busy_elsewhere(n: int) -> Iterator[None]:
 
 
 def helper_threads() -> int:
-    """Threads a helper pool (e.g. the grid filter's medians) may use: torch's count, less the
-    cores marked busy elsewhere; at least one."""
-    return max(1, torch.get_num_threads() - _busy_elsewhere.get())
+    """Threads a helper pool (e.g. the grid filter's medians) may use: torch's count (the cores
+    this process may run on, where torch is not loaded), less the cores marked busy elsewhere; at
+    least one."""
+    torch = sys.modules.get("torch")
+    cores = torch.get_num_threads() if torch is not None else len(os.sched_getaffinity(0))
+    return max(1, cores - _busy_elsewhere.get())

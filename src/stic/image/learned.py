@@ -7,23 +7,18 @@ back. Entropy tables ship with the weights, and the network runs with a fixed th
 decoding gives the same pixels on every run.
 """
 
-import functools
-import hashlib
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stic import decode_graphs
 from stic.codecs import IMAGE_LEARNED, IMAGE_LEARNED_EXACT, IMAGE_LEARNED_EXACT_STEP
 from stic.errors import FormatError, InputError
 from stic.image.architectures import string_count
-from stic.image.exact_entropy import MAX_STEP, LatentDecoder
+from stic.image.decoder import ExactImageDecoder, decoded_image
+from stic.image.exact_entropy import MAX_STEP
 from stic.image.latent_search import Objective, compress_latents, search_latents
 from stic.image.payload import pack_strings, padded_size, read_payload
-from stic.image.tiled import synthesize
 from stic.threads import fixed_threads
 
 #: intra-op threads used by compress/decompress: fixed so that results never depend on the host's default
@@ -46,12 +41,6 @@ def to_image(x: torch.Tensor, height: int, width: int) -> np.ndarray:
     return decoded_image(x[0].numpy(), height, width)
 
 
-def decoded_image(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[3, H', W'] float (padded) -> HxWx3 uint8: clamped to [0, 1], rounded half to even as torch does."""
-    x = np.clip(x[:, :height, :width], 0, 1) * np.float32(255.0)
-    return np.ascontiguousarray(np.rint(x).astype(np.uint8).transpose(1, 2, 0))
-
-
 class LearnedImageCodec:
     """An ImageCodec around a CompressAI model whose entropy tables are already built.
 
@@ -72,8 +61,7 @@ class LearnedImageCodec:
         #: channels of the main latent (the hyperprior's are fewer per position)
         self.latent_channels = int(getattr(model, "M", getattr(model, "N", 0)))
         self.codec_id = IMAGE_LEARNED_EXACT if hasattr(model, "decompress_float") else IMAGE_LEARNED
-        self._latent_decoder: LatentDecoder | None = None
-        self._synthesis: Callable[[np.ndarray], np.ndarray] | None = None
+        self._exact_decoder: ExactImageDecoder | None = None
 
     def fingerprint(self) -> bytes:
         return self._digest[:4]
@@ -113,40 +101,30 @@ class LearnedImageCodec:
 
     @torch.no_grad()
     def decompress(self, data: bytes, width: int, height: int, codec_id: int | None = None) -> np.ndarray:
-        """`codec_id`: the section's (default: what this codec writes)."""
+        """`codec_id`: the section's (default: what this codec writes). Exact sections decode with
+        stic.image.decoder, as a decoder that holds no torch model does."""
         codec_id = self.codec_id if codec_id is None else codec_id
         readable = (self.codec_id, IMAGE_LEARNED) + ((IMAGE_LEARNED_EXACT_STEP,) if self.max_step else ())
         if codec_id not in readable:
             raise FormatError(f"image model {self.name} cannot decode an image section of codec {codec_id}")
-        strings, shape, step = read_payload(
-            data, width, height, codec_id, string_count(self.model), self.latent_channels, self.max_step
-        )
+        if codec_id != IMAGE_LEARNED:
+            return self.exact_decoder().decompress(data, width, height, codec_id)
+        strings, shape, _ = read_payload(data, width, height, codec_id, string_count(self.model), self.latent_channels, 0)
         with fixed_threads(CODEC_THREADS):
             try:
-                if codec_id == IMAGE_LEARNED and codec_id != self.codec_id:
+                if codec_id != self.codec_id:  # stic 0.1's float entropy parameters
                     x_hat = self.model.decompress_float([[s] for s in strings], shape)["x_hat"]
-                elif self.codec_id == IMAGE_LEARNED_EXACT:
-                    y_hat = self.latent_decoder().latents(strings, shape, step)
-                    return decoded_image(synthesize(self.synthesis(), y_hat), height, width)
                 else:
                     x_hat = self.model.decompress([[s] for s in strings], shape)["x_hat"]
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise FormatError(f"image payload could not be decoded by {self.name}: {exc}") from exc
         return to_image(x_hat, height, width)
 
-    def synthesis(self) -> Callable[[np.ndarray], np.ndarray]:
-        """g_s as the decoder runs it: an ONNX Runtime graph built from these weights (stic.decode_graphs)."""
-        if self._synthesis is None:
-            state = self.model.state_arrays()
-            graph = decode_graphs.session("g_s", decode_graphs.digest_of(state, "g_s."), lambda: decode_graphs.synthesis_graph(state))
-            self._synthesis = functools.partial(decode_graphs.run, graph)
-        return self._synthesis
-
-    def latent_decoder(self) -> LatentDecoder:
-        """The exact symbol decoder of these weights (a checkerboard model's), built once."""
-        if self._latent_decoder is None:
-            self._latent_decoder = LatentDecoder(self.model.state_arrays())
-        return self._latent_decoder
+    def exact_decoder(self) -> ExactImageDecoder:
+        """The torch-free decoder of these weights (a checkerboard model's), built once."""
+        if self._exact_decoder is None:
+            self._exact_decoder = ExactImageDecoder(self.name, self.model.state_arrays(), self._digest, lambda: self)
+        return self._exact_decoder
 
     @torch.no_grad()
     def estimate_bits(self, image: np.ndarray) -> float:
@@ -155,7 +133,3 @@ class LearnedImageCodec:
         with fixed_threads(CODEC_THREADS):
             out = self.model(x)
         return float(sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values()))
-
-
-def file_digest(path: Path) -> bytes:
-    return hashlib.sha256(Path(path).read_bytes()).digest()

@@ -6,19 +6,25 @@ coder uses, so encoder and decoder share them exactly) beside `<name>.json` (arc
 and training summary). Nothing here unpickles.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING
 
 from stic.errors import ModelMismatchError, ModelNotFoundError
-from stic.image.architectures import ARCHITECTURES, CONSTRUCTED_BUFFERS, DERIVED_BUFFERS, build_model, scale_table
-from stic.image.latent_search import search_objective
-from stic.image.learned import LearnedImageCodec, file_digest
+from stic.image.decoder import ExactImageDecoder
+from stic.models.cache import ModelCache
+
+if TYPE_CHECKING:  # the torch side is imported where a torch model is built: decoding needs none
+    import torch
+
+    from stic.image.learned import LearnedImageCodec
+
+#: shipped models' torch-free decoders (stic.image.decoder), by name
+DECODERS = ModelCache("image decoders", maxsize=3)
 
 ZOO_PREFIX = "compressai:"
 #: λ of CompressAI's MSE zoo models by quality 1-8 (its documented training setup: loss = rate + λ·255²·MSE)
@@ -95,6 +101,11 @@ def load_model_weights(model, weights_path: Path):
     """Load safetensors weights (any float dtype) into a model and make it ready to code.
 
     If the file carries the entropy tables they are used as is; otherwise they are derived."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from stic.image.architectures import CONSTRUCTED_BUFFERS, DERIVED_BUFFERS, scale_table
+
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:  # never falls back to a pickle loader
@@ -119,6 +130,10 @@ def transforms_training(config: dict) -> dict:
 
 
 def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImageCodec:
+    from stic.image.architectures import build_model
+    from stic.image.latent_search import search_objective
+    from stic.image.learned import LearnedImageCodec
+
     model = build_model(config["model"])
     load_model_weights(model, weights_path)
     transforms = transforms_training(config)
@@ -129,6 +144,12 @@ def _load_from_files(name: str, weights_path: Path, config: dict) -> LearnedImag
 def _load_zoo(spec: str) -> LearnedImageCodec:
     """`compressai:<architecture>:<quality>[:<metric>]`, downloaded by CompressAI's URLs (torch.hub
     cache), read with weights_only=True."""
+    import torch
+
+    from stic.image.architectures import ARCHITECTURES
+    from stic.image.latent_search import search_objective
+    from stic.image.learned import LearnedImageCodec
+
     parts = spec[len(ZOO_PREFIX):].split(":")
     if len(parts) not in (2, 3) or parts[0] not in ARCHITECTURES or not parts[1].isdigit():
         raise ModelNotFoundError(
@@ -160,6 +181,8 @@ def state_digest(architecture: str, state: dict[str, torch.Tensor]) -> bytes:
     """SHA-256 over an architecture name and every tensor's name, shape, dtype and bytes: the
     fingerprint of weights that come as a state dict (a re-published file under the same URL is
     another model)."""
+    import torch
+
     h = hashlib.sha256(architecture.encode())
     for key in sorted(state):
         tensor = state[key].detach().to("cpu").contiguous()
@@ -198,6 +221,10 @@ def model_config(name: str) -> dict:
     )
 
 
+def file_digest(path: Path) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()
+
+
 def shipped_fingerprint(name: str) -> bytes:
     return file_digest(shipped_weights(name))[:4]
 
@@ -207,6 +234,24 @@ def codec_for_fingerprint(fingerprint: bytes, extra=()) -> LearnedImageCodec:
     for codec in extra:
         if codec.fingerprint() == fingerprint:
             return codec
+    return load_image_codec(_shipped_name(fingerprint, extra))
+
+
+def decoder_for_fingerprint(fingerprint: bytes, extra=()):
+    """What decodes a file's image section: one of `extra` (already loaded codecs), else a shipped
+    model's decoder, torch-free for the checkerboard models (stic.image.decoder)."""
+    for codec in extra:
+        if codec.fingerprint() == fingerprint:
+            return codec
+    name = _shipped_name(fingerprint, extra)
+    if _shipped_configs()[name]["model"].get("architecture") != "stic-mean-checkerboard":
+        return load_image_codec(name)
+    path = shipped_weights(name)
+    return DECODERS.get(name, lambda: ExactImageDecoder.from_file(name, path, file_digest(path), lambda: load_image_codec(name)))
+
+
+def _shipped_name(fingerprint: bytes, extra=()) -> str:
+    """The shipped model with this fingerprint, or an error naming the ones available."""
     names = all_shipped_models()
     if not names and not extra:
         raise ModelNotFoundError(
@@ -214,7 +259,7 @@ def codec_for_fingerprint(fingerprint: bytes, extra=()) -> LearnedImageCodec:
         )
     for name in names:
         if shipped_fingerprint(name) == fingerprint:
-            return load_image_codec(name)
+            return name
     known = [f"{n} ({shipped_fingerprint(n).hex()})" for n in names] + [f"{c.name} ({c.fingerprint().hex()})" for c in extra]
     raise ModelMismatchError(
         f"the file was coded with image model fingerprint {fingerprint.hex()}, which none of the available "

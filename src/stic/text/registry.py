@@ -21,7 +21,6 @@ from stic.errors import FormatError, InputError, ModelMismatchError, ModelNotFou
 from stic.models.cache import ModelCache
 from stic.paths import cache_dir, model_key, replace_atomically
 from stic.text import baselines
-from stic.text.prefix import has_shipped_prefix
 from stic.text.protocol import TextCoder
 
 BASELINES = {
@@ -256,6 +255,7 @@ def _coder_with_fingerprint(method: str, model: str, fingerprint: bytes) -> Text
         return None
     from stic.text.lm_coder import LMArithmeticCoder
     from stic.text.preamble import PREAMBLES
+    from stic.text.prefix import has_shipped_prefix
 
     lm = _load_lm(model, _ENGINE[method])
     for name, preamble in PREAMBLES.items():
