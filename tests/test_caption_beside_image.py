@@ -12,6 +12,7 @@ import pytest
 from stic import pipeline
 from stic.errors import FormatError, InputError
 from stic.refine.esrgan import RealESRGANRefiner
+from stic.text import registry
 from stic.text.lm_coder import LMArithmeticCoder
 from stic.threads import fixed_threads
 
@@ -45,6 +46,8 @@ def test_the_caption_decodes_beside_the_image_to_the_same_result(data, monkeypat
     threads = _record_threads(monkeypatch, "decode")
     beside = pipeline.decode(data)
     monkeypatch.setattr(LMArithmeticCoder, "thread_independent", False)
+    # and resolved up front, as the LM of an unknown fingerprint is (not loaded on the thread)
+    monkeypatch.setattr(registry, "model_for_fingerprint", lambda codec_id, fingerprint: None)
     after = pipeline.decode(data)
     assert threads[0].startswith("stic-caption") and threads[1] == threading.main_thread().name
     assert beside.caption == after.caption == CAPTION
@@ -177,3 +180,28 @@ def test_the_callers_torch_thread_count_stays_its_own():
         thread.start()
         thread.join()
     assert counts == {"during": 2, "after": 2}
+
+
+def test_a_caption_model_known_by_fingerprint_loads_beside_the_image(data, monkeypatch):
+    """The fingerprint table names the caption's model (this machine coded with it): the decoder
+    resolves and loads it on the caption's thread, where it also imports torch; an unknown
+    fingerprint is resolved up front, before anything is decoded."""
+    from stic.container import SECTION_CAPTION, unpack
+
+    resolved, original = [], registry.text_coder_for_section
+
+    def recorded(*args, **kwargs):
+        resolved.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "text_coder_for_section", recorded)
+    assert pipeline.decode(data).caption == CAPTION
+    assert resolved == ["stic-caption-decode"]
+    section = unpack(data).section(SECTION_CAPTION)
+    assert registry.deferred_coder_for_section(section.codec_id, section.fingerprint) is not None
+    assert registry.deferred_coder_for_section(section.codec_id, bytes(4)) is None  # not in the table
+    resolved.clear()
+    monkeypatch.setattr(registry, "model_for_fingerprint", lambda codec_id, fingerprint: None)
+    monkeypatch.setattr(pipeline, "text_coder_for_section", recorded)
+    assert pipeline.decode(data).caption == CAPTION
+    assert resolved == ["MainThread"]

@@ -12,6 +12,7 @@ image, per candidate image model, since x̂ depends on it.
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, replace
 
@@ -47,7 +48,7 @@ from stic.picture import Presentation, is_grey, presented_size
 from stic.refine.protocol import Refiner
 from stic.status import step as status_step
 from stic.text.protocol import TextCoder
-from stic.text.registry import get_text_coder, text_coder_for_section
+from stic.text.registry import deferred_coder_for_section, get_text_coder, text_coder_for_section
 from stic.threads import cores_busy_elsewhere, fixed_threads
 
 DEFAULT_TEXT_CODER = "lm"
@@ -426,7 +427,10 @@ def resolve_models(
     file: SticFile, text_model: str | None = None, text_prefix: str | None = None, held: SticPipeline | None = None
 ) -> tuple[ImageCodec | None, TextCoder | None]:
     """Find the codecs a file needs, or raise ModelMismatchError/ModelNotFoundError naming them.
-    A text coder that `needs_image` is checked here and given x̂ by `decode_file`.
+    A text coder that `needs_image` is checked here and given x̂ by `decode_file`. An exact-LM
+    caption whose model this machine's fingerprint table names gets a coder that loads the model
+    when it decodes (stic.text.registry.deferred_coder_for_section): beside the image, so that a
+    cold decode imports torch and loads the LM while x̂ is decoded.
     `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one;
     `held`: a pipeline whose parts are used wherever a section names them (the same codec id and
     fingerprint), before any registry is asked."""
@@ -446,6 +450,10 @@ def resolve_models(
         caption_section.codec_id, caption_section.fingerprint
     ):
         return image_codec, coder
+    if text_model is None and text_prefix is None:
+        deferred = deferred_coder_for_section(caption_section.codec_id, caption_section.fingerprint)
+        if deferred is not None:
+            return image_codec, deferred
     text_coder = text_coder_for_section(
         caption_section.codec_id, caption_section.fingerprint, model=text_model, prefix=text_prefix
     )
@@ -489,7 +497,8 @@ def decode_file(
     held: SticPipeline | None = None,
 ) -> Decoded:
     """Decode a parsed file (see `decode`); every model it names is resolved before anything is decoded
-    (first among `held`'s parts).
+    (first among `held`'s parts), but for an exact-LM caption model this machine already knows by
+    fingerprint, which loads beside the image (`resolve_models`).
     `refiner_model` locates the diffusion refiner's model (a file stores only its fingerprint).
     A declared size above MAX_PIXELS or MAX_SIDE is refused first: a few corrupt header bytes must not make
     the decoder allocate gigabytes."""
@@ -552,11 +561,12 @@ class _Beside:
     def __init__(self, work, name: str):
         self._work, self._value, self._error = work, None, None
         # torch keeps a thread count per thread, copied from a process-wide default on a thread's
-        # first use, and set_num_threads on the worker also sets that default: the caller's count
-        # is read first so that it stays its own (the work here runs torch: the exact LM engine)
-        import torch
-
-        torch.get_num_threads()
+        # first use, and set_num_threads on the worker also sets that default: a caller that uses
+        # torch has its count read first so that it stays its own. A caller that has not imported
+        # torch leaves the import to the worker (~1.5 s, beside the image's torch-free decoding).
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.get_num_threads()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 

@@ -121,7 +121,8 @@ class MeanScaleCheckerboard(MeanScaleHyperprior):
         return {"strings": self.compress_latents(y, z, step), "shape": z.shape[-2:]}
 
     def decompress(self, strings: list, shape, step: int = 0) -> dict:
-        """Decode strings written with exact entropy parameters (every file since stic 0.2)."""
+        """Decode strings written with exact entropy parameters (every file since stic 0.2), x̂ from
+        torch's g_s (stic's decoder runs g_s on ONNX Runtime: stic.image.decoder)."""
         from stic.image.exact_entropy import LatentDecoder
 
         if len(strings) != self.STRINGS:

@@ -7,7 +7,6 @@ back. Entropy tables ship with the weights, and the network runs with a fixed th
 decoding gives the same pixels on every run.
 """
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F

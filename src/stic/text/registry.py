@@ -144,6 +144,34 @@ def model_for_fingerprint(codec_id: int, fingerprint: bytes) -> str | None:
 
 
 # -- decoding a section --------------------------------------------------------------------------
+def deferred_coder_for_section(codec_id: int, fingerprint: bytes) -> TextCoder | None:
+    """For an exact-LM caption whose model this machine has built a coder for (the fingerprint
+    table names it): a coder that resolves and loads that model when it first decodes, so that a
+    decoder can load the LM, and import torch, beside the image. Otherwise None: resolve it now with
+    `text_coder_for_section`. A table entry that no longer holds fails there, on first decode."""
+    if codec_id != codecs.TEXT_LM_EXACT or model_for_fingerprint(codec_id, fingerprint) is None:
+        return None
+    return _DeferredCoder(codec_id, fingerprint)
+
+
+class _DeferredCoder:
+    """A caption coder resolved when it first decodes (`deferred_coder_for_section`)."""
+
+    thread_independent = True  # the exact engine: its text cannot depend on threads
+    needs_image = False
+
+    def __init__(self, codec_id: int, fingerprint: bytes):
+        self.codec_id, self._fingerprint, self._coder = codec_id, fingerprint, None
+
+    def fingerprint(self) -> bytes:
+        return self._fingerprint
+
+    def decode(self, data: bytes) -> str:
+        if self._coder is None:
+            self._coder = text_coder_for_section(self.codec_id, self._fingerprint)
+        return self._coder.decode(data)
+
+
 def text_coder_for_section(
     codec_id: int, fingerprint: bytes, model: str | None = None, prefix: str | None = None
 ) -> TextCoder:
