@@ -22,12 +22,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the stic command sets it
 
+from stic import pipeline
 from stic.caption.fixed import PrecomputedCaptioner
 from stic.container import SECTION_CAPTION, unpack
 from stic.image.io import load_image
 from stic.paths import data_dir
-from stic.pipeline import AUTO, decode, default_refiner, encode, resolve_models
-from stic.text.lm_coder import LMArithmeticCoder
+from stic.pipeline import AUTO, decode, default_refiner, encode
+from stic.text.registry import text_coder_for_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,15 +62,15 @@ def main() -> None:
             decode(encoded.data)  # loads and caches every model the file names
             refined = _timed(lambda: decode(encoded.data))
             xhat = _timed(lambda: decode(encoded.data, refine=False))
-            file = unpack(encoded.data)
-            coder = resolve_models(file)[1]
-            caption_alone = _timed(lambda: coder.decode(file.section(SECTION_CAPTION).payload))
-            beside = LMArithmeticCoder.thread_independent
-            LMArithmeticCoder.thread_independent = False  # the caption after the image, as stic <= 0.4.0 did
+            section = unpack(encoded.data).section(SECTION_CAPTION)
+            coder = text_coder_for_section(section.codec_id, section.fingerprint)
+            caption_alone = _timed(lambda: coder.decode(section.payload))
+            beside = pipeline._beside_the_image
+            pipeline._beside_the_image = lambda coder: False  # the caption after the image, as stic <= 0.4.0 did
             try:
                 sequential = _timed(lambda: decode(encoded.data))
             finally:
-                LMArithmeticCoder.thread_independent = beside
+                pipeline._beside_the_image = beside
             rows.append({"image": name, "size": f"{image.shape[1]}x{image.shape[0]}", "model": encoded.image_model,
                          "refiner": default_refiner(encoded.image_model), "bytes": len(encoded.data), "cold_cli_decode_s": round(cold, 2),
                          "warm_refined_wall_s": round(refined[0], 2), "warm_refined_cpu_s": round(refined[1], 2),
