@@ -13,7 +13,6 @@ machine's, by a level; no symbol depends on them.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -21,17 +20,13 @@ import numpy as np
 
 from stic.models.cache import ModelCache
 from stic.paths import cache_dir, replace_atomically
+from stic.threads import available_cores
 
 #: bumped whenever a builder below changes the graph it writes for the same weights
 GRAPHS_VERSION = 1
 _OPSET, _IR_VERSION = 17, 8  # what every ONNX Runtime since 1.15 reads
 
 SESSIONS = ModelCache("decoder graphs", maxsize=4)
-
-
-def threads() -> int:
-    """Intra-op threads for a session: the cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def session(kind: str, digest: bytes, build: Callable[[], bytes]):
@@ -47,7 +42,7 @@ def _open(path: Path, build: Callable[[], bytes]):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads()
+    options.intra_op_num_threads = available_cores()
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: a damaged cache is handled below
     # idle workers sleep instead of spinning, so that they leave the caption's thread its core (the

@@ -44,5 +44,10 @@ def helper_threads() -> int:
     this process may run on, where torch is not loaded), less the cores marked busy elsewhere; at
     least one."""
     torch = sys.modules.get("torch")
-    cores = torch.get_num_threads() if torch is not None else len(os.sched_getaffinity(0))
+    cores = torch.get_num_threads() if torch is not None else available_cores()
     return max(1, cores - _busy_elsewhere.get())
+
+
+def available_cores() -> int:
+    """The cores this process may run on (torch's default thread count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -231,23 +231,25 @@ def shipped_fingerprint(name: str) -> bytes:
 
 def codec_for_fingerprint(fingerprint: bytes, extra=()) -> LearnedImageCodec:
     """The codec whose weights made a file: one of `extra` (already loaded codecs) or a shipped model."""
-    for codec in extra:
-        if codec.fingerprint() == fingerprint:
-            return codec
-    return load_image_codec(_shipped_name(fingerprint, extra))
+    held = _held(fingerprint, extra)
+    return held if held is not None else load_image_codec(_shipped_name(fingerprint, extra))
 
 
 def decoder_for_fingerprint(fingerprint: bytes, extra=()):
     """What decodes a file's image section: one of `extra` (already loaded codecs), else a shipped
     model's decoder, torch-free for the checkerboard models (stic.image.decoder)."""
-    for codec in extra:
-        if codec.fingerprint() == fingerprint:
-            return codec
+    held = _held(fingerprint, extra)
+    if held is not None:
+        return held
     name = _shipped_name(fingerprint, extra)
     if _shipped_configs()[name]["model"].get("architecture") != "stic-mean-checkerboard":
         return load_image_codec(name)
     path = shipped_weights(name)
     return DECODERS.get(name, lambda: ExactImageDecoder.from_file(name, path, file_digest(path), lambda: load_image_codec(name)))
+
+
+def _held(fingerprint: bytes, extra):
+    return next((codec for codec in extra if codec.fingerprint() == fingerprint), None)
 
 
 def _shipped_name(fingerprint: bytes, extra=()) -> str:

@@ -32,7 +32,7 @@ from stic import codecs, decode_graphs
 from stic.errors import FormatError, ModelNotFoundError
 from stic.models.cache import ModelCache
 from stic.refine.degrid import QUARTER_LEVEL_MEDIAN, VERSIONS, import_beside, remove_grid
-from stic.threads import fixed_threads
+from stic.threads import available_cores, fixed_threads
 
 SCALE = 4
 #: input tile side in pixels (x̂ after downscaling): 192 covers a Kodak image in one tile and keeps
@@ -159,7 +159,7 @@ def upscaler(variant: str, digest: bytes) -> Callable[[np.ndarray], np.ndarray]:
 
         # every core, as torch's default: the caption's thread may have set the process default
         # to one (stic.pipeline._Beside) before this thread first used torch
-        with fixed_threads(decode_graphs.threads()), torch.inference_mode():
+        with fixed_threads(available_cores()), torch.inference_mode():
             return net(torch.from_numpy(x)[None])[0].numpy()
 
     return run
