@@ -17,6 +17,21 @@ TEXT = "The image features a red barn with a white roof, next to mountains and b
 FAMILIES = ["llama", "qwen2", "gemma3"]
 
 
+@pytest.mark.parametrize("rows", [1, 2, 17, 40])
+def test_int8_products_are_exact_on_extreme_and_random_values(rows):
+    """Against int64 products, with the largest magnitudes both sides (where a saturating kernel
+    would go wrong; tests/test_emulated_cpu.py runs the same on emulated AVX2 and SSE CPUs)."""
+    from stic.text.int8_product import Int8Matrix
+
+    rng = np.random.default_rng(rows)
+    w = np.concatenate([rng.choice([-127, 127], size=(64, 1536)), rng.integers(-127, 128, size=(64, 1536))])
+    q = np.concatenate([rng.choice([-127, 127], size=(rows, 1536)), rng.integers(-127, 128, size=(rows, 1536))])
+    w, q = w.astype(np.int8), q.astype(np.int8)
+    got = Int8Matrix(w)(q)
+    assert got.shape == (2 * rows, 128)
+    assert np.array_equal(got, q.astype(np.int64) @ w.T.astype(np.int64))
+
+
 def test_exp_table_is_exp_to_one_unit():
     d = np.arange(0, 23 << fp.EXP_IN_BITS, 37, dtype=np.int64)
     expected = np.array([math.exp(-x / 4096) * 2**30 for x in d.tolist()])

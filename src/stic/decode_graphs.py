@@ -33,22 +33,27 @@ def session(kind: str, digest: bytes, build: Callable[[], bytes]):
     """An ONNX Runtime session for the graph of `kind` with weights of `digest`, from the cache
     folder, or built by `build()` and cached first."""
     key = f"{kind}-{digest.hex()[:32]}-v{GRAPHS_VERSION}"
-    return SESSIONS.get(key, lambda: _open(cache_dir() / "graphs" / f"{key}.onnx", build))
+    return SESSIONS.get(key, lambda: open_graph(cache_dir() / "graphs" / f"{key}.onnx", build))
 
 
-def _open(path: Path, build: Callable[[], bytes]):
-    """A session on the cached graph; a missing or unreadable one (a damaged cache, a graph from
-    an ONNX Runtime that reads no more) is built again first."""
+def open_graph(path: Path, build: Callable[[], bytes], threads: int | None = None, external: Mapping | None = None):
+    """A session on the graph cached at `path`; a missing or unreadable one (a damaged cache, a
+    graph from an ONNX Runtime that reads no more) is built again first. `external` gives the
+    arrays of initialisers the graph declares as external data (used in place, not copied into
+    the graph); `threads` the intra-op threads (default: every core this process may use)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = available_cores()
+    options.intra_op_num_threads = threads or available_cores()
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: a damaged cache is handled below
     # idle workers sleep instead of spinning, so that they leave the caption's thread its core (the
     # caption decodes beside the image, stic.pipeline): a captioned kodim05 decoded in 1.16-1.21 s
     # against 1.30-1.42 s spinning, image-only files alike (0.73 s)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if external:
+        names = list(external)
+        options.add_external_initializers(names, [onnxruntime.OrtValue.ortvalue_from_numpy(external[n]) for n in names])
     if path.is_file():
         try:
             return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -7,7 +7,8 @@ coder with integers (stic.text.fixed_point):
 
 * weights: int8 per output row, with a 15-bit row-scale mantissa and a power-of-two exponent;
 * every linear layer: its input row quantised to int8 (symmetric, per row), an int8 x int8
-  product with int32 accumulation (`torch._int_mm`), then an exact integer rescale;
+  product with int32 accumulation (stic.text.int8_product, in a form no CPU's kernel can
+  saturate), then an exact integer rescale;
 * RMSNorm with an exact integer square root; RoPE, softmax, SiLU and GELU from tables made with
   exact decimal arithmetic; attention products in float64 over small integers (exact);
 * logits to probabilities with the integer exp table (stic.text.fixed_point.exp_neg).
@@ -20,11 +21,10 @@ and Gemma 3 text models are implemented; docs/caption_coding.md gives the number
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from stic.text import fixed_point as fp
+from stic.text.int8_product import Int8Matrix
 from stic.text.lm_weights import LMConfig, LMWeights
-from stic.threads import fixed_threads
 
 #: Bumped whenever any number this engine computes can change: part of the fingerprint.
 NUMERICS_VERSION = 1
@@ -35,7 +35,6 @@ CACHE_BITS = 8  #: queries, keys and values in attention (clamped to 16-bit inte
 NORM_BITS = 16  #: RMSNorm weights
 _CACHE_LIMIT = (1 << 15) - 1
 _ATTN_PROB_SHIFT = fp.EXP_OUT_BITS - 16  #: attention weights keep 16 bits
-_THREADED_ROWS = 16  #: passes over fewer tokens run on one thread (see ExactDecoder.forward)
 
 
 def fixed_vector(values: np.ndarray, bits: int) -> np.ndarray:
@@ -79,7 +78,7 @@ class IntLinear:
     """y = x W^T + b on int64 rows: int8 codes on both sides, int32 accumulation, exact rescale."""
 
     def __init__(self, tensors: dict[str, np.ndarray], name: str, in_bits: int, out_bits: int):
-        self.codes_t = torch.from_numpy(tensors[f"{name}.codes"]).t()  # _int_mm's fastest layout
+        self.product = Int8Matrix(tensors[f"{name}.codes"])
         self.mantissa = tensors[f"{name}.mantissa_127"]
         # y = acc * m_x 2^e_x * mantissa_127 2^-(shift + 7), in units of 2^-out_bits
         self.base = out_bits - in_bits - int(tensors[f"{name}.shift"]) - 7
@@ -88,7 +87,7 @@ class IntLinear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         q, scales = fp.quantise_rows(x)
-        acc = torch._int_mm(torch.from_numpy(q), self.codes_t).numpy()  # |acc| < 127^2 K < 2^31
+        acc = self.product(q)  # |acc| < 127^2 K < 2^31
         product = acc * self.mantissa * fp.per_row([m for m, _ in scales])  # < 2^27 * 2^15.1 * 2^15
         y = fp.row_shift_round(product, [e + self.base for _, e in scales])
         return y if self.bias is None else y + self.bias
@@ -155,17 +154,7 @@ class ExactDecoder:
         return fp.shift_round(rows * self.embed_scale, RESIDUAL_BITS - 16 - self.embed_shift)
 
     def forward(self, state: ExactState, ids: list[int]) -> np.ndarray:
-        """Append `ids`; int64 logits [len(ids), vocab] in units of 2^-12, one row per token.
-
-        The numbers do not depend on threads; speed does: torch's int8 product of a few rows
-        runs ~300x slower on 2 threads than on 1, so short passes (the decoder's steps) use one.
-        """
-        if len(ids) >= _THREADED_ROWS:
-            return self._forward(state, ids)
-        with fixed_threads(1):
-            return self._forward(state, ids)
-
-    def _forward(self, state: ExactState, ids: list[int]) -> np.ndarray:
+        """Append `ids`; int64 logits [len(ids), vocab] in units of 2^-12, one row per token."""
         c = self.config
         t, start = len(ids), state.length
         end = start + t
