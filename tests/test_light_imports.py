@@ -1,12 +1,13 @@
 """CompressAI is imported without its point-cloud dependencies (stic._light_compressai), and the
-packages lent stand-ins during that import are the real ones afterwards; an image-only file
-decodes without importing torch at all."""
+packages lent stand-ins during that import are the real ones afterwards; a file decodes without
+importing torch at all, with or without an LM-coded caption."""
 
 import subprocess
 import sys
 
 import fuzz_cases as fc
 import numpy as np
+import pytest
 from PIL import Image
 
 CHECK = """
@@ -35,25 +36,28 @@ def test_compressai_imports_light_and_lent_packages_are_real_afterwards():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_an_image_only_file_decodes_without_torch(tmp_path):
-    """`stic decode` of an image-only file (shipped model, its refiner) never imports torch (~1.5 s
-    of a cold start): symbols in numpy with CompressAI's rANS extension alone, float networks on
-    ONNX Runtime; the same pixels as in a process that holds the torch model."""
+@pytest.mark.parametrize("caption", [None, "A test card, its colours in bands."])
+def test_a_file_decodes_without_torch(tmp_path, caption):
+    """`stic decode` (shipped model, its refiner, with or without a caption coded by the exact LM
+    engine) never imports torch (~1.5 s of a cold start): symbols in numpy with CompressAI's rANS
+    extension alone, float networks and the LM's int8 products on ONNX Runtime; the same pixels
+    and caption as in a process that holds the torch model."""
     from stic import pipeline
 
     image = fc.sample_image(64, 96, 7)
-    encoded = pipeline.encode(image, model="stic-q2")  # its default refiner
+    encoded = pipeline.encode(image, model="stic-q2", caption=caption)  # its default refiner
     path = tmp_path / "a.stic"
     path.write_bytes(encoded.data)
     code = f"""
 import sys
 from stic.cli import main
 main(["decode", {str(path)!r}, "-o", {str(tmp_path / "a.png")!r}])
-assert "torch" not in sys.modules, "torch was imported"
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "torch was imported"
 assert "compressai.ans" in sys.modules and "compressai" not in sys.modules
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     decoded = np.asarray(Image.open(tmp_path / "a.png"))
-    held = pipeline.decode(encoded.data).image  # in this process, where torch is loaded
-    assert np.array_equal(decoded, held)
+    held = pipeline.decode(encoded.data)  # in this process, where torch is loaded
+    assert np.array_equal(decoded, held.image)
+    assert held.caption == caption and (caption is None or f"caption: {caption}" in out.stdout)

@@ -80,7 +80,7 @@ def test_prefix_of_another_model_is_refused(trained):
 
 def test_prefix_of_the_wrong_shape_is_refused(lm, trained):
     keys = trained[0].keys[..., :4]  # head dim 4, the model's is 8
-    wrong = LearnedPrefix(keys, keys.clone(), trained[0].model_digest)
+    wrong = LearnedPrefix(keys, keys.copy(), trained[0].model_digest)
     with pytest.raises(ModelMismatchError, match="shape"):
         LMArithmeticCoder(lm, preamble="tuned", learned=wrong)
 

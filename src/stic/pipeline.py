@@ -12,6 +12,7 @@ image, per candidate image model, since x̂ depends on it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from dataclasses import dataclass, replace
@@ -555,24 +556,25 @@ class _Beside:
     Why: the exact LM engine spends a core on a caption (~0.3 s to code a Kodak caption, ~2 s to
     decode one) while the image codec and the refiner mostly wait on their own convolutions; on a
     second thread the two overlap. Only work whose result cannot depend on threads belongs here.
-    The thread runs torch on one thread and is a daemon, so a call that fails elsewhere, or Ctrl-C,
-    does not wait for it. Its error is raised by `result()`."""
+    The thread runs torch, where the caller has imported it, on one thread (the exact engine needs
+    no torch: decoding a caption beside a torch-free image decode imports none). It is a daemon,
+    so a call that fails elsewhere, or Ctrl-C, does not wait for it. Its error is raised by
+    `result()`."""
 
     def __init__(self, work, name: str):
         self._work, self._value, self._error = work, None, None
         # torch keeps a thread count per thread, copied from a process-wide default on a thread's
         # first use, and set_num_threads on the worker also sets that default: a caller that uses
-        # torch has its count read first so that it stays its own. A caller that has not imported
-        # torch leaves the import to the worker (~1.5 s, beside the image's torch-free decoding).
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            torch.get_num_threads()
+        # torch has its count read first so that it stays its own.
+        self._torch = sys.modules.get("torch")
+        if self._torch is not None:
+            self._torch.get_num_threads()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            with fixed_threads(1):
+            with fixed_threads(1) if self._torch is not None else contextlib.nullcontext():
                 self._value = self._work()
         except BaseException as error:  # handed to the caller by result()
             self._error = error

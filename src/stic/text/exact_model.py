@@ -157,7 +157,7 @@ class ExactLanguageModel:
                 learned.check_model(self)
             state = exact_lm.ExactState(self.decoder, len(prefix) + 256 + (learned.length if learned else 0))
             if learned is not None:
-                state.load_prefix(learned.keys.numpy(), learned.values.numpy())
+                state.load_prefix(learned.keys, learned.values)
             logits = self.decoder.forward(state, list(prefix))[-1]
             self._prefix_memo = (key, (state, logits))
         state, logits = self._prefix_memo[1]
@@ -218,7 +218,15 @@ def source_path(name: str) -> Path:
 
 def load_exact(name: str) -> ExactLanguageModel:
     """Load a model for the exact engine: from the cache when converted before, else converted
-    (a few seconds) and cached."""
+    (a few seconds) and cached. Imports neither torch nor transformers once converted."""
+    from stic.text.offline_models import OFFLINE_MODELS
+
+    if not supports(name) and name not in OFFLINE_MODELS:
+        raise ModelNotFoundError(
+            f"the exact caption engine cannot run {name!r} (it reads GGUF files and local "
+            "Llama, Qwen2 and Gemma 3 folders); `lm-float:MODEL` codes with the float engine, "
+            "whose files decode only on the machine class that wrote them"
+        )
     path = source_path(name)
     display = name if name in OFFLINE_GGUF or name in _OFFLINE_ASSEMBLED else (path.stem if path.suffix == ".gguf" else path.name)
     cached = _cache_path(path, display)

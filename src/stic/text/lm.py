@@ -185,7 +185,7 @@ class LanguageModel:
         cache = DynamicCache(config=self.model.config)
         if learned is not None:
             for layer, (keys, values) in enumerate(zip(learned.keys, learned.values, strict=True)):
-                cache.update(keys[None].clone(), values[None].clone(), layer)
+                cache.update(torch.from_numpy(keys[None].copy()), torch.from_numpy(values[None].copy()), layer)
         return cache, _forward_last(self.model, prefix, cache)
 
     def digest(self) -> bytes:
@@ -240,12 +240,6 @@ def load_lm(name: str, engine: str = "exact"):
     if engine == "exact":
         from stic.text import exact_model
 
-        if not exact_model.supports(name) and name not in OFFLINE_MODELS:
-            raise ModelNotFoundError(
-                f"the exact caption engine cannot run {name!r} (it reads GGUF files and local "
-                "Llama, Qwen2 and Gemma 3 folders); `lm-float:MODEL` codes with the float engine, "
-                "whose files decode only on the machine class that wrote them"
-            )
         return exact_model.load_exact(name)
     source = None
     if name in OFFLINE_MODELS:

@@ -223,8 +223,8 @@ class LeanDecoder:
         state = LeanState(self, skip + len(prefix_ids) + capacity)
         if learned is not None:
             for i, (keys, values) in enumerate(zip(learned.keys, learned.values, strict=True)):
-                state.keys[i][:, :, :skip] = keys.transpose(1, 2)
-                state.values[i][:, :skip] = values
+                state.keys[i][:, :, :skip] = torch.from_numpy(keys).transpose(1, 2)
+                state.values[i][:, :skip] = torch.from_numpy(values)
             state.length = skip
         state.logits = self.forward(state, prefix_ids)
         return state

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from stic.errors import InputError, ModelMismatchError, ModelNotFoundError
 
@@ -28,11 +28,16 @@ _FORMAT = "stic-lm-prefix/1"
 @dataclass(frozen=True)
 class LearnedPrefix:
     """Per-layer keys and values [layers, kv heads, positions, head dim] (keys after rotary
-    embedding), and the digest of the model they were trained for."""
+    embedding), and the digest of the model they were trained for. Held as float32 numpy arrays
+    (torch tensors given are converted), so that decoding a caption needs no torch."""
 
-    keys: torch.Tensor
-    values: torch.Tensor
+    keys: np.ndarray
+    values: np.ndarray
     model_digest: str  # hex of the model's identity digest (`digest()` of its language model)
+
+    def __post_init__(self):
+        for name in ("keys", "values"):
+            object.__setattr__(self, name, np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float32)))
 
     @property
     def length(self) -> int:
@@ -47,7 +52,7 @@ class LearnedPrefix:
         h = hashlib.blake2b(digest_size=8)
         for tensor in (self.keys, self.values):
             h.update(str(tuple(tensor.shape)).encode())
-            h.update(tensor.to(torch.float32).contiguous().numpy().tobytes())
+            h.update(tensor.tobytes())
         return h.digest()
 
     def check_model(self, lm) -> None:
@@ -68,13 +73,12 @@ class LearnedPrefix:
 
     def save(self, path: Path) -> None:
         """fp16 safetensors with the model digest in the metadata (written atomically)."""
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         path = Path(path)
         partial = path.with_name(path.name + ".partial")
         save_file(
-            {"keys": self.keys.to(torch.float16).contiguous(),
-             "values": self.values.to(torch.float16).contiguous()},
+            {"keys": self.keys.astype(np.float16), "values": self.values.astype(np.float16)},
             str(partial),
             metadata={"format": _FORMAT, "model_digest": self.model_digest},
         )  # fmt: skip
@@ -89,14 +93,14 @@ def load_prefix(path: Path | str) -> LearnedPrefix:
     if not path.is_file():
         raise ModelNotFoundError(f"learned prefix not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="np") as f:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
         raise InputError(f"{path} is not a learned-prefix file (safetensors): {exc}") from exc
     if metadata.get("format") != _FORMAT or set(tensors) != {"keys", "values"}:
         raise InputError(f"{path} is not a stic learned-prefix file (format {_FORMAT})")
-    keys, values = tensors["keys"].to(torch.float32), tensors["values"].to(torch.float32)
+    keys, values = tensors["keys"].astype(np.float32), tensors["values"].astype(np.float32)
     if keys.ndim != 4 or keys.shape != values.shape:
         raise InputError(f"{path}: keys and values must share one 4-d shape")
     return LearnedPrefix(keys, values, metadata.get("model_digest", ""))

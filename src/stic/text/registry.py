@@ -79,10 +79,14 @@ LOADED_LMS = ModelCache("caption language models", maxsize=4)
 
 def _load_lm(model: str, engine: str = "exact"):
     """Models are loaded once per process (the bench runs several methods on the same LM), keyed by
-    resolved path for local files and folders."""
+    resolved path for local files and folders. The exact engine's models load without torch."""
+    key = model_key(model)
+    if engine == "exact":
+        from stic.text.exact_model import load_exact
+
+        return LOADED_LMS.get((key, engine), lambda: load_exact(key))
     from stic.text.lm import load_lm
 
-    key = model_key(model)
     return LOADED_LMS.get((key, engine), lambda: load_lm(key, engine=engine))
 
 
