@@ -1,9 +1,9 @@
 """The caption LM's int8 matrix products, exact on every CPU, on ONNX Runtime's MatMulInteger.
 
 Why not `torch._int_mm`: on CPUs without VNNI (AVX2 laptops, AVX-512 before Cascade Lake, older
-AMD) torch >= 2.6 falls back to a plain loop, ~60x slower, because oneDNN's kernels there multiply
-byte pairs with vpmaddubsw, which saturates at 16 bits (torch < 2.6, or oneDNN capped with
-ONEDNN_MAX_CPU_ISA, computed other logits). ONNX Runtime's MLAS has fast kernels on every ISA,
+AMD) torch >= 2.6 falls back to a plain loop (~6x slower per token here), because oneDNN's kernels
+there multiply byte pairs with vpmaddubsw, which saturates at 16 bits (torch < 2.6, or oneDNN
+capped with ONEDNN_MAX_CPU_ISA, computed other logits). ONNX Runtime's MLAS has fast kernels on every ISA,
 and this module feeds them only inputs no kernel can saturate on:
 
 * the activations q (|q| <= 127) go in as two unsigned rows, q+ = max(q, 0) and q- = max(-q, 0),
@@ -15,7 +15,7 @@ and this module feeds them only inputs no kernel can saturate on:
 
 Both rows go in one product, so the weights are read once. Measured under `qemu-x86_64 -cpu
 Haswell` (MLAS's AVX2 kernels): this form is exact where the zero-point form (q + 128, unsigned)
-loses 1,239 of 6,144 outputs on extreme values (tests/test_int8_product.py).
+lost 1,239 of 1,248 outputs on extreme values (tests/test_emulated_cpu.py).
 """
 
 from __future__ import annotations
