@@ -431,7 +431,7 @@ def resolve_models(
     A text coder that `needs_image` is checked here and given x̂ by `decode_file`. An exact-LM
     caption whose model this machine's fingerprint table names gets a coder that loads the model
     when it decodes (stic.text.registry.deferred_coder_for_section): beside the image, so that a
-    cold decode imports torch and loads the LM while x̂ is decoded.
+    cold decode loads the LM while x̂ is decoded.
     `text_prefix`: the learned-prefix file the caption was coded with, if not the shipped one;
     `held`: a pipeline whose parts are used wherever a section names them (the same codec id and
     fingerprint), before any registry is asked."""

@@ -151,7 +151,7 @@ def model_for_fingerprint(codec_id: int, fingerprint: bytes) -> str | None:
 def deferred_coder_for_section(codec_id: int, fingerprint: bytes) -> TextCoder | None:
     """For an exact-LM caption whose model this machine has built a coder for (the fingerprint
     table names it): a coder that resolves and loads that model when it first decodes, so that a
-    decoder can load the LM, and import torch, beside the image. Otherwise None: resolve it now with
+    decoder can load the LM beside the image. Otherwise None: resolve it now with
     `text_coder_for_section`. A table entry that no longer holds fails there, on first decode."""
     if codec_id != codecs.TEXT_LM_EXACT or model_for_fingerprint(codec_id, fingerprint) is None:
         return None
