@@ -32,6 +32,14 @@ def test_int8_products_are_exact_on_extreme_and_random_values(rows):
     assert np.array_equal(got, q.astype(np.int64) @ w.T.astype(np.int64))
 
 
+def test_a_layer_too_wide_for_int32_sums_is_refused():
+    from stic.errors import ModelNotFoundError
+    from stic.text.int8_product import MAX_IN_FEATURES, Int8Matrix
+
+    with pytest.raises(ModelNotFoundError, match="too wide"):
+        Int8Matrix(np.zeros((1, MAX_IN_FEATURES), dtype=np.int8))
+
+
 def test_exp_table_is_exp_to_one_unit():
     d = np.arange(0, 23 << fp.EXP_IN_BITS, 37, dtype=np.int64)
     expected = np.array([math.exp(-x / 4096) * 2**30 for x in d.tolist()])

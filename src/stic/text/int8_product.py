@@ -23,9 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from stic.decode_graphs import open_graph
+from stic.errors import ModelNotFoundError
 from stic.paths import cache_dir
 
 GRAPH_VERSION = 1
+MAX_IN_FEATURES = 1 << 17  #: 127^2 * 2^17 < 2^31: the int32 sums cannot overflow below this
 
 
 class Int8Matrix:
@@ -33,6 +35,11 @@ class Int8Matrix:
 
     def __init__(self, codes: np.ndarray):
         out_features, in_features = codes.shape
+        if in_features >= MAX_IN_FEATURES:
+            raise ModelNotFoundError(
+                f"a linear layer with {in_features} inputs is too wide for the exact caption engine "
+                f"(int32 sums are exact below {MAX_IN_FEATURES} inputs); `lm-float:MODEL` runs it"
+            )
         self.out_features = out_features
         self._weights = np.ascontiguousarray(codes.T)  # MatMulInteger's [K, N]; must outlive the session
         path = cache_dir() / "graphs" / f"int8-product-{in_features}x{out_features}-v{GRAPH_VERSION}.onnx"
