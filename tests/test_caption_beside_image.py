@@ -184,7 +184,7 @@ def test_the_callers_torch_thread_count_stays_its_own():
 
 def test_a_caption_model_known_by_fingerprint_loads_beside_the_image(data, monkeypatch):
     """The fingerprint table names the caption's model (this machine coded with it): the decoder
-    resolves and loads it on the caption's thread, where it also imports torch; an unknown
+    resolves and loads it on the caption's thread; an unknown
     fingerprint is resolved up front, before anything is decoded."""
     from stic.container import SECTION_CAPTION, unpack
 

@@ -36,14 +36,19 @@ def session(kind: str, digest: bytes, build: Callable[[], bytes]):
     return SESSIONS.get(key, lambda: open_graph(cache_dir() / "graphs" / f"{key}.onnx", build))
 
 
-def open_graph(path: Path, build: Callable[[], bytes], threads: int | None = None, external: Mapping | None = None):
+def open_graph(
+    path: Path, build: Callable[[], bytes], threads: int | None = None, external: Mapping | None = None,
+    arena: bool = True,
+):  # fmt: skip
     """A session on the graph cached at `path`; a missing or unreadable one (a damaged cache, a
     graph from an ONNX Runtime that reads no more) is built again first. `external` gives the
     arrays of initialisers the graph declares as external data (used in place, not copied into
-    the graph); `threads` the intra-op threads (default: every core this process may use)."""
+    the graph); `threads` the intra-op threads (default: every core this process may use);
+    `arena=False` frees each run's buffers instead of keeping the largest in a memory arena."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    options.enable_cpu_mem_arena = arena
     options.intra_op_num_threads = threads or available_cores()
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: a damaged cache is handled below

@@ -152,15 +152,16 @@ class ExactLanguageModel:
         if not prefix:
             raise ValueError("session needs a non-empty prefix (e.g. BOS)")
         key = (prefix, None if learned is None else learned.digest())
-        if self._prefix_memo is None or self._prefix_memo[0] != key:
+        memo = self._prefix_memo  # one read: another thread may replace it meanwhile
+        if memo is None or memo[0] != key:
             if learned is not None:
                 learned.check_model(self)
             state = exact_lm.ExactState(self.decoder, len(prefix) + 256 + (learned.length if learned else 0))
             if learned is not None:
                 state.load_prefix(learned.keys, learned.values)
-            logits = self.decoder.forward(state, list(prefix))[-1]
-            self._prefix_memo = (key, (state, logits))
-        state, logits = self._prefix_memo[1]
+            memo = (key, (state, self.decoder.forward(state, list(prefix))[-1]))
+            self._prefix_memo = memo
+        state, logits = memo[1]
         return ExactSession(self.decoder, state.clone(), logits)
 
 

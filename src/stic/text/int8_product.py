@@ -43,8 +43,10 @@ class Int8Matrix:
         self.out_features = out_features
         self._weights = np.ascontiguousarray(codes.T)  # MatMulInteger's [K, N]; must outlive the session
         path = cache_dir() / "graphs" / f"int8-product-{in_features}x{out_features}-v{GRAPH_VERSION}.onnx"
+        # no arena: it would keep each matrix's largest output (a long pass's [2 rows, vocab] for
+        # the head) for as long as the model is loaded, and a long pass ran slower with it
         self._session = open_graph(
-            path, lambda: _graph(in_features, out_features), threads=1, external={"w": self._weights}
+            path, lambda: _graph(in_features, out_features), threads=1, external={"w": self._weights}, arena=False
         )
 
     def __call__(self, q: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "prefixes"
 _FORMAT = "stic-lm-prefix/1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LearnedPrefix:
     """Per-layer keys and values [layers, kv heads, positions, head dim] (keys after rotary
     embedding), and the digest of the model they were trained for. Held as float32 numpy arrays
@@ -37,7 +37,10 @@ class LearnedPrefix:
 
     def __post_init__(self):
         for name in ("keys", "values"):
-            object.__setattr__(self, name, np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float32)))
+            value = getattr(self, name)
+            if hasattr(value, "detach"):  # a torch tensor, maybe one being trained
+                value = value.detach().cpu().numpy()
+            object.__setattr__(self, name, np.ascontiguousarray(np.asarray(value, dtype=np.float32)))
 
     @property
     def length(self) -> int:
