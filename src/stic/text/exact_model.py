@@ -220,9 +220,7 @@ def source_path(name: str) -> Path:
 def load_exact(name: str) -> ExactLanguageModel:
     """Load a model for the exact engine: from the cache when converted before, else converted
     (a few seconds) and cached. Imports neither torch nor transformers once converted."""
-    from stic.text.offline_models import OFFLINE_MODELS
-
-    if not supports(name) and name not in OFFLINE_MODELS:
+    if not supports(name):  # the offline defaults included
         raise ModelNotFoundError(
             f"the exact caption engine cannot run {name!r} (it reads GGUF files and local "
             "Llama, Qwen2 and Gemma 3 folders); `lm-float:MODEL` codes with the float engine, "
