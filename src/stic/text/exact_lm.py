@@ -87,8 +87,8 @@ class IntLinear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         q, scales = fp.quantise_rows(x)
-        acc = self.product(q)  # |acc| < 127^2 K < 2^31
-        product = acc * self.mantissa * fp.per_row([m for m, _ in scales])  # < 2^27 * 2^15.1 * 2^15
+        product = self.product(q) * self.mantissa  # |acc| < 127^2 K < 2^31
+        product *= fp.per_row([m for m, _ in scales])  # < 2^27 * 2^15.1 * 2^15
         y = fp.row_shift_round(product, [e + self.base for _, e in scales])
         return y if self.bias is None else y + self.bias
 

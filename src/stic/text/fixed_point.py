@@ -171,7 +171,8 @@ def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits
 
 
 def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Symmetric int8 codes of each row of int64 x: x ~ q * mantissa * 2^exponent / 127.
+    """Symmetric int8 codes (|q| <= 127, held in int64) of each row of int64 x:
+    x ~ q * mantissa * 2^exponent / 127.
 
     The row scale is max|x| rounded up to a mantissa <= 2^15 times a power of two, so |q| <= 127
     and the products downstream stay below 2^63. The codes are round(x * R / 2^40) with
@@ -184,7 +185,10 @@ def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
         mantissa = max(1, -(-peak >> exponent))  # ceil(peak / 2^exponent)
         scales.append((mantissa, exponent))
         factors.append((127 << 40) // (mantissa << exponent))
-    return ((x * per_row(factors) + (1 << 39)) >> 40).astype(np.int8), scales
+    codes = x * per_row(factors)
+    codes += 1 << 39
+    codes >>= 40
+    return codes, scales
 
 
 @functools.cache

@@ -50,10 +50,13 @@ class Int8Matrix:
         )
 
     def __call__(self, q: np.ndarray) -> np.ndarray:
-        """q W^T as int32 [rows, out] for int8 rows q [rows, in] with |q| <= 127."""
-        halves = np.concatenate((np.maximum(q, 0), np.maximum(-q, 0))).view(np.uint8)
+        """q W^T as int32 [rows, out] for integer rows q [rows, in] with |q| <= 127."""
+        rows = len(q)
+        halves = np.empty((2 * rows, q.shape[1]), np.uint8)
+        np.maximum(q, 0, out=halves[:rows], casting="unsafe")  # q+
+        np.subtract(halves[:rows], q, out=halves[rows:], casting="unsafe")  # q- = q+ - q
         acc = self._session.run(None, {"q": halves})[0]
-        return acc[: len(q)] - acc[len(q) :]
+        return acc[:rows] - acc[rows:]
 
 
 def _graph(in_features: int, out_features: int) -> bytes:
