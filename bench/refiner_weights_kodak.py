@@ -5,7 +5,7 @@ LPIPS-Alex and DISTS against the original. Files without caption; bpp from their
     python bench/refiner_weights_kodak.py --model stic-q2 --a realesrgan-stic --b realesrgan-stic-q2
     python bench/refiner_weights_kodak.py --b runs/ref2/export.safetensors     # a candidate file
 
-Writes results/refiner_weights_kodak_<model>.json.
+Writes results/refiner_weights_kodak_<model>.json (or --out).
 """
 
 import argparse
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--a", default="realesrgan-stic", help="shipped refiner name or .safetensors file")
     parser.add_argument("--b", default="realesrgan-stic-q2", help="shipped refiner name or .safetensors file")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="default: results/refiner_weights_kodak_<model>.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     refiners = {"a": refiner(args.a), "b": refiner(args.b)}
@@ -57,7 +58,7 @@ def main() -> None:
         print(row, flush=True)
     mean = {k: round(statistics.mean(r[k] for r in rows), 4) for k in rows[0] if k != "image"}
     report = {"model": args.model, "a": args.a, "b": args.b, "mean": mean, "images": rows}
-    out = ROOT / "results" / f"refiner_weights_kodak_{args.model}.json"
+    out = args.out or ROOT / "results" / f"refiner_weights_kodak_{args.model}.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(mean))
 
