@@ -85,14 +85,26 @@ def _exp_table() -> np.ndarray:
 
 def sigmoid(x: np.ndarray, bits: int) -> np.ndarray:
     """2^16 / (1 + exp(-x)) for int64 x in units of 2^-bits: round_div(2^46, 2^30 + exp_neg(|x|))
-    looked up in a table of it (every |x| below exp_neg's cutoff; 2^16 from there on)."""
-    positive = np.take(_sigmoid_table(), shift_round(np.abs(x), EXP_IN_BITS - bits), mode="clip")
-    return np.where(x >= 0, positive, (1 << SIGMOID_BITS) - positive)
+    for x >= 0 and 2^16 minus that for x < 0, |x| taken to exp_neg's units with `shift_round`.
+    One lookup in a table of it over both signs (every |x| below exp_neg's cutoff; 2^16 and 0
+    from there on)."""
+    shift = EXP_IN_BITS - bits
+    if shift >= 0:
+        index = x << shift
+    else:  # shift_round(|x|) with its sign back: (x + h) >> r, and (x + h - 1) >> r below zero
+        index = x + ((1 << (-shift - 1)) + (_SIGMOID_MIDDLE << -shift))
+        index -= x < 0
+        return np.take(_signed_sigmoid_table(), index >> -shift, mode="clip")
+    return np.take(_signed_sigmoid_table(), index + _SIGMOID_MIDDLE, mode="clip")
+
+
+_SIGMOID_MIDDLE = (_HI_SIZE - 1) * _EXP_LO  #: the signed table's entry for x = 0
 
 
 @functools.cache
-def _sigmoid_table() -> np.ndarray:
-    return round_div(1 << (EXP_OUT_BITS + SIGMOID_BITS), (1 << EXP_OUT_BITS) + _exp_table())
+def _signed_sigmoid_table() -> np.ndarray:
+    positive = round_div(1 << (EXP_OUT_BITS + SIGMOID_BITS), (1 << EXP_OUT_BITS) + _exp_table())
+    return np.concatenate(((1 << SIGMOID_BITS) - positive[:0:-1], positive))
 
 
 def per_row(values: list[int]):
@@ -158,13 +170,18 @@ def rms_norm(x: np.ndarray, in_bits: int, weight: np.ndarray, eps: int, out_bits
     shape = x.shape
     rows = x.reshape(-1, shape[-1])
     width = shape[-1]
+    cuts = [peak.bit_length() - 24 for peak in np.abs(rows).max(-1).tolist()]
+    if len(cuts) == 1:
+        scaled = rows[0] >> cuts[0] if cuts[0] >= 0 else rows[0] << -cuts[0]
+        sums = [int(np.dot(scaled, scaled))]
+    else:
+        cut = np.array(cuts, dtype=np.int64)[:, None]
+        scaled = np.where(cut >= 0, rows >> np.maximum(cut, 0), rows << np.maximum(-cut, 0))
+        sums = (scaled * scaled).sum(-1).tolist()
     shifts, roots = [], []
-    for row, peak in zip(rows, np.abs(rows).max(-1).tolist(), strict=True):
-        t = peak.bit_length() - 24
-        scaled = row >> t if t >= 0 else row << -t
-        mean_square = int(np.dot(scaled, scaled)) // width
+    for t, total in zip(cuts, sums, strict=True):
         eps_scaled = shift_round(eps, 2 * in_bits - 2 * t - 60)
-        roots.append(max(1, math.isqrt(mean_square + eps_scaled)))
+        roots.append(max(1, math.isqrt(total // width + eps_scaled)))
         shifts.append(out_bits - 16 - t)
     y = row_shift_round(rows * weight, shifts)
     return round_div(y, per_row(roots)).reshape(shape)
