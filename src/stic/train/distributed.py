@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -52,8 +53,27 @@ def start(device_choice: str = "auto") -> Context:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         # kept for the life of the process: a second train() in the same workers reuses it
-        atexit.register(dist.destroy_process_group)
+        # (gloo cannot re-initialise in the same workers: its peers' stale addresses are refused)
+        atexit.register(_leave)
     return Context(rank, world, device)
+
+
+def _leave(timeout: timedelta = timedelta(seconds=60)) -> None:
+    """Destroy the process group once every rank is ready to.
+
+    Right after the last collective, a fast rank's teardown can close connections that a slower
+    rank's gloo is still draining, and that rank aborts ("terminate called without an active
+    exception" at exit, pytorch/gloo#155). So the ranks first meet on the rendezvous store, which
+    gloo does not use; a rank that never arrives (it failed) delays the others' exit by `timeout`."""
+    if not dist.is_initialized():
+        return
+    store = dist.distributed_c10d._get_default_store()  # no public accessor
+    store.set(f"stic/leaving/{dist.get_rank()}", "1")
+    try:
+        store.wait([f"stic/leaving/{rank}" for rank in range(dist.get_world_size())], timeout)
+    except RuntimeError:  # torch's DistStoreError on timeout: leave anyway
+        pass
+    dist.destroy_process_group()
 
 
 def finish() -> None:
