@@ -107,6 +107,23 @@ def test_rms_norm_and_row_quantisation():
         assert np.abs(restored - x).max() <= np.abs(x).max() / 127
 
 
+def test_rows_quantise_and_normalise_as_they_would_alone():
+    """Many rows (the encoder's batched pass) take the column path, one row (the decoder) the
+    scalar one: the same integers, at every peak's bit length and its neighbours."""
+    rng = np.random.default_rng(3)
+    peaks = [0, 1, 2, 3] + [(1 << k) + d for k in range(2, 46) for d in (-1, 0, 1)]
+    x = rng.integers(-1000, 1001, (len(peaks), 64)) * np.array(peaks)[:, None] // 1000  # within +-peak
+    x[:, 0] = peaks
+    weight = rng.integers(1 << 14, 1 << 17, 64).astype(np.int64)
+    eps = fp.fixed_constant(1e-5, 60)
+    q, scales = fp.quantise_rows(x)
+    normed = fp.rms_norm(x, 16, weight, eps, 12)
+    for i, row in enumerate(x):
+        q_alone, scale_alone = fp.quantise_rows(row[None])
+        assert np.array_equal(q[i], q_alone[0]) and scales[i] == scale_alone[0]
+        assert np.array_equal(normed[i], fp.rms_norm(row[None], 16, weight, eps, 12)[0])
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_exact_engine_agrees_with_the_float_model(family):
     exact, reference = tiny_lm(family=family), tiny_float_lm(family=family, engine="transformers")

@@ -196,13 +196,22 @@ def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
     R = floor(127 * 2^40 / scale): one product and a shift instead of a division per entry.
     Returns the codes and (mantissa, exponent) per row.
     """
-    scales, factors = [], []
-    for peak in np.abs(x).max(-1).tolist():
-        exponent = max(0, peak.bit_length() - 15)
-        mantissa = max(1, -(-peak >> exponent))  # ceil(peak / 2^exponent)
-        scales.append((mantissa, exponent))
-        factors.append((127 << 40) // (mantissa << exponent))
-    codes = x * per_row(factors)
+    peaks = np.abs(x).max(-1)
+    if len(peaks) > 1 and peaks.max() < 1 << 53:  # many rows: the same integers, per column
+        _, bits = np.frexp(peaks.astype(np.float64))  # exact below 2^53: the bit length
+        exponents = np.maximum(0, bits.astype(np.int64) - 15)
+        mantissas = np.maximum(1, -(-peaks >> exponents))
+        scales = list(zip(mantissas.tolist(), exponents.tolist(), strict=True))
+        factors = ((127 << 40) // (mantissas << exponents))[:, None]
+    else:
+        scales, factors = [], []
+        for peak in peaks.tolist():
+            exponent = max(0, peak.bit_length() - 15)
+            mantissa = max(1, -(-peak >> exponent))  # ceil(peak / 2^exponent)
+            scales.append((mantissa, exponent))
+            factors.append((127 << 40) // (mantissa << exponent))
+        factors = per_row(factors)
+    codes = x * factors
     codes += 1 << 39
     codes >>= 40
     return codes, scales
