@@ -19,19 +19,15 @@ from stic.image.io import load_image
 from stic.metrics import compare
 from stic.paths import data_dir
 from stic.pipeline import decode, encode
-from stic.refine.esrgan import SHIPPED, RealESRGANRefiner, load_shipped
+from stic.refine.esrgan import SHIPPED, RealESRGANRefiner
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def refiner(spec: str) -> RealESRGANRefiner:
-    """A shipped refiner by name, or the same decode path (shrink, network, grid filter) with the
-    network from an exported .safetensors file."""
-    if spec in SHIPPED:
-        return RealESRGANRefiner(spec)
-    candidate = RealESRGANRefiner("realesrgan-stic")
-    candidate.net = load_shipped(Path(spec)).eval().requires_grad_(False)
-    return candidate
+    """A shipped refiner by name, or the same decode path with the network of an exported
+    .safetensors file."""
+    return RealESRGANRefiner(spec) if spec in SHIPPED else RealESRGANRefiner.from_file(Path(spec))
 
 
 def main() -> None:

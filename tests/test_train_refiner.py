@@ -72,6 +72,20 @@ def test_two_steps_checkpoint_resume_and_export(data, tmp_path):
         assert torch.allclose(net(x), trained(x), atol=2e-2)
 
 
+def test_an_exported_file_refines_on_the_decoders_path(tmp_path):
+    """RealESRGANRefiner.from_file runs a file's own network (what bench/refiner_weights_kodak.py
+    judges): the shipped file gives the shipped refiner's output, other weights another one."""
+    image = np.random.default_rng(1).integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    shipped = esrgan.RealESRGANRefiner("realesrgan-stic")
+    assert np.array_equal(esrgan.RealESRGANRefiner.from_file(esrgan.shipped_file("realesrgan-stic")).refine(image),
+                          shipped.refine(image))  # fmt: skip
+    torch.manual_seed(0)
+    state = {k: v.half() for k, v in build_network(2).state_dict().items()}
+    save_file(state, str(tmp_path / "other.safetensors"), metadata={"num_conv": "2"})
+    other = esrgan.RealESRGANRefiner.from_file(tmp_path / "other.safetensors")
+    assert other.degrid == shipped.degrid and not np.array_equal(other.refine(image), shipped.refine(image))
+
+
 def test_real_esrgan_pth_is_read_tensors_only(tmp_path):
     state = {k: v for k, v in build_network(1).state_dict().items()}
     torch.save({"params": state}, tmp_path / "ok.pth")

@@ -226,6 +226,18 @@ class RealESRGANRefiner:
         self._fingerprint = fingerprint(variant)
         self._upscale: Callable[[np.ndarray], np.ndarray] | None = None  # built on the first refine
 
+    @classmethod
+    def from_file(cls, path: Path, like: str = "realesrgan-stic") -> RealESRGANRefiner:
+        """`like`'s decode path (shrink, network, grid filter) with the compact network of an
+        exported .safetensors file (stic.train.refiner.export_refiner): to judge a training run's
+        weights the way the decoder would run them, before they ship."""
+        refiner = cls(like)
+        state, _ = shipped_state(path)
+        digest = decode_graphs.digest_of(state)
+        graph = decode_graphs.session("refiner-file", digest, lambda: decode_graphs.compact_graph(state))
+        refiner._upscale = functools.partial(decode_graphs.run, graph)
+        return refiner
+
     def fingerprint(self) -> bytes:
         return self._fingerprint
 
