@@ -27,9 +27,11 @@ def test_int8_products_are_exact_on_extreme_and_random_values(rows):
     w = np.concatenate([rng.choice([-127, 127], size=(64, 1536)), rng.integers(-127, 128, size=(64, 1536))])
     q = np.concatenate([rng.choice([-127, 127], size=(rows, 1536)), rng.integers(-127, 128, size=(rows, 1536))])
     w, q = w.astype(np.int8), q.astype(np.int8)
-    got = Int8Matrix(w)(q)
-    assert got.shape == (2 * rows, 128)
-    assert np.array_equal(got, q.astype(np.int64) @ w.T.astype(np.int64))
+    matrix, expected = Int8Matrix(w), q.astype(np.int64) @ w.T.astype(np.int64)
+    for codes in (q, q.astype(np.int64)):  # int8 codes, and the engine's int64 ones
+        got = matrix(codes)
+        assert got.shape == (2 * rows, 128)
+        assert np.array_equal(got, expected)
 
 
 def test_a_layer_too_wide_for_int32_sums_is_refused():
@@ -122,6 +124,9 @@ def test_rows_quantise_and_normalise_as_they_would_alone():
         q_alone, scale_alone = fp.quantise_rows(row[None])
         assert np.array_equal(q[i], q_alone[0]) and scales[i] == scale_alone[0]
         assert np.array_equal(normed[i], fp.rms_norm(row[None], 16, weight, eps, 12)[0])
+    huge = np.array([[(1 << 54) - 1, 5], [(1 << 53) + 1, -7], [1 << 20, 3]], dtype=np.int64)  # past float64's
+    q, scales = fp.quantise_rows(huge)
+    assert scales == [fp.quantise_rows(row[None])[1][0] for row in huge]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -77,13 +77,16 @@ def test_an_exported_file_refines_on_the_decoders_path(tmp_path):
     judges): the shipped file gives the shipped refiner's output, other weights another one."""
     image = np.random.default_rng(1).integers(0, 256, (40, 36, 3), dtype=np.uint8)
     shipped = esrgan.RealESRGANRefiner("realesrgan-stic")
-    assert np.array_equal(esrgan.RealESRGANRefiner.from_file(esrgan.shipped_file("realesrgan-stic")).refine(image),
-                          shipped.refine(image))  # fmt: skip
+    again = esrgan.RealESRGANRefiner.from_file(esrgan.shipped_file("realesrgan-stic"))
+    assert np.array_equal(again.refine(image), shipped.refine(image))
     torch.manual_seed(0)
     state = {k: v.half() for k, v in build_network(2).state_dict().items()}
     save_file(state, str(tmp_path / "other.safetensors"), metadata={"num_conv": "2"})
     other = esrgan.RealESRGANRefiner.from_file(tmp_path / "other.safetensors")
     assert other.degrid == shipped.degrid and not np.array_equal(other.refine(image), shipped.refine(image))
+    # a file coded with it names its own weights
+    assert again.fingerprint() == shipped.fingerprint()
+    assert other.fingerprint() != shipped.fingerprint()
 
 
 def test_real_esrgan_pth_is_read_tensors_only(tmp_path):

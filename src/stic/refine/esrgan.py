@@ -230,8 +230,10 @@ class RealESRGANRefiner:
     def from_file(cls, path: Path, like: str = "realesrgan-stic") -> RealESRGANRefiner:
         """`like`'s decode path (shrink, network, grid filter) with the compact network of an
         exported .safetensors file (stic.train.refiner.export_refiner): to judge a training run's
-        weights the way the decoder would run them, before they ship."""
+        weights the way the decoder would run them, before they ship. Its fingerprint is the file's,
+        so a file coded with it names these weights, not `like`'s."""
         refiner = cls(like)
+        refiner._fingerprint = hashlib.sha256(Path(path).read_bytes()).digest()[:4]
         state, _ = shipped_state(path)
         digest = decode_graphs.digest_of(state)
         graph = decode_graphs.session("refiner-file", digest, lambda: decode_graphs.compact_graph(state))

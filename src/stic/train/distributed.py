@@ -58,28 +58,36 @@ def start(device_choice: str = "auto") -> Context:
     return Context(rank, world, device)
 
 
+_finished = False  #: this rank's last train() ended normally (finish() was reached)
+
+
 def _leave(timeout: timedelta = timedelta(seconds=60)) -> None:
     """Destroy the process group once every rank is ready to.
 
     Right after the last collective, a fast rank's teardown can close connections that a slower
     rank's gloo is still draining, and that rank aborts ("terminate called without an active
-    exception" at exit, pytorch/gloo#155). So the ranks first meet on the rendezvous store, which
-    gloo does not use; a rank that never arrives (it failed) delays the others' exit by `timeout`."""
+    exception" at exit, pytorch/gloo#155). So ranks that finished first meet on the rendezvous
+    store, which gloo does not use; a rank that failed leaves at once (its peers, waiting on it in a
+    collective, fail as soon as its connections close), and one that never arrives delays the
+    others' exit by `timeout` at most."""
     if not dist.is_initialized():
         return
-    store = dist.distributed_c10d._get_default_store()  # no public accessor
-    store.set(f"stic/leaving/{dist.get_rank()}", "1")
-    try:
-        store.wait([f"stic/leaving/{rank}" for rank in range(dist.get_world_size())], timeout)
-    except RuntimeError:  # torch's DistStoreError on timeout: leave anyway
-        pass
+    if _finished:
+        try:
+            store = dist.distributed_c10d._get_default_store()  # no public accessor
+            store.set(f"stic/leaving/{dist.get_rank()}", "1")
+            store.wait([f"stic/leaving/{rank}" for rank in range(dist.get_world_size())], timeout)
+        except RuntimeError:  # torch's DistStoreError (timeout) or DistNetworkError: leave anyway
+            pass
     dist.destroy_process_group()
 
 
 def finish() -> None:
     """Wait for every rank (rank 0 may still be writing the last checkpoint)."""
+    global _finished
     if _active():
         dist.barrier()
+    _finished = True
 
 
 def _active() -> bool:
