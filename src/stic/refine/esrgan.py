@@ -121,9 +121,13 @@ def _fingerprint(variant: str) -> bytes:
         path = shipped_file(variant)
         if not path.is_file():
             raise ModelNotFoundError(f"refiner {variant!r}: its weights {path} are missing from this installation")
-        return hashlib.sha256(path.read_bytes()).digest()[:4]
-    param, weights = weight_files(variant)
-    return hashlib.sha256(param.read_bytes() + weights.read_bytes()).digest()[:4]
+        return files_fingerprint(path)
+    return files_fingerprint(*weight_files(variant))
+
+
+def files_fingerprint(*paths: Path) -> bytes:
+    """The first 4 bytes of the SHA-256 of the files' bytes, in order."""
+    return hashlib.sha256(b"".join(Path(p).read_bytes() for p in paths)).digest()[:4]
 
 
 def _read_network(variant: str):
@@ -233,7 +237,7 @@ class RealESRGANRefiner:
         weights the way the decoder would run them, before they ship. Its fingerprint is the file's,
         so a file coded with it names these weights, not `like`'s."""
         refiner = cls(like)
-        refiner._fingerprint = hashlib.sha256(Path(path).read_bytes()).digest()[:4]
+        refiner._fingerprint = files_fingerprint(path)
         state, _ = shipped_state(path)
         digest = decode_graphs.digest_of(state)
         graph = decode_graphs.session("refiner-file", digest, lambda: decode_graphs.compact_graph(state))
